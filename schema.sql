@@ -1,0 +1,83 @@
+-- outcall's database schema, applied at start-up.
+--
+-- Each `-- step N` block is one migration. PRAGMA user_version records the last applied step, and a
+-- block is applied once, in its own transaction. An applied step is never edited: a change to the
+-- schema is a new step appended at the end.
+--
+-- Times are unix seconds (UTC) and are shown in the configured time zone by the API; NULL is unset.
+
+-- step 1
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,
+    login         TEXT    NOT NULL UNIQUE,
+    password_hash TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+
+-- A login token is kept only as its SHA-256, so a copy of the database hands out no session.
+CREATE TABLE sessions (
+    token_sha256 TEXT    PRIMARY KEY,
+    user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+
+CREATE TABLE tasks (
+    id                         INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_name                 TEXT    NOT NULL,
+    description                TEXT    NOT NULL DEFAULT '',
+    status                     TEXT    NOT NULL DEFAULT 'init'
+                                   CHECK (status IN ('init', 'running', 'stop', 'done')),
+    cid_number                 TEXT    NOT NULL DEFAULT '',
+    cid_name                   TEXT    NOT NULL DEFAULT '',
+    context                    TEXT    NOT NULL DEFAULT 'context-1',
+    dest_context               TEXT    NOT NULL DEFAULT '',
+    calling_time               INTEGER NOT NULL DEFAULT 30,
+    max_caps                   REAL    NOT NULL DEFAULT 1 CHECK (max_caps > 0),
+    max_concurrency            INTEGER NOT NULL DEFAULT 1 CHECK (max_concurrency > 0),
+    task_start_time            INTEGER,
+    task_end_time              INTEGER,
+    auto_dial                  INTEGER NOT NULL DEFAULT 0,
+    -- 1 while an auto_dial start at task_start_time is still to happen; cleared when it fires,
+    -- on any manual start or stop, and recomputed whenever auto_dial or task_start_time change.
+    auto_dial_pending          INTEGER NOT NULL DEFAULT 0,
+    disable_ring_back          INTEGER NOT NULL DEFAULT 1,
+    auto_record                INTEGER NOT NULL DEFAULT 0,
+    group_confirm_key          TEXT    NOT NULL DEFAULT '',
+    group_confirm_read_timeout INTEGER,
+    group_confirm_file         TEXT    NOT NULL DEFAULT '',
+    action                     TEXT    NOT NULL DEFAULT '',
+    data                       TEXT    NOT NULL DEFAULT '',
+    created_at                 INTEGER NOT NULL,
+    updated_at                 INTEGER NOT NULL,
+    deleted_at                 INTEGER
+);
+-- A name is unique among live tasks only: a deleted task's name may be reused.
+CREATE UNIQUE INDEX tasks_live_name ON tasks (group_name) WHERE deleted_at IS NULL;
+CREATE INDEX tasks_live_status ON tasks (status, id) WHERE deleted_at IS NULL;
+-- The scheduler looks for tasks that start by themselves.
+CREATE INDEX tasks_auto_dial ON tasks (task_start_time) WHERE auto_dial_pending = 1 AND deleted_at IS NULL;
+
+CREATE TABLE numbers (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id         INTEGER NOT NULL REFERENCES tasks (id),
+    dest_number      TEXT    NOT NULL,
+    external_id      TEXT    NOT NULL DEFAULT '',
+    uuid             TEXT    NOT NULL DEFAULT '',
+    call_status      TEXT    NOT NULL DEFAULT 'init'
+                         CHECK (call_status IN ('init', 'calling', 'done', 'stop')),
+    -- The vendor's inverted flag: 1 never dialed, 0 dialed at least once.
+    outbound_call    INTEGER NOT NULL DEFAULT 1,
+    dtmf             TEXT    NOT NULL DEFAULT '',
+    cause            TEXT    NOT NULL DEFAULT '',
+    call_start_time  INTEGER,
+    call_answer_time INTEGER,
+    call_end_time    INTEGER,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    deleted_at       INTEGER
+);
+-- Paging a task's numbers, and the dialer's "next waiting number in id order" / per-status counts.
+CREATE INDEX numbers_by_task ON numbers (group_id, id);
+CREATE INDEX numbers_by_task_status ON numbers (group_id, call_status, id);

@@ -1,0 +1,180 @@
+//! Reading request bodies and query strings, and checking each field with a message that names it.
+//! Writes accept numbers and numeric strings alike, as XSwitch clients send both.
+
+use actix_web::{http::StatusCode, web, HttpRequest};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, ApiResult};
+use crate::db::Page;
+
+pub const MAX_PER_PAGE: u32 = 10_000;
+const DEFAULT_PER_PAGE: u32 = 20;
+
+/// The whole body, refused with 413 past `limit` bytes.
+pub async fn read_body(payload: web::Payload, limit: usize) -> ApiResult<web::Bytes> {
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => Err(ApiError::bad_request(format!("could not read the request body: {error}"))),
+        Err(_) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is over the limit of {limit} bytes"),
+        )),
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty; a JSON object is expected"));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+}
+
+/// A JSON object body.
+pub fn json_object(body: &[u8]) -> ApiResult<Map<String, Value>> {
+    match parse_json::<Value>(body)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::bad_request("the request body must be a JSON object")),
+    }
+}
+
+/// A JSON object body, or a form-encoded one. Decided by the body itself, not the content type:
+/// `curl -d '{…}'` labels JSON as a form.
+pub fn json_or_form_object(body: &[u8]) -> ApiResult<Map<String, Value>> {
+    if body.trim_ascii_start().starts_with(b"{") {
+        return json_object(body);
+    }
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(body).map_err(|e| ApiError::bad_request(format!("malformed form body: {e}")))?;
+    Ok(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+}
+
+pub fn query_pairs(request: &HttpRequest) -> ApiResult<Vec<(String, String)>> {
+    serde_urlencoded::from_str(request.query_string())
+        .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))
+}
+
+fn query_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+}
+
+/// A query parameter; an empty value counts as absent, as form-built URLs send `name=`.
+pub fn query_text(pairs: &[(String, String)], name: &str) -> Option<String> {
+    query_value(pairs, name).filter(|value| !value.is_empty()).map(str::to_owned)
+}
+
+/// `page` (1-based, default 1) and `perPage` (default 20, at most 10000).
+pub fn page(pairs: &[(String, String)]) -> ApiResult<Page> {
+    let positive = |name: &str, default: u32, max: u32| -> ApiResult<u32> {
+        match query_value(pairs, name).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| ApiError::bad_request(format!("{name} must be an integer from 1 to {max}, not {text:?}"))),
+        }
+    };
+    Ok(Page { number: positive("page", 1, i32::MAX as u32)?, per_page: positive("perPage", DEFAULT_PER_PAGE, MAX_PER_PAGE)? })
+}
+
+/// `{id}` of a path.
+pub fn path_id(text: &str) -> ApiResult<i64> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("id must be a positive integer, not {text:?}")))
+}
+
+fn type_error(field: &str, expected: &str, value: &Value) -> ApiError {
+    ApiError::bad_request(format!("{field} must be {expected}, not {value}"))
+}
+
+/// A string field; a number is taken as its decimal text, `null` as empty.
+pub fn text(field: &str, value: &Value, max_chars: usize) -> ApiResult<String> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Null => String::new(),
+        other => return Err(type_error(field, "a string", other)),
+    };
+    let chars = text.chars().count();
+    if chars > max_chars {
+        return Err(ApiError::bad_request(format!("{field} is {chars} characters long; at most {max_chars} are allowed")));
+    }
+    Ok(text)
+}
+
+/// An integer field given as a JSON integer or a string of one, within `min..=max`.
+pub fn integer(field: &str, value: &Value, min: i64, max: i64) -> ApiResult<i64> {
+    let parsed = match value {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)),
+        Value::String(s) => s.trim().parse::<i64>().ok().filter(|_| !s.trim().is_empty()),
+        _ => None,
+    };
+    let n = parsed.ok_or_else(|| type_error(field, "an integer", value))?;
+    if !(min..=max).contains(&n) {
+        return Err(ApiError::bad_request(format!("{field} must be from {min} to {max}, not {n}")));
+    }
+    Ok(n)
+}
+
+/// A positive number (fractions allowed) given as a JSON number or a numeric string, at most `max`.
+pub fn positive_number(field: &str, value: &Value, max: f64) -> ApiResult<f64> {
+    let parsed = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|f| f.is_finite());
+    let n = parsed.ok_or_else(|| type_error(field, "a number", value))?;
+    if n <= 0.0 || n > max {
+        return Err(ApiError::bad_request(format!("{field} must be greater than 0 and at most {max}, not {n}")));
+    }
+    Ok(n)
+}
+
+/// A 0/1 switch: 0, 1, "0", "1", true or false.
+pub fn flag(field: &str, value: &Value) -> ApiResult<i64> {
+    match value {
+        Value::Bool(b) => Ok(*b as i64),
+        Value::String(s) if s == "true" => Ok(1),
+        Value::String(s) if s == "false" => Ok(0),
+        _ => integer(field, value, 0, 1).map_err(|_| type_error(field, "0 or 1", value)),
+    }
+}
+
+/// An id given as a number or a numeric string.
+pub fn id(field: &str, value: &Value) -> ApiResult<i64> {
+    integer(field, value, 1, i64::MAX).map_err(|_| type_error(field, "a task id (a positive integer)", value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_and_numeric_strings_alike() {
+        assert_eq!(integer("calling_time", &json!(30), 5, 300), Ok(30));
+        assert_eq!(integer("calling_time", &json!("30"), 5, 300), Ok(30));
+        assert_eq!(integer("calling_time", &json!(30.0), 5, 300), Ok(30));
+        assert!(integer("calling_time", &json!("30s"), 5, 300).unwrap_err().message.contains("calling_time"));
+        assert!(integer("calling_time", &json!(""), 5, 300).is_err());
+        assert!(integer("calling_time", &json!(4), 5, 300).is_err());
+        assert_eq!(positive_number("max_caps", &json!("0.2"), 1000.0), Ok(0.2));
+        assert!(positive_number("max_caps", &json!(0), 1000.0).is_err());
+        assert!(positive_number("max_caps", &json!(-1), 1000.0).is_err());
+        assert_eq!(flag("auto_dial", &json!(true)), Ok(1));
+        assert_eq!(flag("auto_dial", &json!("0")), Ok(0));
+        assert!(flag("auto_dial", &json!(2)).is_err());
+    }
+
+    #[test]
+    fn text_limits_count_characters() {
+        assert_eq!(text("cid_name", &json!("张三"), 2), Ok("张三".into()));
+        assert!(text("cid_name", &json!("张三丰"), 2).is_err());
+        assert_eq!(text("cid_number", &json!(1000), 64), Ok("1000".into()));
+        assert!(text("cid_number", &json!([1]), 64).is_err());
+    }
+}

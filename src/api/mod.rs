@@ -1,0 +1,152 @@
+//! The HTTP API: XSwitch's `/api/out_call_tasks` contract, sessions, health, and the admin page.
+
+pub mod error;
+mod input;
+mod numbers;
+mod sessions;
+mod tasks;
+
+use std::time::Instant;
+
+use actix_web::{
+    body::{BoxBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    http::{header, Method, StatusCode},
+    middleware::{from_fn, Next},
+    web, HttpMessage, HttpRequest, HttpResponse,
+};
+use serde_json::json;
+
+use self::error::ApiError;
+use crate::{auth, clock::TimeZone, db::Db, dialer::DialerHandle, web_assets};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub db: Db,
+    pub time_zone: TimeZone,
+    pub token_ttl_seconds: i64,
+    pub body_limit: usize,
+    pub dialer: DialerHandle,
+}
+
+/// The token a request was authenticated with.
+#[derive(Debug, Clone)]
+pub struct BearerToken(pub String);
+
+/// Registers every route; `state` is shared by all workers.
+pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    config
+        .app_data(state)
+        .route("/healthz", web::get().to(health))
+        .service(
+            web::scope("/api")
+                .wrap(from_fn(require_token))
+                .service(
+                    resource("/sessions")
+                        .route(web::post().to(sessions::log_in))
+                        .route(web::delete().to(sessions::log_out)),
+                )
+                .service(
+                    resource("/out_call_tasks")
+                        .route(web::get().to(tasks::list))
+                        .route(web::post().to(tasks::create))
+                        .route(web::put().to(tasks::start_or_stop)),
+                )
+                .service(resource("/out_call_tasks/clone").route(web::post().to(tasks::clone)))
+                .service(
+                    resource("/out_call_tasks/{id}")
+                        .route(web::get().to(tasks::get))
+                        .route(web::put().to(tasks::update))
+                        .route(web::delete().to(tasks::delete)),
+                )
+                .service(resource("/out_call_tasks/{id}/import").route(web::post().to(numbers::import)))
+                .service(resource("/out_call_tasks/{id}/numbers").route(web::get().to(numbers::list)))
+                .service(resource("/out_call_tasks/{id}/download").route(web::get().to(numbers::download)))
+                .default_service(web::to(unknown_route)),
+        )
+        .route("/", web::get().to(web_assets::serve))
+        .route("/{path:.*}", web::get().to(web_assets::serve))
+        .default_service(web::to(unknown_route));
+}
+
+/// A resource whose unsupported methods answer 405 in the envelope.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn unknown_route(request: HttpRequest) -> HttpResponse {
+    error_response(ApiError::not_found(format!("no such route: {} {}", request.method(), request.path())))
+}
+
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    error_response(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", request.method(), request.path()),
+    ))
+}
+
+fn error_response(error: ApiError) -> HttpResponse {
+    actix_web::ResponseError::error_response(&error)
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    match state.db.schema_version().await {
+        Ok(version) => HttpResponse::Ok().json(json!({ "status": "ok", "schema_version": version })),
+        Err(error) => {
+            tracing::error!(%error, "health check failed");
+            HttpResponse::ServiceUnavailable().json(json!({ "code": 503, "message": "the database is not usable" }))
+        }
+    }
+}
+
+/// The token from `X-XTRA-AUTH-ID` (XSwitch's header) or `Authorization: Bearer`.
+fn presented_token(request: &ServiceRequest) -> Option<String> {
+    let headers = request.headers();
+    if let Some(token) = headers.get("X-XTRA-AUTH-ID").and_then(|v| v.to_str().ok()) {
+        return Some(token.trim().to_owned()).filter(|t| !t.is_empty());
+    }
+    let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// Every `/api` route but logging in needs a live token.
+async fn require_token(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let exempt = request.method() == Method::POST && request.path() == "/api/sessions";
+    if !exempt {
+        let Some(token) = presented_token(&request) else {
+            let error = ApiError::unauthorized("a login token is required: send X-XTRA-AUTH-ID or Authorization: Bearer");
+            return Ok(request.error_response(error));
+        };
+        let state = request.app_data::<web::Data<AppState>>().expect("AppState is registered").clone();
+        match auth::user_of_token(&state.db, &token).await {
+            Ok(Some(_user)) => {
+                request.extensions_mut().insert(BearerToken(token));
+            }
+            Ok(None) => return Ok(request.error_response(ApiError::unauthorized("the login token is unknown or expired"))),
+            Err(error) => return Ok(request.error_response(ApiError::from(error))),
+        }
+    }
+    Ok(next.call(request).await?.map_into_boxed_body())
+}
+
+/// One log line per request.
+pub async fn log_request(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.path().to_owned();
+    let peer = request.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let response = next.call(request).await;
+    let status = match &response {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.as_response_error().status_code().as_u16(),
+    };
+    tracing::info!(%method, %path, status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, %peer, "request");
+    response
+}

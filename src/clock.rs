@@ -1,0 +1,90 @@
+//! Wall-clock times as the API shows them: `YYYY-MM-DD HH:MM:SS` in the configured time zone.
+//! The database keeps unix seconds, so changing the time zone changes only how times are shown.
+
+use chrono::{LocalResult, NaiveDateTime, TimeZone as _, Utc};
+use chrono_tz::Tz;
+
+pub const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeZone(Tz);
+
+impl TimeZone {
+    /// An IANA name such as `Asia/Shanghai` or `UTC`.
+    pub fn named(name: &str) -> Result<Self, String> {
+        name.parse::<Tz>()
+            .map(TimeZone)
+            .map_err(|_| format!("unknown time zone {name:?} (expected an IANA name such as Asia/Shanghai)"))
+    }
+
+    /// The host's zone: `TZ` if set, else the system setting, else UTC.
+    pub fn host() -> Self {
+        let from_env = std::env::var("TZ").ok().map(|tz| tz.trim_start_matches(':').to_owned());
+        from_env
+            .into_iter()
+            .chain(iana_time_zone::get_timezone().ok())
+            .find_map(|name| Self::named(&name).ok())
+            .unwrap_or(TimeZone(Tz::UTC))
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    pub fn format(&self, unix_seconds: i64) -> String {
+        match Utc.timestamp_opt(unix_seconds, 0) {
+            LocalResult::Single(utc) => utc.with_timezone(&self.0).format(FORMAT).to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// An unset time is `""`, never `null`.
+    pub fn format_optional(&self, unix_seconds: Option<i64>) -> String {
+        unix_seconds.map(|t| self.format(t)).unwrap_or_default()
+    }
+
+    /// Parses `YYYY-MM-DD HH:MM:SS` as a time in this zone. A time skipped by a daylight-saving
+    /// jump is refused; an ambiguous one takes the earlier instant.
+    pub fn parse(&self, text: &str) -> Result<i64, String> {
+        let naive = NaiveDateTime::parse_from_str(text, FORMAT)
+            .ok()
+            .filter(|_| text.len() == 19)
+            .ok_or_else(|| format!("{text:?} is not a time of the form YYYY-MM-DD HH:MM:SS"))?;
+        match self.0.from_local_datetime(&naive) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Ok(t.timestamp()),
+            LocalResult::None => Err(format!("{text:?} does not exist in time zone {}", self.name())),
+        }
+    }
+}
+
+pub fn now() -> i64 {
+    Utc::now().timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_in_a_named_zone() {
+        let shanghai = TimeZone::named("Asia/Shanghai").unwrap();
+        let t = shanghai.parse("2026-04-24 05:18:23").unwrap();
+        assert_eq!(t, 1776979103);
+        assert_eq!(shanghai.format(t), "2026-04-24 05:18:23");
+        assert_eq!(TimeZone::named("UTC").unwrap().format(t), "2026-04-23 21:18:23");
+    }
+
+    #[test]
+    fn refuses_other_shapes() {
+        let utc = TimeZone::named("UTC").unwrap();
+        for bad in ["", "2026-04-24", "2026-04-24T05:18:23", "2026-4-24 5:18:23", "2026-02-30 00:00:00", "now()"] {
+            assert!(utc.parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(TimeZone::named("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn unset_is_empty() {
+        assert_eq!(TimeZone::named("UTC").unwrap().format_optional(None), "");
+    }
+}

@@ -1,0 +1,123 @@
+//! Run-time configuration: every flag has an environment twin, flags win over the environment.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::clock::TimeZone;
+
+/// Which telephony back end places the calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// A deterministic simulated callee: runs a whole campaign with no phone system.
+    Sim,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP server binds; port 0 picks a free one.
+    pub listen: String,
+    /// Holds `outcall.db` and the generated admin password file.
+    pub data_dir: PathBuf,
+    pub backend: BackendKind,
+    pub time_zone: TimeZone,
+    /// Largest request body accepted, in bytes (an import of a million numbers is ~50 MB).
+    pub body_limit: usize,
+    /// How long a login token stays valid.
+    pub token_ttl: Duration,
+    /// Password for the `admin` user created on first start; random when unset.
+    pub admin_password: Option<String>,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: loopback on a free port, UTC, the sim back end.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: data_dir.into(),
+            backend: BackendKind::Sim,
+            time_zone: TimeZone::named("UTC").expect("UTC is a zone"),
+            body_limit: DEFAULT_BODY_LIMIT,
+            token_ttl: Duration::from_secs(DEFAULT_TOKEN_TTL_SECONDS),
+            admin_password: None,
+        }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("outcall.db")
+    }
+}
+
+pub const DEFAULT_BODY_LIMIT: usize = 128 * 1024 * 1024;
+pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 24 * 60 * 60;
+
+/// outcall: an outbound auto-dialer speaking XSwitch's /api/out_call_tasks REST API.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and the dialer (the default when no command is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address and port the HTTP API listens on.
+    #[arg(long, env = "OUTCALL_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// Directory for the database (outcall.db) and other state; created if missing.
+    #[arg(long, env = "OUTCALL_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Telephony back end that places the calls.
+    #[arg(long, env = "OUTCALL_BACKEND", value_enum, default_value_t = BackendKind::Sim)]
+    pub backend: BackendKind,
+    /// Time zone of the timestamps the API reads and writes (IANA name, e.g. Asia/Shanghai).
+    /// Default: the host's.
+    #[arg(long, env = "OUTCALL_TZ")]
+    pub tz: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "OUTCALL_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    /// Lifetime of a login token, in seconds.
+    #[arg(long, env = "OUTCALL_TOKEN_TTL", default_value_t = DEFAULT_TOKEN_TTL_SECONDS)]
+    pub token_ttl: u64,
+}
+
+impl Cli {
+    pub fn serve_args(self) -> ServeArgs {
+        match self.command {
+            Some(Command::Serve(args)) => args,
+            None => self.serve,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The admin password comes only from the environment (`OUTCALL_ADMIN_PASSWORD`): a flag
+    /// would show it to every user of `ps`.
+    pub fn into_config(self, admin_password: Option<String>) -> Result<Config, String> {
+        let time_zone = match self.tz.as_deref().filter(|tz| !tz.is_empty()) {
+            Some(name) => TimeZone::named(name)?,
+            None => TimeZone::host(),
+        };
+        if self.token_ttl == 0 {
+            return Err("--token-ttl must be at least 1 second".into());
+        }
+        Ok(Config {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            backend: self.backend,
+            time_zone,
+            body_limit: self.body_limit,
+            token_ttl: Duration::from_secs(self.token_ttl),
+            admin_password: admin_password.filter(|p| !p.is_empty()),
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! The SQLite database: the connection pool, the schema migrations, and all SQL (one file per table).
+
+pub mod numbers;
+pub mod sessions;
+pub mod tasks;
+pub mod users;
+
+use std::{path::Path, time::Duration};
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+
+pub use rusqlite;
+
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database pool error: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("database worker failed: {0}")]
+    Worker(String),
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// A pool of connections to one SQLite file. Cloning shares the pool.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> DbResult<Self> {
+        // Every pooled connection gets the same settings, whoever opens it.
+        let manager = SqliteConnectionManager::file(path).with_init(|conn| {
+            conn.busy_timeout(Duration::from_secs(10))?;
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 PRAGMA foreign_keys = ON;",
+            )
+        });
+        let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
+        migrate(&mut *pool.get()?)?;
+        Ok(Db { pool })
+    }
+
+    pub fn connection(&self) -> DbResult<r2d2::PooledConnection<SqliteConnectionManager>> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs blocking database work on tokio's blocking pool, off the async workers.
+    pub async fn run<T, F>(&self, work: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> DbResult<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || work(&mut *pool.get()?))
+            .await
+            .map_err(|e| DbError::Worker(e.to_string()))?
+    }
+
+    pub async fn schema_version(&self) -> DbResult<u32> {
+        self.run(|conn| Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)).await
+    }
+}
+
+/// The `-- step N` blocks of schema.sql, in order.
+fn schema_steps() -> Vec<&'static str> {
+    SCHEMA
+        .split("\n-- step ")
+        .skip(1)
+        .map(|step| step.split_once('\n').map_or("", |(_number, body)| body))
+        .collect()
+}
+
+pub fn latest_schema_version() -> u32 {
+    schema_steps().len() as u32
+}
+
+/// Applies every step newer than the database's `user_version`, each in its own transaction
+/// together with the version bump, so a crash leaves either the old or the new version.
+fn migrate(conn: &mut Connection) -> DbResult<()> {
+    let current: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let steps = schema_steps();
+    if current as usize > steps.len() {
+        return Err(DbError::Conflict(format!(
+            "the database is at schema version {current}, newer than this outcall ({}): refusing to touch it",
+            steps.len()
+        )));
+    }
+    for (index, step) in steps.iter().enumerate().skip(current as usize) {
+        let version = index as u32 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "applied schema step");
+    }
+    Ok(())
+}
+
+/// `LIMIT`/`OFFSET` of a 1-based page.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub number: u32,
+    pub per_page: u32,
+}
+
+impl Page {
+    fn offset(&self) -> i64 {
+        (self.number as i64 - 1) * self.per_page as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_a_new_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::open(&path).unwrap();
+        let conn = db.connection().unwrap();
+        let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, latest_schema_version());
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        assert_eq!(fk, 1);
+        drop(conn);
+        drop(db);
+        // Reopening applies nothing again (a second CREATE TABLE would fail).
+        Db::open(&path).unwrap();
+    }
+}

@@ -1,0 +1,370 @@
+//! The `tasks` table: outbound campaigns and their settings.
+
+use rusqlite::{params, params_from_iter, types::Value, Connection, ErrorCode, OptionalExtension, Row, Transaction};
+
+use super::{DbError, DbResult, Page};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: i64,
+    pub group_name: String,
+    pub description: String,
+    pub status: String,
+    pub cid_number: String,
+    pub cid_name: String,
+    pub context: String,
+    pub dest_context: String,
+    pub calling_time: i64,
+    pub max_caps: f64,
+    pub max_concurrency: i64,
+    pub task_start_time: Option<i64>,
+    pub task_end_time: Option<i64>,
+    pub auto_dial: i64,
+    pub disable_ring_back: i64,
+    pub auto_record: i64,
+    pub group_confirm_key: String,
+    pub group_confirm_read_timeout: Option<i64>,
+    pub group_confirm_file: String,
+    pub action: String,
+    pub data: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deleted_at: Option<i64>,
+    /// Numbers in the task.
+    pub total: i64,
+    /// Numbers whose call has finished.
+    pub done: i64,
+}
+
+/// The settable columns of a task, checked by the caller, as (column, value) pairs.
+/// Only the names in [`SETTABLE_COLUMNS`] are accepted.
+#[derive(Debug, Clone, Default)]
+pub struct TaskPatch(pub Vec<(&'static str, Value)>);
+
+pub const SETTABLE_COLUMNS: &[&str] = &[
+    "group_name",
+    "description",
+    "cid_number",
+    "cid_name",
+    "context",
+    "dest_context",
+    "calling_time",
+    "max_caps",
+    "max_concurrency",
+    "task_start_time",
+    "auto_dial",
+    "disable_ring_back",
+    "auto_record",
+    "group_confirm_key",
+    "group_confirm_read_timeout",
+    "group_confirm_file",
+    "action",
+    "data",
+];
+
+impl TaskPatch {
+    pub fn set(&mut self, column: &'static str, value: Value) {
+        assert!(SETTABLE_COLUMNS.contains(&column), "{column} is not a settable task column");
+        self.0.retain(|(existing, _)| *existing != column);
+        self.0.push((column, value));
+    }
+
+    fn touches_schedule(&self) -> bool {
+        self.0.iter().any(|(column, _)| matches!(*column, "auto_dial" | "task_start_time"))
+    }
+}
+
+/// What start/stop did to one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    pub id: i64,
+    pub status: String,
+    pub updated_at: i64,
+    pub task_start_time: Option<i64>,
+    pub task_end_time: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Substring of `group_name`.
+    pub name: Option<String>,
+    /// Exact status.
+    pub status: Option<String>,
+}
+
+const COLUMNS: &str = "t.id, t.group_name, t.description, t.status, t.cid_number, t.cid_name, t.context,
+    t.dest_context, t.calling_time, t.max_caps, t.max_concurrency, t.task_start_time, t.task_end_time,
+    t.auto_dial, t.disable_ring_back, t.auto_record, t.group_confirm_key, t.group_confirm_read_timeout,
+    t.group_confirm_file, t.action, t.data, t.created_at, t.updated_at, t.deleted_at,
+    (SELECT count(*) FROM numbers n WHERE n.group_id = t.id),
+    (SELECT count(*) FROM numbers n WHERE n.group_id = t.id AND n.call_status = 'done')";
+
+fn from_row(row: &Row) -> rusqlite::Result<Task> {
+    Ok(Task {
+        id: row.get(0)?,
+        group_name: row.get(1)?,
+        description: row.get(2)?,
+        status: row.get(3)?,
+        cid_number: row.get(4)?,
+        cid_name: row.get(5)?,
+        context: row.get(6)?,
+        dest_context: row.get(7)?,
+        calling_time: row.get(8)?,
+        max_caps: row.get(9)?,
+        max_concurrency: row.get(10)?,
+        task_start_time: row.get(11)?,
+        task_end_time: row.get(12)?,
+        auto_dial: row.get(13)?,
+        disable_ring_back: row.get(14)?,
+        auto_record: row.get(15)?,
+        group_confirm_key: row.get(16)?,
+        group_confirm_read_timeout: row.get(17)?,
+        group_confirm_file: row.get(18)?,
+        action: row.get(19)?,
+        data: row.get(20)?,
+        created_at: row.get(21)?,
+        updated_at: row.get(22)?,
+        deleted_at: row.get(23)?,
+        total: row.get(24)?,
+        done: row.get(25)?,
+    })
+}
+
+fn name_taken(error: rusqlite::Error, name: &str) -> DbError {
+    match &error {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation => {
+            DbError::Conflict(format!("group_name {name:?} is already used by another task"))
+        }
+        _ => DbError::Sqlite(error),
+    }
+}
+
+fn not_found(id: i64) -> DbError {
+    DbError::NotFound(format!("task {id}"))
+}
+
+/// A live (not deleted) task.
+pub fn get(conn: &Connection, id: i64) -> DbResult<Option<Task>> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = ?1 AND t.deleted_at IS NULL");
+    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+}
+
+pub fn require(conn: &Connection, id: i64) -> DbResult<Task> {
+    get(conn, id)?.ok_or_else(|| not_found(id))
+}
+
+/// One page of live tasks, newest first, and the number of tasks matching the filter.
+pub fn list(conn: &Connection, filter: &ListFilter, page: Page) -> DbResult<(Vec<Task>, i64)> {
+    let mut condition = String::from("t.deleted_at IS NULL");
+    let mut args: Vec<Value> = Vec::new();
+    if let Some(name) = &filter.name {
+        condition.push_str(" AND instr(t.group_name, ?) > 0");
+        args.push(Value::Text(name.clone()));
+    }
+    if let Some(status) = &filter.status {
+        condition.push_str(" AND t.status = ?");
+        args.push(Value::Text(status.clone()));
+    }
+    let total: i64 = conn.query_row(
+        &format!("SELECT count(*) FROM tasks t WHERE {condition}"),
+        params_from_iter(args.iter()),
+        |row| row.get(0),
+    )?;
+    args.push(Value::Integer(page.per_page as i64));
+    args.push(Value::Integer(page.offset()));
+    let sql = format!("SELECT {COLUMNS} FROM tasks t WHERE {condition} ORDER BY t.id DESC LIMIT ? OFFSET ?");
+    let tasks = conn
+        .prepare(&sql)?
+        .query_map(params_from_iter(args.iter()), from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((tasks, total))
+}
+
+/// Creates a task from a checked patch that includes `group_name`; answers the new id.
+pub fn create(conn: &mut Connection, patch: &TaskPatch, now: i64) -> DbResult<i64> {
+    let name = patch_text(patch, "group_name");
+    let tx = conn.transaction()?;
+    tx.execute("INSERT INTO tasks (group_name, created_at, updated_at) VALUES (?1, ?2, ?2)", params![name, now])
+        .map_err(|e| name_taken(e, &name))?;
+    let id = tx.last_insert_rowid();
+    apply_patch(&tx, id, patch, now)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// Changes some settings of a live task.
+pub fn update(conn: &mut Connection, id: i64, patch: &TaskPatch, now: i64) -> DbResult<()> {
+    let tx = conn.transaction()?;
+    require_live(&tx, id)?;
+    apply_patch(&tx, id, patch, now)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn patch_text(patch: &TaskPatch, column: &str) -> String {
+    patch
+        .0
+        .iter()
+        .find_map(|(name, value)| match value {
+            Value::Text(text) if *name == column => Some(text.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn apply_patch(tx: &Transaction, id: i64, patch: &TaskPatch, now: i64) -> DbResult<()> {
+    if !patch.0.is_empty() {
+        let assignments: Vec<String> = patch.0.iter().map(|(column, _)| format!("{column} = ?")).collect();
+        let sql = format!("UPDATE tasks SET {}, updated_at = ? WHERE id = ?", assignments.join(", "));
+        let values = patch.0.iter().map(|(_, value)| value.clone()).chain([Value::Integer(now), Value::Integer(id)]);
+        tx.execute(&sql, params_from_iter(values)).map_err(|e| name_taken(e, &patch_text(patch, "group_name")))?;
+    }
+    if patch.touches_schedule() {
+        reschedule(tx, id, now)?;
+    }
+    Ok(())
+}
+
+/// An auto_dial start is pending while auto_dial is on and the start time is still ahead; a task
+/// already running has nothing to start.
+fn reschedule(tx: &Transaction, id: i64, now: i64) -> DbResult<()> {
+    tx.execute(
+        "UPDATE tasks SET auto_dial_pending =
+             (auto_dial = 1 AND task_start_time IS NOT NULL AND task_start_time > ?2 AND status <> 'running')
+         WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(())
+}
+
+/// Fails with NotFound unless the task exists and is not deleted.
+pub fn require_live(conn: &Connection, id: i64) -> DbResult<()> {
+    conn.query_row("SELECT 1 FROM tasks WHERE id = ?1 AND deleted_at IS NULL", [id], |_| Ok(()))
+        .optional()?
+        .ok_or_else(|| not_found(id))
+}
+
+fn state_change(conn: &Connection, id: i64) -> DbResult<StateChange> {
+    Ok(conn.query_row(
+        "SELECT status, updated_at, task_start_time, task_end_time FROM tasks WHERE id = ?1",
+        [id],
+        |row| {
+            Ok(StateChange {
+                id,
+                status: row.get(0)?,
+                updated_at: row.get(1)?,
+                task_start_time: row.get(2)?,
+                task_end_time: row.get(3)?,
+            })
+        },
+    )?)
+}
+
+/// Starts the given tasks, all or none: an unknown id changes nothing. A task already running is
+/// left as it is. Numbers a stop left waiting are waiting again; dialed numbers stay as they are.
+pub fn start(conn: &mut Connection, ids: &[i64], now: i64) -> DbResult<Vec<StateChange>> {
+    let tx = conn.transaction()?;
+    let mut changes = Vec::with_capacity(ids.len());
+    for &id in ids {
+        require_live(&tx, id)?;
+        start_one(&tx, id, now)?;
+        changes.push(state_change(&tx, id)?);
+    }
+    tx.commit()?;
+    Ok(changes)
+}
+
+fn start_one(tx: &Transaction, id: i64, now: i64) -> DbResult<bool> {
+    let started = tx.execute(
+        "UPDATE tasks SET status = 'running', task_start_time = ?2, task_end_time = NULL,
+             auto_dial_pending = 0, updated_at = ?2
+         WHERE id = ?1 AND status <> 'running'",
+        params![id, now],
+    )? > 0;
+    if started {
+        tx.execute(
+            "UPDATE numbers SET call_status = 'init', updated_at = ?2
+             WHERE group_id = ?1 AND call_status = 'stop' AND outbound_call = 1",
+            params![id, now],
+        )?;
+    }
+    Ok(started)
+}
+
+/// Stops the given tasks, all or none. Waiting numbers become `stop`; calls alive are left to
+/// finish. A finished (`done`) task stays done.
+pub fn stop(conn: &mut Connection, ids: &[i64], now: i64) -> DbResult<Vec<StateChange>> {
+    let tx = conn.transaction()?;
+    let mut changes = Vec::with_capacity(ids.len());
+    for &id in ids {
+        require_live(&tx, id)?;
+        stop_one(&tx, id, now)?;
+        changes.push(state_change(&tx, id)?);
+    }
+    tx.commit()?;
+    Ok(changes)
+}
+
+fn stop_one(tx: &Transaction, id: i64, now: i64) -> DbResult<()> {
+    let stopped = tx.execute(
+        "UPDATE tasks SET status = 'stop', task_end_time = ?2, auto_dial_pending = 0, updated_at = ?2
+         WHERE id = ?1 AND status IN ('init', 'running')",
+        params![id, now],
+    )? > 0;
+    if stopped {
+        tx.execute(
+            "UPDATE numbers SET call_status = 'stop', updated_at = ?2 WHERE group_id = ?1 AND call_status = 'init'",
+            params![id, now],
+        )?;
+    }
+    Ok(())
+}
+
+/// Soft-deletes a task, stopping it first so that nothing more is dialed for it.
+pub fn delete(conn: &mut Connection, id: i64, now: i64) -> DbResult<()> {
+    let tx = conn.transaction()?;
+    require_live(&tx, id)?;
+    stop_one(&tx, id, now)?;
+    tx.execute("UPDATE tasks SET deleted_at = ?2, auto_dial_pending = 0, updated_at = ?2 WHERE id = ?1", params![id, now])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A new task with the settings of `source`, a new name and description, status `init`; with
+/// `with_numbers`, a copy of every number, reset to never dialed.
+pub fn clone(
+    conn: &mut Connection,
+    source: i64,
+    group_name: &str,
+    description: &str,
+    with_numbers: bool,
+    now: i64,
+) -> DbResult<i64> {
+    let tx = conn.transaction()?;
+    require_live(&tx, source)?;
+    tx.execute(
+        "INSERT INTO tasks (group_name, description, cid_number, cid_name, context, dest_context,
+             calling_time, max_caps, max_concurrency, task_start_time, auto_dial, disable_ring_back,
+             auto_record, group_confirm_key, group_confirm_read_timeout, group_confirm_file, action, data,
+             created_at, updated_at)
+         SELECT ?2, ?3, cid_number, cid_name, context, dest_context,
+             calling_time, max_caps, max_concurrency, task_start_time, auto_dial, disable_ring_back,
+             auto_record, group_confirm_key, group_confirm_read_timeout, group_confirm_file, action, data,
+             ?4, ?4
+         FROM tasks WHERE id = ?1",
+        params![source, group_name, description, now],
+    )
+    .map_err(|e| name_taken(e, group_name))?;
+    let id = tx.last_insert_rowid();
+    reschedule(&tx, id, now)?;
+    if with_numbers {
+        tx.execute(
+            "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at)
+             SELECT ?2, dest_number, external_id, ?3, ?3 FROM numbers
+             WHERE group_id = ?1 AND deleted_at IS NULL ORDER BY id",
+            params![source, id, now],
+        )?;
+    }
+    tx.commit()?;
+    Ok(id)
+}

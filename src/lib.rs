@@ -1,0 +1,10 @@
+//! outcall: an outbound auto-dialer appliance speaking XSwitch's `/api/out_call_tasks` REST API.
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod dialer;
+pub mod startup;
+mod web_assets;

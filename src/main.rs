@@ -1,0 +1,46 @@
+use clap::Parser;
+use outcall::{config::Cli, startup::Application};
+use tracing_subscriber::EnvFilter;
+
+#[actix_web::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("OUTCALL_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let args = Cli::parse().serve_args();
+    let config = match args.into_config(std::env::var("OUTCALL_ADMIN_PASSWORD").ok()) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("outcall: {message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("outcall stopped: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: outcall::config::Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    let stopper = app.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stopper.stop().await;
+    });
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
