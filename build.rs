@@ -9,7 +9,10 @@ fn main() {
     for line in schema.lines() {
         if let Some(rest) = line.strip_prefix("-- step ") {
             let number: u32 = rest.trim().parse().expect("a step marker is `-- step N`");
-            assert_eq!(number, expected, "schema.sql steps must be numbered 1, 2, 3… without gaps");
+            assert_eq!(
+                number, expected,
+                "schema.sql steps must be numbered 1, 2, 3… without gaps"
+            );
             expected += 1;
         }
     }

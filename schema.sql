@@ -71,6 +71,8 @@ CREATE TABLE numbers (
     outbound_call    INTEGER NOT NULL DEFAULT 1,
     dtmf             TEXT    NOT NULL DEFAULT '',
     cause            TEXT    NOT NULL DEFAULT '',
+    -- The SIP final response code behind `cause`, when the back end had one.
+    sip_code         INTEGER,
     call_start_time  INTEGER,
     call_answer_time INTEGER,
     call_end_time    INTEGER,

@@ -27,7 +27,11 @@ pub fn hash_password(password: &str) -> String {
 
 pub fn verify_password(password: &str, stored_hash: &str) -> bool {
     PasswordHash::new(stored_hash)
-        .map(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -51,11 +55,19 @@ pub struct Login {
 }
 
 /// Checks the credentials and opens a session; `None` when they are wrong.
-pub async fn log_in(db: &Db, login: String, password: String, ttl_seconds: i64) -> DbResult<Option<Login>> {
+pub async fn log_in(
+    db: &Db,
+    login: String,
+    password: String,
+    ttl_seconds: i64,
+) -> DbResult<Option<Login>> {
     db.run(move |conn| {
         let Some(user) = db::users::find_by_login(conn, &login)? else {
             // Spend the same time as for a real user, so the answer does not tell which logins exist.
-            verify_password(&password, DUMMY_HASH.get_or_init(|| hash_password("not a password")));
+            verify_password(
+                &password,
+                DUMMY_HASH.get_or_init(|| hash_password("not a password")),
+            );
             return Ok(None);
         };
         if !verify_password(&password, &user.password_hash) {
@@ -65,7 +77,11 @@ pub async fn log_in(db: &Db, login: String, password: String, ttl_seconds: i64) 
         let now = clock::now();
         let expires_at = now + ttl_seconds;
         db::sessions::insert(conn, &token_digest(&token), user.id, now, expires_at)?;
-        Ok(Some(Login { token, expires_at, user_id: user.id }))
+        Ok(Some(Login {
+            token,
+            expires_at,
+            user_id: user.id,
+        }))
     })
     .await
 }
@@ -75,30 +91,44 @@ static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// The user a presented token belongs to, if it is live.
 pub async fn user_of_token(db: &Db, token: &str) -> DbResult<Option<i64>> {
     let digest = token_digest(token);
-    db.run(move |conn| db::sessions::user_of(conn, &digest, clock::now())).await
+    db.run(move |conn| db::sessions::user_of(conn, &digest, clock::now()))
+        .await
 }
 
 pub async fn log_out(db: &Db, token: &str) -> DbResult<bool> {
     let digest = token_digest(token);
-    db.run(move |conn| db::sessions::delete(conn, &digest)).await
+    db.run(move |conn| db::sessions::delete(conn, &digest))
+        .await
 }
 
 /// On first start (no user at all) creates `admin`, with the configured password or a random one
 /// that is logged once and written to `<data-dir>/admin-password.txt` (mode 0600).
-pub async fn ensure_admin(db: &Db, data_dir: &Path, configured_password: Option<String>) -> anyhow::Result<()> {
+pub async fn ensure_admin(
+    db: &Db,
+    data_dir: &Path,
+    configured_password: Option<String>,
+) -> anyhow::Result<()> {
     let has_users = db.run(|conn| db::users::count(conn)).await? > 0;
     if has_users {
         return Ok(());
     }
     let generated = configured_password.is_none();
     let password = configured_password.unwrap_or_else(|| {
-        rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect()
+        rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(20)
+            .map(char::from)
+            .collect()
     });
     if generated {
-        write_private_file(&data_dir.join(ADMIN_PASSWORD_FILE), &format!("{password}\n"))?;
+        write_private_file(
+            &data_dir.join(ADMIN_PASSWORD_FILE),
+            &format!("{password}\n"),
+        )?;
     }
     let hash = hash_password(&password);
-    db.run(move |conn| db::users::insert(conn, ADMIN_LOGIN, &hash, clock::now())).await?;
+    db.run(move |conn| db::users::insert(conn, ADMIN_LOGIN, &hash, clock::now()))
+        .await?;
     if generated {
         tracing::warn!(
             login = ADMIN_LOGIN,
@@ -107,7 +137,10 @@ pub async fn ensure_admin(db: &Db, data_dir: &Path, configured_password: Option<
             "created the first user with a random password (shown only this once; also saved in the file)"
         );
     } else {
-        tracing::info!(login = ADMIN_LOGIN, "created the first user with the password from OUTCALL_ADMIN_PASSWORD");
+        tracing::info!(
+            login = ADMIN_LOGIN,
+            "created the first user with the password from OUTCALL_ADMIN_PASSWORD"
+        );
     }
     Ok(())
 }

@@ -12,14 +12,16 @@ pub struct TimeZone(Tz);
 impl TimeZone {
     /// An IANA name such as `Asia/Shanghai` or `UTC`.
     pub fn named(name: &str) -> Result<Self, String> {
-        name.parse::<Tz>()
-            .map(TimeZone)
-            .map_err(|_| format!("unknown time zone {name:?} (expected an IANA name such as Asia/Shanghai)"))
+        name.parse::<Tz>().map(TimeZone).map_err(|_| {
+            format!("unknown time zone {name:?} (expected an IANA name such as Asia/Shanghai)")
+        })
     }
 
     /// The host's zone: `TZ` if set, else the system setting, else UTC.
     pub fn host() -> Self {
-        let from_env = std::env::var("TZ").ok().map(|tz| tz.trim_start_matches(':').to_owned());
+        let from_env = std::env::var("TZ")
+            .ok()
+            .map(|tz| tz.trim_start_matches(':').to_owned());
         from_env
             .into_iter()
             .chain(iana_time_zone::get_timezone().ok())
@@ -52,7 +54,10 @@ impl TimeZone {
             .ok_or_else(|| format!("{text:?} is not a time of the form YYYY-MM-DD HH:MM:SS"))?;
         match self.0.from_local_datetime(&naive) {
             LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Ok(t.timestamp()),
-            LocalResult::None => Err(format!("{text:?} does not exist in time zone {}", self.name())),
+            LocalResult::None => Err(format!(
+                "{text:?} does not exist in time zone {}",
+                self.name()
+            )),
         }
     }
 }
@@ -71,13 +76,23 @@ mod tests {
         let t = shanghai.parse("2026-04-24 05:18:23").unwrap();
         assert_eq!(t, 1776979103);
         assert_eq!(shanghai.format(t), "2026-04-24 05:18:23");
-        assert_eq!(TimeZone::named("UTC").unwrap().format(t), "2026-04-23 21:18:23");
+        assert_eq!(
+            TimeZone::named("UTC").unwrap().format(t),
+            "2026-04-23 21:18:23"
+        );
     }
 
     #[test]
     fn refuses_other_shapes() {
         let utc = TimeZone::named("UTC").unwrap();
-        for bad in ["", "2026-04-24", "2026-04-24T05:18:23", "2026-4-24 5:18:23", "2026-02-30 00:00:00", "now()"] {
+        for bad in [
+            "",
+            "2026-04-24",
+            "2026-04-24T05:18:23",
+            "2026-4-24 5:18:23",
+            "2026-02-30 00:00:00",
+            "now()",
+        ] {
             assert!(utc.parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(TimeZone::named("Mars/Olympus").is_err());

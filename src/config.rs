@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::clock::TimeZone;
+use crate::{clock::TimeZone, dialer::DialerConfig};
 
 /// Which telephony back end places the calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -27,6 +27,17 @@ pub struct Config {
     pub token_ttl: Duration,
     /// Password for the `admin` user created on first start; random when unset.
     pub admin_password: Option<String>,
+    /// Box-wide ceilings and shutdown behaviour of the dialer.
+    pub dialer: DialerConfig,
+    pub sim: SimConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Multiplies every duration of a simulated call (0.01: a 5 s call lasts 50 ms).
+    pub time_scale: f64,
+    /// Appends a line for every call placed, for checks from outside the process.
+    pub call_log: Option<PathBuf>,
 }
 
 impl Config {
@@ -40,6 +51,15 @@ impl Config {
             body_limit: DEFAULT_BODY_LIMIT,
             token_ttl: Duration::from_secs(DEFAULT_TOKEN_TTL_SECONDS),
             admin_password: None,
+            dialer: DialerConfig {
+                max_caps: DEFAULT_MAX_CAPS,
+                max_channels: DEFAULT_MAX_CHANNELS,
+                shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECONDS),
+            },
+            sim: SimConfig {
+                time_scale: 1.0,
+                call_log: None,
+            },
         }
     }
 
@@ -50,6 +70,9 @@ impl Config {
 
 pub const DEFAULT_BODY_LIMIT: usize = 128 * 1024 * 1024;
 pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 24 * 60 * 60;
+pub const DEFAULT_MAX_CAPS: f64 = 200.0;
+pub const DEFAULT_MAX_CHANNELS: usize = 1000;
+pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 10;
 
 /// outcall: an outbound auto-dialer speaking XSwitch's /api/out_call_tasks REST API.
 #[derive(Debug, Parser)]
@@ -88,6 +111,21 @@ pub struct ServeArgs {
     /// Lifetime of a login token, in seconds.
     #[arg(long, env = "OUTCALL_TOKEN_TTL", default_value_t = DEFAULT_TOKEN_TTL_SECONDS)]
     pub token_ttl: u64,
+    /// Calls started per second by all tasks together (protects the trunk); fractions allowed.
+    #[arg(long, env = "OUTCALL_MAX_CAPS", default_value_t = DEFAULT_MAX_CAPS)]
+    pub max_caps: f64,
+    /// Calls alive at once across all tasks.
+    #[arg(long, env = "OUTCALL_MAX_CHANNELS", default_value_t = DEFAULT_MAX_CHANNELS)]
+    pub max_channels: usize,
+    /// On SIGTERM, seconds live calls may go on before they are hung up with SYSTEM_SHUTDOWN.
+    #[arg(long, env = "OUTCALL_SHUTDOWN_GRACE", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECONDS)]
+    pub shutdown_grace: u64,
+    /// sim back end: multiplies every simulated duration (0.01 makes a 5 s call last 50 ms).
+    #[arg(long, env = "OUTCALL_SIM_TIME_SCALE", default_value_t = 1.0)]
+    pub sim_time_scale: f64,
+    /// sim back end: file to which a line is appended for every call placed.
+    #[arg(long, env = "OUTCALL_SIM_CALL_LOG")]
+    pub sim_call_log: Option<PathBuf>,
 }
 
 impl Cli {
@@ -110,6 +148,21 @@ impl ServeArgs {
         if self.token_ttl == 0 {
             return Err("--token-ttl must be at least 1 second".into());
         }
+        if !(self.max_caps > 0.0 && self.max_caps.is_finite()) {
+            return Err(format!(
+                "--max-caps must be a positive number, not {}",
+                self.max_caps
+            ));
+        }
+        if self.max_channels == 0 {
+            return Err("--max-channels must be at least 1".into());
+        }
+        if !(self.sim_time_scale > 0.0 && self.sim_time_scale.is_finite()) {
+            return Err(format!(
+                "--sim-time-scale must be a positive number, not {}",
+                self.sim_time_scale
+            ));
+        }
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -118,6 +171,15 @@ impl ServeArgs {
             body_limit: self.body_limit,
             token_ttl: Duration::from_secs(self.token_ttl),
             admin_password: admin_password.filter(|p| !p.is_empty()),
+            dialer: DialerConfig {
+                max_caps: self.max_caps,
+                max_channels: self.max_channels,
+                shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            },
+            sim: SimConfig {
+                time_scale: self.sim_time_scale,
+                call_log: self.sim_call_log,
+            },
         })
     }
 }

@@ -7,4 +7,5 @@ pub mod config;
 pub mod db;
 pub mod dialer;
 pub mod startup;
+pub mod telephony;
 mod web_assets;

@@ -5,7 +5,9 @@ use tracing_subscriber::EnvFilter;
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("OUTCALL_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("OUTCALL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let args = Cli::parse().serve_args();
     let config = match args.into_config(std::env::var("OUTCALL_ADMIN_PASSWORD").ok()) {

@@ -10,8 +10,12 @@ use crate::api::error::ApiError;
 struct Assets;
 
 pub async fn serve(path: Option<web::Path<String>>) -> Result<HttpResponse, ApiError> {
-    let path = path.map(|p| p.into_inner()).filter(|p| !p.is_empty()).unwrap_or_else(|| "index.html".into());
-    let file = Assets::get(&path).ok_or_else(|| ApiError::not_found(format!("no such file: /{path}")))?;
+    let path = path
+        .map(|p| p.into_inner())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "index.html".into());
+    let file =
+        Assets::get(&path).ok_or_else(|| ApiError::not_found(format!("no such file: /{path}")))?;
     let mime = mime_guess::from_path(&path).first_or_octet_stream();
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, mime.as_ref()))

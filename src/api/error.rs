@@ -15,7 +15,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -40,7 +43,8 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({ "code": self.status.as_u16(), "message": self.message }))
+        HttpResponse::build(self.status)
+            .json(json!({ "code": self.status.as_u16(), "message": self.message }))
     }
 }
 
@@ -51,7 +55,10 @@ impl From<DbError> for ApiError {
             DbError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, message),
             other => {
                 tracing::error!(error = %other, "database failure");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the database is not available; try again")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is not available; try again",
+                )
             }
         }
     }

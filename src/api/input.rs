@@ -15,7 +15,9 @@ const DEFAULT_PER_PAGE: u32 = 20;
 pub async fn read_body(payload: web::Payload, limit: usize) -> ApiResult<web::Bytes> {
     match payload.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(error)) => Err(ApiError::bad_request(format!("could not read the request body: {error}"))),
+        Ok(Err(error)) => Err(ApiError::bad_request(format!(
+            "could not read the request body: {error}"
+        ))),
         Err(_) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the request body is over the limit of {limit} bytes"),
@@ -25,16 +27,21 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> ApiResult<web::By
 
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("the request body is empty; a JSON object is expected"));
+        return Err(ApiError::bad_request(
+            "the request body is empty; a JSON object is expected",
+        ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
 }
 
 /// A JSON object body.
 pub fn json_object(body: &[u8]) -> ApiResult<Map<String, Value>> {
     match parse_json::<Value>(body)? {
         Value::Object(map) => Ok(map),
-        _ => Err(ApiError::bad_request("the request body must be a JSON object")),
+        _ => Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        )),
     }
 }
 
@@ -44,9 +51,12 @@ pub fn json_or_form_object(body: &[u8]) -> ApiResult<Map<String, Value>> {
     if body.trim_ascii_start().starts_with(b"{") {
         return json_object(body);
     }
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|e| ApiError::bad_request(format!("malformed form body: {e}")))?;
-    Ok(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed form body: {e}")))?;
+    Ok(pairs
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect())
 }
 
 pub fn query_pairs(request: &HttpRequest) -> ApiResult<Vec<(String, String)>> {
@@ -55,12 +65,18 @@ pub fn query_pairs(request: &HttpRequest) -> ApiResult<Vec<(String, String)>> {
 }
 
 fn query_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    pairs
+        .iter()
+        .rev()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
 }
 
 /// A query parameter; an empty value counts as absent, as form-built URLs send `name=`.
 pub fn query_text(pairs: &[(String, String)], name: &str) -> Option<String> {
-    query_value(pairs, name).filter(|value| !value.is_empty()).map(str::to_owned)
+    query_value(pairs, name)
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned)
 }
 
 /// `page` (1-based, default 1) and `perPage` (default 20, at most 10000).
@@ -72,10 +88,17 @@ pub fn page(pairs: &[(String, String)]) -> ApiResult<Page> {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| ApiError::bad_request(format!("{name} must be an integer from 1 to {max}, not {text:?}"))),
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name} must be an integer from 1 to {max}, not {text:?}"
+                    ))
+                }),
         }
     };
-    Ok(Page { number: positive("page", 1, i32::MAX as u32)?, per_page: positive("perPage", DEFAULT_PER_PAGE, MAX_PER_PAGE)? })
+    Ok(Page {
+        number: positive("page", 1, i32::MAX as u32)?,
+        per_page: positive("perPage", DEFAULT_PER_PAGE, MAX_PER_PAGE)?,
+    })
 }
 
 /// `{id}` of a path.
@@ -83,7 +106,9 @@ pub fn path_id(text: &str) -> ApiResult<i64> {
     text.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::bad_request(format!("id must be a positive integer, not {text:?}")))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("id must be a positive integer, not {text:?}"))
+        })
 }
 
 fn type_error(field: &str, expected: &str, value: &Value) -> ApiError {
@@ -100,7 +125,9 @@ pub fn text(field: &str, value: &Value, max_chars: usize) -> ApiResult<String> {
     };
     let chars = text.chars().count();
     if chars > max_chars {
-        return Err(ApiError::bad_request(format!("{field} is {chars} characters long; at most {max_chars} are allowed")));
+        return Err(ApiError::bad_request(format!(
+            "{field} is {chars} characters long; at most {max_chars} are allowed"
+        )));
     }
     Ok(text)
 }
@@ -108,13 +135,23 @@ pub fn text(field: &str, value: &Value, max_chars: usize) -> ApiResult<String> {
 /// An integer field given as a JSON integer or a string of one, within `min..=max`.
 pub fn integer(field: &str, value: &Value, min: i64, max: i64) -> ApiResult<i64> {
     let parsed = match value {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)),
-        Value::String(s) => s.trim().parse::<i64>().ok().filter(|_| !s.trim().is_empty()),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                .map(|f| f as i64)
+        }),
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|_| !s.trim().is_empty()),
         _ => None,
     };
     let n = parsed.ok_or_else(|| type_error(field, "an integer", value))?;
     if !(min..=max).contains(&n) {
-        return Err(ApiError::bad_request(format!("{field} must be from {min} to {max}, not {n}")));
+        return Err(ApiError::bad_request(format!(
+            "{field} must be from {min} to {max}, not {n}"
+        )));
     }
     Ok(n)
 }
@@ -129,7 +166,9 @@ pub fn positive_number(field: &str, value: &Value, max: f64) -> ApiResult<f64> {
     .filter(|f| f.is_finite());
     let n = parsed.ok_or_else(|| type_error(field, "a number", value))?;
     if n <= 0.0 || n > max {
-        return Err(ApiError::bad_request(format!("{field} must be greater than 0 and at most {max}, not {n}")));
+        return Err(ApiError::bad_request(format!(
+            "{field} must be greater than 0 and at most {max}, not {n}"
+        )));
     }
     Ok(n)
 }
@@ -146,7 +185,8 @@ pub fn flag(field: &str, value: &Value) -> ApiResult<i64> {
 
 /// An id given as a number or a numeric string.
 pub fn id(field: &str, value: &Value) -> ApiResult<i64> {
-    integer(field, value, 1, i64::MAX).map_err(|_| type_error(field, "a task id (a positive integer)", value))
+    integer(field, value, 1, i64::MAX)
+        .map_err(|_| type_error(field, "a task id (a positive integer)", value))
 }
 
 #[cfg(test)]
@@ -159,7 +199,10 @@ mod tests {
         assert_eq!(integer("calling_time", &json!(30), 5, 300), Ok(30));
         assert_eq!(integer("calling_time", &json!("30"), 5, 300), Ok(30));
         assert_eq!(integer("calling_time", &json!(30.0), 5, 300), Ok(30));
-        assert!(integer("calling_time", &json!("30s"), 5, 300).unwrap_err().message.contains("calling_time"));
+        assert!(integer("calling_time", &json!("30s"), 5, 300)
+            .unwrap_err()
+            .message
+            .contains("calling_time"));
         assert!(integer("calling_time", &json!(""), 5, 300).is_err());
         assert!(integer("calling_time", &json!(4), 5, 300).is_err());
         assert_eq!(positive_number("max_caps", &json!("0.2"), 1000.0), Ok(0.2));

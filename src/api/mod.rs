@@ -59,9 +59,16 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                         .route(web::put().to(tasks::update))
                         .route(web::delete().to(tasks::delete)),
                 )
-                .service(resource("/out_call_tasks/{id}/import").route(web::post().to(numbers::import)))
-                .service(resource("/out_call_tasks/{id}/numbers").route(web::get().to(numbers::list)))
-                .service(resource("/out_call_tasks/{id}/download").route(web::get().to(numbers::download)))
+                .service(
+                    resource("/out_call_tasks/{id}/import").route(web::post().to(numbers::import)),
+                )
+                .service(
+                    resource("/out_call_tasks/{id}/numbers").route(web::get().to(numbers::list)),
+                )
+                .service(
+                    resource("/out_call_tasks/{id}/download")
+                        .route(web::get().to(numbers::download)),
+                )
                 .default_service(web::to(unknown_route)),
         )
         .route("/", web::get().to(web_assets::serve))
@@ -75,7 +82,11 @@ fn resource(path: &str) -> actix_web::Resource {
 }
 
 async fn unknown_route(request: HttpRequest) -> HttpResponse {
-    error_response(ApiError::not_found(format!("no such route: {} {}", request.method(), request.path())))
+    error_response(ApiError::not_found(format!(
+        "no such route: {} {}",
+        request.method(),
+        request.path()
+    )))
 }
 
 async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
@@ -91,10 +102,13 @@ fn error_response(error: ApiError) -> HttpResponse {
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     match state.db.schema_version().await {
-        Ok(version) => HttpResponse::Ok().json(json!({ "status": "ok", "schema_version": version })),
+        Ok(version) => {
+            HttpResponse::Ok().json(json!({ "status": "ok", "schema_version": version }))
+        }
         Err(error) => {
             tracing::error!(%error, "health check failed");
-            HttpResponse::ServiceUnavailable().json(json!({ "code": 503, "message": "the database is not usable" }))
+            HttpResponse::ServiceUnavailable()
+                .json(json!({ "code": 503, "message": "the database is not usable" }))
         }
     }
 }
@@ -107,7 +121,10 @@ fn presented_token(request: &ServiceRequest) -> Option<String> {
     }
     let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = authorization.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 /// Every `/api` route but logging in needs a live token.
@@ -118,15 +135,24 @@ async fn require_token(
     let exempt = request.method() == Method::POST && request.path() == "/api/sessions";
     if !exempt {
         let Some(token) = presented_token(&request) else {
-            let error = ApiError::unauthorized("a login token is required: send X-XTRA-AUTH-ID or Authorization: Bearer");
+            let error = ApiError::unauthorized(
+                "a login token is required: send X-XTRA-AUTH-ID or Authorization: Bearer",
+            );
             return Ok(request.error_response(error));
         };
-        let state = request.app_data::<web::Data<AppState>>().expect("AppState is registered").clone();
+        let state = request
+            .app_data::<web::Data<AppState>>()
+            .expect("AppState is registered")
+            .clone();
         match auth::user_of_token(&state.db, &token).await {
             Ok(Some(_user)) => {
                 request.extensions_mut().insert(BearerToken(token));
             }
-            Ok(None) => return Ok(request.error_response(ApiError::unauthorized("the login token is unknown or expired"))),
+            Ok(None) => {
+                return Ok(request.error_response(ApiError::unauthorized(
+                    "the login token is unknown or expired",
+                )))
+            }
             Err(error) => return Ok(request.error_response(ApiError::from(error))),
         }
     }
@@ -141,7 +167,10 @@ pub async fn log_request(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.path().to_owned();
-    let peer = request.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let peer = request
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let response = next.call(request).await;
     let status = match &response {
         Ok(response) => response.status().as_u16(),

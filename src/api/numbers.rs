@@ -89,7 +89,9 @@ pub fn is_dialable(number: &str) -> bool {
     let digits = number.strip_prefix('+').unwrap_or(number);
     !digits.is_empty()
         && number.len() <= MAX_DEST_NUMBER_CHARS
-        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
 }
 
 fn check_row(index: usize, row: ImportRow) -> ApiResult<NewNumber> {
@@ -125,23 +127,43 @@ fn check_row(index: usize, row: ImportRow) -> ApiResult<NewNumber> {
             )))
         }
     };
-    Ok(NewNumber { dest_number, external_id })
+    Ok(NewNumber {
+        dest_number,
+        external_id,
+    })
 }
 
 /// `POST /api/out_call_tasks/{id}/import`: every row is checked first; one bad row refuses all.
-pub async fn import(state: web::Data<AppState>, id: web::Path<String>, body: web::Payload) -> ApiResult<HttpResponse> {
+pub async fn import(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
     let bytes = input::read_body(body, state.body_limit).await?;
     let numbers = web::block(move || -> ApiResult<Vec<NewNumber>> {
         let body: ImportBody = input::parse_json(&bytes)?;
-        let rows = body.data.ok_or_else(|| ApiError::bad_request("data is required: an array of numbers"))?;
-        rows.into_iter().enumerate().map(|(index, row)| check_row(index, row)).collect()
+        let rows = body
+            .data
+            .ok_or_else(|| ApiError::bad_request("data is required: an array of numbers"))?;
+        rows.into_iter()
+            .enumerate()
+            .map(|(index, row)| check_row(index, row))
+            .collect()
     })
     .await
     .map_err(|e| ApiError::bad_request(format!("could not read the import: {e}")))??;
     let started = std::time::Instant::now();
-    let count = state.db.run(move |conn| db::numbers::import(conn, id, &numbers, clock::now())).await?;
-    tracing::info!(task = id, count, elapsed_ms = started.elapsed().as_millis() as u64, "imported numbers");
+    let count = state
+        .db
+        .run(move |conn| db::numbers::import(conn, id, &numbers, clock::now()))
+        .await?;
+    tracing::info!(
+        task = id,
+        count,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "imported numbers"
+    );
     state.dialer.task_changed(id);
     Ok(HttpResponse::Ok().json(json!({ "code": 200, "message": "success", "data": "{}" })))
 }
@@ -166,10 +188,17 @@ fn number_item(number: &Number, tz: TimeZone) -> Value {
     })
 }
 
-pub async fn list(state: web::Data<AppState>, id: web::Path<String>, request: HttpRequest) -> ApiResult<HttpResponse> {
+pub async fn list(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    request: HttpRequest,
+) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
     let page = input::page(&input::query_pairs(&request)?)?;
-    let (numbers, row_count) = state.db.run(move |conn| db::numbers::list(conn, id, page)).await?;
+    let (numbers, row_count) = state
+        .db
+        .run(move |conn| db::numbers::list(conn, id, page))
+        .await?;
     let tz = state.time_zone;
     Ok(HttpResponse::Ok().json(json!({
         "page": page.number,
@@ -179,8 +208,18 @@ pub async fn list(state: web::Data<AppState>, id: web::Path<String>, request: Ht
     })))
 }
 
-pub const DOWNLOAD_HEADER: [&str; 10] =
-    ["任务名称", "接通后动作", "被叫号码", "呼叫状态", "呼叫开始时间", "呼叫应答时间", "呼叫结束时间", "总时长", "计费时长", "挂机原因"];
+pub const DOWNLOAD_HEADER: [&str; 10] = [
+    "任务名称",
+    "接通后动作",
+    "被叫号码",
+    "呼叫状态",
+    "呼叫开始时间",
+    "呼叫应答时间",
+    "呼叫结束时间",
+    "总时长",
+    "计费时长",
+    "挂机原因",
+];
 
 fn action_label(action: &str) -> &str {
     match action {
@@ -219,7 +258,10 @@ fn download_row(task_name: &str, action: &str, number: &Number, tz: TimeZone) ->
 }
 
 /// `GET /api/out_call_tasks/{id}/download`: a header row, then one row a number in id order.
-pub async fn download(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn download(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
     let tz = state.time_zone;
     let body = state
@@ -238,7 +280,9 @@ pub async fn download(state: web::Data<AppState>, id: web::Path<String>) -> ApiR
             Ok(out)
         })
         .await?;
-    Ok(HttpResponse::Ok().content_type("application/json").body(body))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 #[cfg(test)]
@@ -250,7 +294,17 @@ mod tests {
         for good in ["1000", "+8613800138000", "*97", "#1", "1#", "+1*2#3"] {
             assert!(is_dialable(good), "{good:?}");
         }
-        for bad in ["", "+", "12a", "1 000", "++1", "1+2", "-1", "١٢٣", &"1".repeat(33)] {
+        for bad in [
+            "",
+            "+",
+            "12a",
+            "1 000",
+            "++1",
+            "1+2",
+            "-1",
+            "١٢٣",
+            &"1".repeat(33),
+        ] {
             assert!(!is_dialable(bad), "{bad:?}");
         }
         assert!(is_dialable(&"1".repeat(32)));

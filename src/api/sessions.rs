@@ -13,7 +13,9 @@ use crate::auth;
 pub async fn log_in(state: web::Data<AppState>, body: web::Payload) -> ApiResult<HttpResponse> {
     let body = input::json_or_form_object(&input::read_body(body, 64 * 1024).await?)?;
     let field = |name: &str| -> ApiResult<String> {
-        let value = body.get(name).ok_or_else(|| ApiError::bad_request(format!("{name} is required")))?;
+        let value = body
+            .get(name)
+            .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))?;
         input::text(name, value, 256)
     };
     let (login, password) = (field("login")?, field("password")?);

@@ -27,7 +27,9 @@ fn caps_number(caps: f64) -> Value {
     if caps.fract() == 0.0 && caps.abs() < 1e15 {
         Value::from(caps as i64)
     } else {
-        Number::from_f64(caps).map(Value::Number).unwrap_or(Value::Null)
+        Number::from_f64(caps)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     }
 }
 
@@ -51,7 +53,10 @@ fn common_fields(task: &Task, tz: TimeZone) -> Map<String, Value> {
         ("task_start_time", tz.format_optional(task.task_start_time)),
         ("task_end_time", tz.format_optional(task.task_end_time)),
         ("group_confirm_key", task.group_confirm_key.clone()),
-        ("group_confirm_read_timeout", optional_text(task.group_confirm_read_timeout)),
+        (
+            "group_confirm_read_timeout",
+            optional_text(task.group_confirm_read_timeout),
+        ),
         ("group_confirm_file", task.group_confirm_file.clone()),
         ("action", task.action.clone()),
         ("data", task.data.clone()),
@@ -60,7 +65,10 @@ fn common_fields(task: &Task, tz: TimeZone) -> Map<String, Value> {
         ("updated_at", tz.format(task.updated_at)),
         ("deleted_at", tz.format_optional(task.deleted_at)),
     ];
-    fields.into_iter().map(|(name, value)| (name.to_owned(), Value::String(value))).collect()
+    fields
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), Value::String(value)))
+        .collect()
 }
 
 /// A task in the list: every field a string except `total` and `done`.
@@ -75,7 +83,11 @@ fn list_item(task: &Task, tz: TimeZone) -> Value {
         ("disable_ring_back", task.disable_ring_back.to_string()),
         ("auto_record", task.auto_record.to_string()),
     ];
-    fields.extend(strings.into_iter().map(|(name, value)| (name.to_owned(), Value::String(value))));
+    fields.extend(
+        strings
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), Value::String(value))),
+    );
     fields.insert("total".into(), task.total.into());
     fields.insert("done".into(), task.done.into());
     Value::Object(fields)
@@ -91,7 +103,10 @@ fn detail(task: &Task, tz: TimeZone) -> Value {
     fields.insert("auto_dial".into(), task.auto_dial.into());
     fields.insert("disable_ring_back".into(), task.disable_ring_back.into());
     fields.insert("auto_record".into(), task.auto_record.into());
-    fields.insert("done_total".into(), format!("{}/{}", task.done, task.total).into());
+    fields.insert(
+        "done_total".into(),
+        format!("{}/{}", task.done, task.total).into(),
+    );
     Value::Object(fields)
 }
 
@@ -120,18 +135,30 @@ fn task_patch(body: &Map<String, Value>, tz: TimeZone) -> ApiResult<TaskPatch> {
             "group_name" => SqlValue::Text(group_name(value)?),
             "description" => SqlValue::Text(input::text(column, value, 1024)?),
             "cid_number" => SqlValue::Text(input::text(column, value, 64)?),
-            "cid_name" | "context" | "dest_context" => SqlValue::Text(input::text(column, value, 128)?),
+            "cid_name" | "context" | "dest_context" => {
+                SqlValue::Text(input::text(column, value, 128)?)
+            }
             "calling_time" => SqlValue::Integer(input::integer(column, value, 5, 300)?),
             "max_caps" => SqlValue::Real(input::positive_number(column, value, MAX_CAPS)?),
-            "max_concurrency" => SqlValue::Integer(input::integer(column, value, 1, MAX_CONCURRENCY)?),
-            "auto_dial" | "disable_ring_back" | "auto_record" => SqlValue::Integer(input::flag(column, value)?),
+            "max_concurrency" => {
+                SqlValue::Integer(input::integer(column, value, 1, MAX_CONCURRENCY)?)
+            }
+            "auto_dial" | "disable_ring_back" | "auto_record" => {
+                SqlValue::Integer(input::flag(column, value)?)
+            }
             "task_start_time" => match input::text(column, value, 19)?.as_str() {
                 "" => SqlValue::Null,
-                text => SqlValue::Integer(tz.parse(text).map_err(|e| ApiError::bad_request(format!("{column}: {e}")))?),
+                text => SqlValue::Integer(
+                    tz.parse(text)
+                        .map_err(|e| ApiError::bad_request(format!("{column}: {e}")))?,
+                ),
             },
             "group_confirm_key" => {
                 let key = input::text(column, value, 8)?;
-                if !key.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#') {
+                if !key
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+                {
                     return Err(ApiError::bad_request(format!(
                         "group_confirm_key must be DTMF keys (0-9, *, #), not {key:?}"
                     )));
@@ -163,13 +190,22 @@ fn task_patch(body: &Map<String, Value>, tz: TimeZone) -> ApiResult<TaskPatch> {
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> ApiResult<HttpResponse> {
     let query = input::query_pairs(&request)?;
     let page = input::page(&query)?;
-    let filter = ListFilter { name: input::query_text(&query, "name"), status: input::query_text(&query, "status") };
+    let filter = ListFilter {
+        name: input::query_text(&query, "name"),
+        status: input::query_text(&query, "status"),
+    };
     if let Some(status) = &filter.status {
         if !STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::bad_request(format!("status must be one of {}, not {status:?}", STATUSES.join(", "))));
+            return Err(ApiError::bad_request(format!(
+                "status must be one of {}, not {status:?}",
+                STATUSES.join(", ")
+            )));
         }
     }
-    let (tasks, row_count) = state.db.run(move |conn| db::tasks::list(conn, &filter, page)).await?;
+    let (tasks, row_count) = state
+        .db
+        .run(move |conn| db::tasks::list(conn, &filter, page))
+        .await?;
     let tz = state.time_zone;
     Ok(HttpResponse::Ok().json(json!({
         "page": page.number,
@@ -185,7 +221,10 @@ pub fn page_count(row_count: i64, per_page: u32) -> i64 {
 
 pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
-    let task = state.db.run(move |conn| db::tasks::require(conn, id)).await?;
+    let task = state
+        .db
+        .run(move |conn| db::tasks::require(conn, id))
+        .await?;
     Ok(HttpResponse::Ok().json(detail(&task, state.time_zone)))
 }
 
@@ -195,52 +234,119 @@ pub async fn create(state: web::Data<AppState>, body: web::Payload) -> ApiResult
         return Err(ApiError::bad_request("group_name is required"));
     }
     let patch = task_patch(&body, state.time_zone)?;
-    let id = state.db.run(move |conn| db::tasks::create(conn, &patch, clock::now())).await?;
+    let id = state
+        .db
+        .run(move |conn| db::tasks::create(conn, &patch, clock::now()))
+        .await?;
     state.dialer.task_changed(id);
     Ok(success(id.into()))
 }
 
-pub async fn update(state: web::Data<AppState>, id: web::Path<String>, body: web::Payload) -> ApiResult<HttpResponse> {
+pub async fn update(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
     let body = input::json_object(&input::read_body(body, state.body_limit).await?)?;
     let patch = task_patch(&body, state.time_zone)?;
-    state.db.run(move |conn| db::tasks::update(conn, id, &patch, clock::now())).await?;
+    state
+        .db
+        .run(move |conn| db::tasks::update(conn, id, &patch, clock::now()))
+        .await?;
     state.dialer.task_changed(id);
     Ok(success(id.to_string().into()))
 }
 
 /// `PUT /api/out_call_tasks` with `{"action":"start"|"stop","data":["2",…]}`.
-pub async fn start_or_stop(state: web::Data<AppState>, body: web::Payload) -> ApiResult<HttpResponse> {
+pub async fn start_or_stop(
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
     let body = input::json_object(&input::read_body(body, state.body_limit).await?)?;
     let starting = match body.get("action") {
         Some(Value::String(action)) if action == "start" => true,
         Some(Value::String(action)) if action == "stop" => false,
-        Some(other) => return Err(ApiError::bad_request(format!("action must be \"start\" or \"stop\", not {other}"))),
-        None => return Err(ApiError::bad_request("action is required (\"start\" or \"stop\")")),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "action must be \"start\" or \"stop\", not {other}"
+            )))
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "action is required (\"start\" or \"stop\")",
+            ))
+        }
     };
     let ids = match body.get("data") {
-        Some(Value::Array(items)) if !items.is_empty() => {
-            items.iter().map(|item| input::id("data[]", item)).collect::<ApiResult<Vec<_>>>()?
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|item| input::id("data[]", item))
+            .collect::<ApiResult<Vec<_>>>()?,
+        Some(Value::Array(_)) => {
+            return Err(ApiError::bad_request("data must list at least one task id"))
         }
-        Some(Value::Array(_)) => return Err(ApiError::bad_request("data must list at least one task id")),
-        Some(other) => return Err(ApiError::bad_request(format!("data must be an array of task ids, not {other}"))),
-        None => return Err(ApiError::bad_request("data is required: an array of task ids")),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "data must be an array of task ids, not {other}"
+            )))
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "data is required: an array of task ids",
+            ))
+        }
     };
+    if starting {
+        check_runnable(&state, &ids).await?;
+    }
     let changes = {
         let ids = ids.clone();
         let now = clock::now();
         if starting {
-            state.db.run(move |conn| db::tasks::start(conn, &ids, now)).await?
+            state
+                .db
+                .run(move |conn| db::tasks::start(conn, &ids, now))
+                .await?
         } else {
-            state.db.run(move |conn| db::tasks::stop(conn, &ids, now)).await?
+            state
+                .db
+                .run(move |conn| db::tasks::stop(conn, &ids, now))
+                .await?
         }
     };
     for id in ids {
         state.dialer.task_changed(id);
     }
     let tz = state.time_zone;
-    let data: Vec<Value> = changes.iter().map(|change| state_change(change, starting, tz)).collect();
+    let data: Vec<Value> = changes
+        .iter()
+        .map(|change| state_change(change, starting, tz))
+        .collect();
     Ok(success(Value::Array(data)))
+}
+
+/// Refuses, before anything changes, a task the telephony back end cannot run.
+async fn check_runnable(state: &AppState, ids: &[i64]) -> ApiResult<()> {
+    let ids = ids.to_vec();
+    let tasks = state
+        .db
+        .run(move |conn| {
+            ids.iter()
+                .map(|&id| db::tasks::require(conn, id))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    for task in tasks {
+        state.dialer.check_task(&task).map_err(|reason| {
+            ApiError::bad_request(format!(
+                "task {} cannot run on the {} back end: {reason}",
+                task.id,
+                state.dialer.backend_name()
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 fn state_change(change: &StateChange, starting: bool, tz: TimeZone) -> Value {
@@ -259,13 +365,37 @@ fn state_change(change: &StateChange, starting: bool, tz: TimeZone) -> Value {
 
 pub async fn clone(state: web::Data<AppState>, body: web::Payload) -> ApiResult<HttpResponse> {
     let body = input::json_object(&input::read_body(body, state.body_limit).await?)?;
-    let source = input::id("id", body.get("id").ok_or_else(|| ApiError::bad_request("id is required"))?)?;
-    let name = group_name(body.get("group_name").ok_or_else(|| ApiError::bad_request("group_name is required"))?)?;
-    let description = body.get("description").map(|v| input::text("description", v, 1024)).transpose()?.unwrap_or_default();
-    let with_numbers = body.get("is_clone_numbers").map(|v| input::flag("is_clone_numbers", v)).transpose()? == Some(1);
+    let source = input::id(
+        "id",
+        body.get("id")
+            .ok_or_else(|| ApiError::bad_request("id is required"))?,
+    )?;
+    let name = group_name(
+        body.get("group_name")
+            .ok_or_else(|| ApiError::bad_request("group_name is required"))?,
+    )?;
+    let description = body
+        .get("description")
+        .map(|v| input::text("description", v, 1024))
+        .transpose()?
+        .unwrap_or_default();
+    let with_numbers = body
+        .get("is_clone_numbers")
+        .map(|v| input::flag("is_clone_numbers", v))
+        .transpose()?
+        == Some(1);
     let id = state
         .db
-        .run(move |conn| db::tasks::clone(conn, source, &name, &description, with_numbers, clock::now()))
+        .run(move |conn| {
+            db::tasks::clone(
+                conn,
+                source,
+                &name,
+                &description,
+                with_numbers,
+                clock::now(),
+            )
+        })
         .await?;
     state.dialer.task_changed(id);
     Ok(success(id.into()))
@@ -273,7 +403,10 @@ pub async fn clone(state: web::Data<AppState>, body: web::Payload) -> ApiResult<
 
 pub async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
-    state.db.run(move |conn| db::tasks::delete(conn, id, clock::now())).await?;
+    state
+        .db
+        .run(move |conn| db::tasks::delete(conn, id, clock::now()))
+        .await?;
     state.dialer.task_changed(id);
     Ok(success(id.to_string().into()))
 }

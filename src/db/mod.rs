@@ -70,7 +70,8 @@ impl Db {
     }
 
     pub async fn schema_version(&self) -> DbResult<u32> {
-        self.run(|conn| Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)).await
+        self.run(|conn| Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?))
+            .await
     }
 }
 
@@ -132,11 +133,17 @@ mod tests {
         let path = dir.path().join("t.db");
         let db = Db::open(&path).unwrap();
         let conn = db.connection().unwrap();
-        let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let version: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(version, latest_schema_version());
-        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
-        let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        let fk: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
         assert_eq!(fk, 1);
         drop(conn);
         drop(db);

@@ -1,6 +1,6 @@
 //! The `numbers` table: the phone numbers of a task and each one's call result.
 
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{DbError, DbResult, Page};
 
@@ -15,6 +15,7 @@ pub struct Number {
     pub outbound_call: i64,
     pub dtmf: String,
     pub cause: String,
+    pub sip_code: Option<i64>,
     pub call_start_time: Option<i64>,
     pub call_answer_time: Option<i64>,
     pub call_end_time: Option<i64>,
@@ -29,8 +30,9 @@ pub struct NewNumber {
     pub external_id: String,
 }
 
-const COLUMNS: &str = "id, group_id, dest_number, external_id, uuid, call_status, outbound_call, dtmf, cause,
-    call_start_time, call_answer_time, call_end_time, created_at, updated_at, deleted_at";
+const COLUMNS: &str =
+    "id, group_id, dest_number, external_id, uuid, call_status, outbound_call, dtmf, cause,
+    call_start_time, call_answer_time, call_end_time, created_at, updated_at, deleted_at, sip_code";
 
 fn from_row(row: &Row) -> rusqlite::Result<Number> {
     Ok(Number {
@@ -49,6 +51,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Number> {
         created_at: row.get(12)?,
         updated_at: row.get(13)?,
         deleted_at: row.get(14)?,
+        sip_code: row.get(15)?,
     })
 }
 
@@ -57,7 +60,12 @@ fn require_live_task(conn: &Connection, task_id: i64) -> DbResult<()> {
 }
 
 /// Adds numbers to a live task in one transaction: all are written or none.
-pub fn import(conn: &mut Connection, task_id: i64, numbers: &[NewNumber], now: i64) -> DbResult<usize> {
+pub fn import(
+    conn: &mut Connection,
+    task_id: i64,
+    numbers: &[NewNumber],
+    now: i64,
+) -> DbResult<usize> {
     let tx = conn.transaction()?;
     require_live_task(&tx, task_id)?;
     {
@@ -66,7 +74,12 @@ pub fn import(conn: &mut Connection, task_id: i64, numbers: &[NewNumber], now: i
              VALUES (?1, ?2, ?3, ?4, ?4)",
         )?;
         for number in numbers {
-            insert.execute(params![task_id, number.dest_number, number.external_id, now])?;
+            insert.execute(params![
+                task_id,
+                number.dest_number,
+                number.external_id,
+                now
+            ])?;
         }
     }
     tx.commit()?;
@@ -76,10 +89,11 @@ pub fn import(conn: &mut Connection, task_id: i64, numbers: &[NewNumber], now: i
 /// One page of a live task's numbers, newest first (as the vendor lists them), and their count.
 pub fn list(conn: &Connection, task_id: i64, page: Page) -> DbResult<(Vec<Number>, i64)> {
     require_live_task(conn, task_id)?;
-    let total: i64 =
-        conn.query_row("SELECT count(*) FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL", [task_id], |row| {
-            row.get(0)
-        })?;
+    let total: i64 = conn.query_row(
+        "SELECT count(*) FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL",
+        [task_id],
+        |row| row.get(0),
+    )?;
     let numbers = conn
         .prepare(&format!(
             "SELECT {COLUMNS} FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL
@@ -101,4 +115,85 @@ pub fn for_each(conn: &Connection, task_id: i64, mut visit: impl FnMut(Number)) 
         visit(from_row(row).map_err(DbError::from)?);
     }
     Ok(())
+}
+
+/// A number claimed for dialing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub id: i64,
+    pub dest_number: String,
+}
+
+/// Claims the task's next never-dialed number in id order, before it is dialed, so that a crash
+/// can never dial it twice: it becomes `calling`, dialed (`outbound_call = 0`), with the call's
+/// uuid and start time. Claims nothing unless the task is running.
+pub fn claim_next(
+    conn: &Connection,
+    task_id: i64,
+    uuid: &str,
+    now: i64,
+) -> DbResult<Option<Claimed>> {
+    Ok(conn
+        .query_row(
+            "UPDATE numbers SET call_status = 'calling', outbound_call = 0, uuid = ?2, call_start_time = ?3,
+                 updated_at = ?3, dtmf = '', cause = '', sip_code = NULL,
+                 call_answer_time = NULL, call_end_time = NULL
+             WHERE id = (SELECT id FROM numbers
+                         WHERE group_id = ?1 AND call_status = 'init' AND outbound_call = 1 AND deleted_at IS NULL
+                         ORDER BY id LIMIT 1)
+               AND EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL)
+             RETURNING id, dest_number",
+            params![task_id, uuid, now],
+            |row| Ok(Claimed { id: row.get(0)?, dest_number: row.get(1)? }),
+        )
+        .optional()?)
+}
+
+pub fn record_answer(
+    conn: &Connection,
+    number_id: i64,
+    uuid: &str,
+    answered_at: i64,
+) -> DbResult<()> {
+    conn.execute(
+        "UPDATE numbers SET call_answer_time = ?3, updated_at = ?3
+         WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
+        params![number_id, uuid, answered_at],
+    )?;
+    Ok(())
+}
+
+/// The final result of a number's call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallResult {
+    pub cause: String,
+    pub sip_code: Option<u16>,
+    pub answered_at: Option<i64>,
+    pub ended_at: i64,
+    pub dtmf: String,
+}
+
+/// Writes a call's result; only the call that claimed the number (same uuid) can finish it.
+pub fn finish(
+    conn: &Connection,
+    number_id: i64,
+    uuid: &str,
+    result: &CallResult,
+) -> DbResult<bool> {
+    Ok(conn.execute(
+        "UPDATE numbers SET call_status = 'done', cause = ?3, sip_code = ?4,
+             call_answer_time = coalesce(?5, call_answer_time), call_end_time = ?6, dtmf = ?7, updated_at = ?6
+         WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
+        params![number_id, uuid, result.cause, result.sip_code, result.answered_at, result.ended_at, result.dtmf],
+    )? > 0)
+}
+
+/// After a crash, calls left `calling` cannot be followed any more: they end with
+/// `SYSTEM_SHUTDOWN` at the last time anything was known of them, and are never redialed.
+pub fn finish_interrupted(conn: &Connection, cause: &str) -> DbResult<usize> {
+    Ok(conn.execute(
+        "UPDATE numbers SET call_status = 'done', cause = ?1, call_end_time = updated_at
+         WHERE call_status = 'calling'",
+        [cause],
+    )?)
 }

@@ -4,7 +4,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::DbResult;
 
-pub fn insert(conn: &Connection, token_sha256: &str, user_id: i64, now: i64, expires_at: i64) -> DbResult<()> {
+pub fn insert(
+    conn: &Connection,
+    token_sha256: &str,
+    user_id: i64,
+    now: i64,
+    expires_at: i64,
+) -> DbResult<()> {
     // Logging in is also when stale tokens are swept, so the table stays small without a timer.
     conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
     conn.execute(
@@ -27,5 +33,8 @@ pub fn user_of(conn: &Connection, token_sha256: &str, now: i64) -> DbResult<Opti
 
 /// Revokes a token; false when it was not there.
 pub fn delete(conn: &Connection, token_sha256: &str) -> DbResult<bool> {
-    Ok(conn.execute("DELETE FROM sessions WHERE token_sha256 = ?1", [token_sha256])? > 0)
+    Ok(conn.execute(
+        "DELETE FROM sessions WHERE token_sha256 = ?1",
+        [token_sha256],
+    )? > 0)
 }

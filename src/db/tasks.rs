@@ -1,6 +1,9 @@
 //! The `tasks` table: outbound campaigns and their settings.
 
-use rusqlite::{params, params_from_iter, types::Value, Connection, ErrorCode, OptionalExtension, Row, Transaction};
+use rusqlite::{
+    params, params_from_iter, types::Value, Connection, ErrorCode, OptionalExtension, Row,
+    Transaction,
+};
 
 use super::{DbError, DbResult, Page};
 
@@ -64,13 +67,18 @@ pub const SETTABLE_COLUMNS: &[&str] = &[
 
 impl TaskPatch {
     pub fn set(&mut self, column: &'static str, value: Value) {
-        assert!(SETTABLE_COLUMNS.contains(&column), "{column} is not a settable task column");
+        assert!(
+            SETTABLE_COLUMNS.contains(&column),
+            "{column} is not a settable task column"
+        );
         self.0.retain(|(existing, _)| *existing != column);
         self.0.push((column, value));
     }
 
     fn touches_schedule(&self) -> bool {
-        self.0.iter().any(|(column, _)| matches!(*column, "auto_dial" | "task_start_time"))
+        self.0
+            .iter()
+            .any(|(column, _)| matches!(*column, "auto_dial" | "task_start_time"))
     }
 }
 
@@ -133,7 +141,9 @@ fn from_row(row: &Row) -> rusqlite::Result<Task> {
 fn name_taken(error: rusqlite::Error, name: &str) -> DbError {
     match &error {
         rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation => {
-            DbError::Conflict(format!("group_name {name:?} is already used by another task"))
+            DbError::Conflict(format!(
+                "group_name {name:?} is already used by another task"
+            ))
         }
         _ => DbError::Sqlite(error),
     }
@@ -172,7 +182,9 @@ pub fn list(conn: &Connection, filter: &ListFilter, page: Page) -> DbResult<(Vec
     )?;
     args.push(Value::Integer(page.per_page as i64));
     args.push(Value::Integer(page.offset()));
-    let sql = format!("SELECT {COLUMNS} FROM tasks t WHERE {condition} ORDER BY t.id DESC LIMIT ? OFFSET ?");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks t WHERE {condition} ORDER BY t.id DESC LIMIT ? OFFSET ?"
+    );
     let tasks = conn
         .prepare(&sql)?
         .query_map(params_from_iter(args.iter()), from_row)?
@@ -184,8 +196,11 @@ pub fn list(conn: &Connection, filter: &ListFilter, page: Page) -> DbResult<(Vec
 pub fn create(conn: &mut Connection, patch: &TaskPatch, now: i64) -> DbResult<i64> {
     let name = patch_text(patch, "group_name");
     let tx = conn.transaction()?;
-    tx.execute("INSERT INTO tasks (group_name, created_at, updated_at) VALUES (?1, ?2, ?2)", params![name, now])
-        .map_err(|e| name_taken(e, &name))?;
+    tx.execute(
+        "INSERT INTO tasks (group_name, created_at, updated_at) VALUES (?1, ?2, ?2)",
+        params![name, now],
+    )
+    .map_err(|e| name_taken(e, &name))?;
     let id = tx.last_insert_rowid();
     apply_patch(&tx, id, patch, now)?;
     tx.commit()?;
@@ -214,10 +229,22 @@ fn patch_text(patch: &TaskPatch, column: &str) -> String {
 
 fn apply_patch(tx: &Transaction, id: i64, patch: &TaskPatch, now: i64) -> DbResult<()> {
     if !patch.0.is_empty() {
-        let assignments: Vec<String> = patch.0.iter().map(|(column, _)| format!("{column} = ?")).collect();
-        let sql = format!("UPDATE tasks SET {}, updated_at = ? WHERE id = ?", assignments.join(", "));
-        let values = patch.0.iter().map(|(_, value)| value.clone()).chain([Value::Integer(now), Value::Integer(id)]);
-        tx.execute(&sql, params_from_iter(values)).map_err(|e| name_taken(e, &patch_text(patch, "group_name")))?;
+        let assignments: Vec<String> = patch
+            .0
+            .iter()
+            .map(|(column, _)| format!("{column} = ?"))
+            .collect();
+        let sql = format!(
+            "UPDATE tasks SET {}, updated_at = ? WHERE id = ?",
+            assignments.join(", ")
+        );
+        let values = patch
+            .0
+            .iter()
+            .map(|(_, value)| value.clone())
+            .chain([Value::Integer(now), Value::Integer(id)]);
+        tx.execute(&sql, params_from_iter(values))
+            .map_err(|e| name_taken(e, &patch_text(patch, "group_name")))?;
     }
     if patch.touches_schedule() {
         reschedule(tx, id, now)?;
@@ -239,9 +266,13 @@ fn reschedule(tx: &Transaction, id: i64, now: i64) -> DbResult<()> {
 
 /// Fails with NotFound unless the task exists and is not deleted.
 pub fn require_live(conn: &Connection, id: i64) -> DbResult<()> {
-    conn.query_row("SELECT 1 FROM tasks WHERE id = ?1 AND deleted_at IS NULL", [id], |_| Ok(()))
-        .optional()?
-        .ok_or_else(|| not_found(id))
+    conn.query_row(
+        "SELECT 1 FROM tasks WHERE id = ?1 AND deleted_at IS NULL",
+        [id],
+        |_| Ok(()),
+    )
+    .optional()?
+    .ok_or_else(|| not_found(id))
 }
 
 fn state_change(conn: &Connection, id: i64) -> DbResult<StateChange> {
@@ -325,7 +356,10 @@ pub fn delete(conn: &mut Connection, id: i64, now: i64) -> DbResult<()> {
     let tx = conn.transaction()?;
     require_live(&tx, id)?;
     stop_one(&tx, id, now)?;
-    tx.execute("UPDATE tasks SET deleted_at = ?2, auto_dial_pending = 0, updated_at = ?2 WHERE id = ?1", params![id, now])?;
+    tx.execute(
+        "UPDATE tasks SET deleted_at = ?2, auto_dial_pending = 0, updated_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
     tx.commit()?;
     Ok(())
 }
@@ -367,4 +401,44 @@ pub fn clone(
     }
     tx.commit()?;
     Ok(id)
+}
+
+/// Live tasks with status `running`.
+pub fn running_ids(conn: &Connection) -> DbResult<Vec<i64>> {
+    let ids = conn
+        .prepare(
+            "SELECT id FROM tasks WHERE status = 'running' AND deleted_at IS NULL ORDER BY id",
+        )?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ids)
+}
+
+/// Starts every task whose auto_dial start time has come; answers their ids.
+pub fn start_due(conn: &mut Connection, now: i64) -> DbResult<Vec<i64>> {
+    let tx = conn.transaction()?;
+    let due: Vec<i64> = tx
+        .prepare(
+            "SELECT id FROM tasks WHERE auto_dial_pending = 1 AND deleted_at IS NULL AND task_start_time <= ?1
+             ORDER BY id",
+        )?
+        .query_map([now], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for &id in &due {
+        start_one(&tx, id, now)?;
+        tx.execute("UPDATE tasks SET auto_dial_pending = 0 WHERE id = ?1", [id])?;
+    }
+    tx.commit()?;
+    Ok(due)
+}
+
+/// A running task with no number waiting and none calling becomes `done`; answers whether it did.
+pub fn finish_if_complete(conn: &Connection, id: i64, now: i64) -> DbResult<bool> {
+    Ok(conn.execute(
+        "UPDATE tasks SET status = 'done', task_end_time = ?2, updated_at = ?2
+         WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM numbers
+                           WHERE group_id = ?1 AND call_status IN ('init', 'calling') AND deleted_at IS NULL)",
+        params![id, now],
+    )? > 0)
 }

@@ -23,8 +23,15 @@ pub fn insert(conn: &Connection, login: &str, password_hash: &str, now: i64) -> 
 
 pub fn find_by_login(conn: &Connection, login: &str) -> DbResult<Option<StoredUser>> {
     Ok(conn
-        .query_row("SELECT id, password_hash FROM users WHERE login = ?1", [login], |row| {
-            Ok(StoredUser { id: row.get(0)?, password_hash: row.get(1)? })
-        })
+        .query_row(
+            "SELECT id, password_hash FROM users WHERE login = ?1",
+            [login],
+            |row| {
+                Ok(StoredUser {
+                    id: row.get(0)?,
+                    password_hash: row.get(1)?,
+                })
+            },
+        )
         .optional()?)
 }

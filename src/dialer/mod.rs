@@ -1,18 +1,296 @@
-//! The dialer: runs tasks by placing calls through a telephony back end.
+//! The dialer: a supervisor that starts a runner for every running task (and starts auto_dial
+//! tasks when their time comes), the box-wide limits all runners share, and orderly shutdown.
 
-use std::sync::Arc;
+pub mod pacing;
+pub mod runner;
 
-use tokio::sync::Notify;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
-/// How the API tells the dialer that a task's state or numbers changed, so that it looks again
-/// without waiting for its next periodic check.
-#[derive(Clone, Default)]
+use tokio::{
+    sync::{mpsc, Notify, Semaphore},
+    task::JoinHandle,
+    time::{sleep_until, MissedTickBehavior},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use self::{pacing::Pacer, runner::TaskRunner};
+use crate::{
+    clock,
+    db::{self, tasks::Task, Db},
+    telephony::{CallControl, HangupCause, Telephony},
+};
+
+#[derive(Debug, Clone)]
+pub struct DialerConfig {
+    /// Calls started per second by all tasks together.
+    pub max_caps: f64,
+    /// Calls alive at once across all tasks.
+    pub max_channels: usize,
+    /// On shutdown, how long live calls may go on before they are hung up.
+    pub shutdown_grace: Duration,
+}
+
+/// How often the supervisor looks for auto_dial starts and runnerless running tasks, besides
+/// whenever the API reports a change.
+const SUPERVISOR_PERIOD: Duration = Duration::from_millis(500);
+/// After the grace period and the hang-ups, how long to wait for the results to be written.
+const HANGUP_WAIT: Duration = Duration::from_secs(10);
+
+/// The limits that protect the trunk across all tasks.
+pub struct GlobalLimits {
+    pacer: Mutex<Pacer>,
+    pub channels: Arc<Semaphore>,
+}
+
+impl GlobalLimits {
+    fn new(config: &DialerConfig) -> Self {
+        GlobalLimits {
+            pacer: Mutex::new(Pacer::new(config.max_caps)),
+            channels: Arc::new(Semaphore::new(config.max_channels)),
+        }
+    }
+
+    pub fn earliest_start(&self, now: Instant) -> Instant {
+        self.pacer.lock().expect("pacer lock").earliest_start(now)
+    }
+
+    /// Waits for the box-wide pace to allow a start, records it, and answers its instant.
+    pub async fn take_start(&self) -> Instant {
+        loop {
+            let now = Instant::now();
+            let earliest = {
+                let mut pacer = self.pacer.lock().expect("pacer lock");
+                let earliest = pacer.earliest_start(now);
+                if earliest <= now {
+                    pacer.record_start(now);
+                    return now;
+                }
+                earliest
+            };
+            sleep_until(earliest.into()).await;
+        }
+    }
+}
+
+/// What the supervisor, its runners and their calls share.
+pub struct DialerContext {
+    pub db: Db,
+    pub backend: Arc<dyn Telephony>,
+    pub limits: GlobalLimits,
+    pub shutdown: CancellationToken,
+    /// Every call being followed, so that shutdown can wait for their results.
+    pub calls: TaskTracker,
+    live_calls: Mutex<HashMap<String, CallControl>>,
+}
+
+impl DialerContext {
+    /// Keeps a way to hang the call up until the guard is dropped.
+    fn register_call(self: &Arc<Self>, uuid: &str, control: CallControl) -> LiveCall {
+        self.live_calls
+            .lock()
+            .expect("live calls lock")
+            .insert(uuid.to_owned(), control);
+        LiveCall {
+            context: self.clone(),
+            uuid: uuid.to_owned(),
+        }
+    }
+
+    fn hang_up_all(&self, cause: HangupCause) -> usize {
+        let calls = self.live_calls.lock().expect("live calls lock");
+        for control in calls.values() {
+            control.hang_up(cause);
+        }
+        calls.len()
+    }
+}
+
+struct LiveCall {
+    context: Arc<DialerContext>,
+    uuid: String,
+}
+
+impl Drop for LiveCall {
+    fn drop(&mut self) {
+        self.context
+            .live_calls
+            .lock()
+            .expect("live calls lock")
+            .remove(&self.uuid);
+    }
+}
+
+/// The API's side of the dialer.
+#[derive(Clone)]
 pub struct DialerHandle {
-    wake: Arc<Notify>,
+    changes: mpsc::UnboundedSender<i64>,
+    context: Arc<DialerContext>,
+    shutdown_grace: Duration,
 }
 
 impl DialerHandle {
-    pub fn task_changed(&self, _task_id: i64) {
-        self.wake.notify_one();
+    /// A task's state, settings or numbers changed: look at it now.
+    pub fn task_changed(&self, task_id: i64) {
+        let _ = self.changes.send(task_id);
+    }
+
+    /// Whether the back end can run this task at all.
+    pub fn check_task(&self, task: &Task) -> Result<(), String> {
+        self.context
+            .backend
+            .check_task(&runner::call_settings(task))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.context.backend.name()
+    }
+
+    /// Stops starting calls, lets live calls go on for the grace period, hangs up the rest with
+    /// SYSTEM_SHUTDOWN, and waits (bounded) for every result to be written. Tasks stay `running`
+    /// in the database, so they resume at the next start.
+    pub async fn shutdown(&self) {
+        let context = &self.context;
+        context.shutdown.cancel();
+        context.calls.close();
+        if tokio::time::timeout(self.shutdown_grace, context.calls.wait())
+            .await
+            .is_err()
+        {
+            let count = context.hang_up_all(HangupCause::SYSTEM_SHUTDOWN);
+            tracing::info!(count, "grace period over: hanging up the calls still alive");
+            if tokio::time::timeout(HANGUP_WAIT, context.calls.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!("some calls did not end after being hung up; their numbers finish at the next start");
+            }
+        }
+    }
+}
+
+struct RunnerEntry {
+    wake: Arc<Notify>,
+    join: JoinHandle<()>,
+}
+
+/// Starts the dialer. Calls left `calling` by a crash are finished first (they are never redialed),
+/// then running tasks resume. Answers the API's handle and the supervisor, which ends after a
+/// shutdown once every runner has.
+pub async fn start(
+    db: Db,
+    backend: Arc<dyn Telephony>,
+    config: DialerConfig,
+) -> db::DbResult<(DialerHandle, JoinHandle<()>)> {
+    let interrupted = db
+        .run(|conn| db::numbers::finish_interrupted(conn, HangupCause::SYSTEM_SHUTDOWN.name()))
+        .await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            count = interrupted,
+            "finished calls interrupted by the last stop with SYSTEM_SHUTDOWN"
+        );
+    }
+    let context = Arc::new(DialerContext {
+        db,
+        backend,
+        limits: GlobalLimits::new(&config),
+        shutdown: CancellationToken::new(),
+        calls: TaskTracker::new(),
+        live_calls: Mutex::default(),
+    });
+    let (changes_sender, changes) = mpsc::unbounded_channel();
+    let handle = DialerHandle {
+        changes: changes_sender,
+        context: context.clone(),
+        shutdown_grace: config.shutdown_grace,
+    };
+    let supervisor = Supervisor {
+        context,
+        changes,
+        runners: HashMap::new(),
+    };
+    Ok((handle, tokio::spawn(supervisor.run())))
+}
+
+struct Supervisor {
+    context: Arc<DialerContext>,
+    changes: mpsc::UnboundedReceiver<i64>,
+    runners: HashMap<i64, RunnerEntry>,
+}
+
+impl Supervisor {
+    async fn run(mut self) {
+        let mut ticker = tokio::time::interval(SUPERVISOR_PERIOD);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let shutdown = self.context.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+                Some(task_id) = self.changes.recv() => {
+                    if let Some(runner) = self.runners.get(&task_id) {
+                        runner.wake.notify_one();
+                    }
+                }
+            }
+            self.pass().await;
+        }
+        // Shutdown: wake every runner so it sees it, and wait for them to end with their calls.
+        for (_, runner) in self.runners.drain() {
+            runner.wake.notify_one();
+            if let Err(error) = runner.join.await {
+                tracing::error!(%error, "a task runner failed during shutdown");
+            }
+        }
+        tracing::info!("dialer stopped");
+    }
+
+    /// Starts due auto_dial tasks and gives every running task a runner.
+    async fn pass(&mut self) {
+        match self
+            .context
+            .db
+            .run(|conn| db::tasks::start_due(conn, clock::now()))
+            .await
+        {
+            Ok(started) => {
+                for id in started {
+                    tracing::info!(task = id, "auto_dial: task started at its start time");
+                }
+            }
+            Err(error) => tracing::error!(%error, "could not start auto_dial tasks"),
+        }
+        self.runners.retain(|task_id, runner| {
+            if runner.join.is_finished() {
+                tracing::debug!(task = task_id, "task runner ended");
+            }
+            !runner.join.is_finished()
+        });
+        let running = match self
+            .context
+            .db
+            .run(|conn| db::tasks::running_ids(conn))
+            .await
+        {
+            Ok(ids) => ids,
+            Err(error) => {
+                tracing::error!(%error, "could not list running tasks");
+                return;
+            }
+        };
+        for task_id in running {
+            self.runners.entry(task_id).or_insert_with(|| {
+                let wake = Arc::new(Notify::new());
+                let runner = TaskRunner::new(task_id, self.context.clone(), wake.clone());
+                RunnerEntry {
+                    wake,
+                    join: tokio::spawn(runner.run()),
+                }
+            });
+        }
     }
 }

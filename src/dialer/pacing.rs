@@ -1,0 +1,235 @@
+//! When may the next call start? A pure decision from the starts so far, the clock, and the
+//! number of live calls, so that it can be tested without sleeping.
+//!
+//! Starts follow an even grid of `1 / max_caps` seconds. A start that is a little late (timer
+//! latency) keeps the grid, so the pace does not drift below what was asked; after a longer pause
+//! (no slot free, nothing to dial) the grid starts afresh instead of catching up in a burst. On top
+//! of the grid, a hard rule: never more than `ceil(max_caps)` starts in any one-second window.
+
+use std::{collections::VecDeque, time::Duration, time::Instant};
+
+/// The window of the hard rule, with a millisecond to spare so that starts measured a little
+/// later by someone else (the back end's own clock) still keep to it.
+pub const WINDOW: Duration = Duration::from_millis(1001);
+
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    caps: f64,
+    interval: Duration,
+    per_window: usize,
+    /// The last `per_window` starts, oldest first.
+    recent: VecDeque<Instant>,
+    /// The grid's next slot.
+    next_slot: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// A call may start now.
+    StartNow,
+    /// The pace allows the next start at this instant.
+    WaitUntil(Instant),
+    /// Every slot is taken: wait for a call to end.
+    WaitForHangup,
+}
+
+impl Pacer {
+    /// `caps` calls a second; must be positive.
+    pub fn new(caps: f64) -> Self {
+        let mut pacer = Pacer {
+            caps: 0.0,
+            interval: Duration::ZERO,
+            per_window: 1,
+            recent: VecDeque::new(),
+            next_slot: None,
+        };
+        pacer.set_caps(caps);
+        pacer
+    }
+
+    pub fn caps(&self) -> f64 {
+        self.caps
+    }
+
+    /// Changes the pace from now on; the starts already made still count.
+    pub fn set_caps(&mut self, caps: f64) {
+        assert!(
+            caps > 0.0 && caps.is_finite(),
+            "caps must be positive, not {caps}"
+        );
+        if caps == self.caps {
+            return;
+        }
+        self.caps = caps;
+        self.interval = Duration::from_secs_f64(1.0 / caps);
+        self.per_window = caps.ceil() as usize;
+        while self.recent.len() > self.per_window {
+            self.recent.pop_front();
+        }
+        // Re-anchor the grid one new interval after the last start, not one old interval.
+        self.next_slot = self.recent.back().map(|last| *last + self.interval);
+    }
+
+    /// The earliest instant, not before `now`, at which the pace allows a start.
+    pub fn earliest_start(&self, now: Instant) -> Instant {
+        let mut earliest = now;
+        if let Some(slot) = self.next_slot {
+            earliest = earliest.max(slot);
+        }
+        if self.recent.len() >= self.per_window {
+            earliest = earliest.max(self.recent[self.recent.len() - self.per_window] + WINDOW);
+        }
+        earliest
+    }
+
+    /// Records a start made at `at`.
+    pub fn record_start(&mut self, at: Instant) {
+        let on_grid = match self.next_slot {
+            Some(slot) if at.saturating_duration_since(slot) < self.interval / 2 => slot,
+            _ => at,
+        };
+        self.next_slot = Some(on_grid + self.interval);
+        self.recent.push_back(at);
+        if self.recent.len() > self.per_window {
+            self.recent.pop_front();
+        }
+    }
+}
+
+/// The pacing decision for one task (or for the whole box, with its global pacer).
+pub fn decide(now: Instant, pacer: &Pacer, live_calls: usize, max_concurrency: usize) -> Decision {
+    if live_calls >= max_concurrency {
+        return Decision::WaitForHangup;
+    }
+    let earliest = pacer.earliest_start(now);
+    if earliest <= now {
+        Decision::StartNow
+    } else {
+        Decision::WaitUntil(earliest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the pacer for `duration` of simulated time with calls that never end and a timer that
+    /// fires `latency` late, and answers the start instants.
+    fn simulate(caps: f64, duration: Duration, latency: Duration) -> Vec<Instant> {
+        let origin = Instant::now();
+        let mut pacer = Pacer::new(caps);
+        let mut now = origin;
+        let mut starts = Vec::new();
+        while now < origin + duration {
+            match decide(now, &pacer, 0, usize::MAX) {
+                Decision::StartNow => {
+                    pacer.record_start(now);
+                    starts.push(now);
+                }
+                Decision::WaitUntil(at) => now = at + latency,
+                Decision::WaitForHangup => unreachable!(),
+            }
+        }
+        starts
+    }
+
+    fn max_in_any_window(starts: &[Instant]) -> usize {
+        (0..starts.len())
+            .map(|i| {
+                starts[i..]
+                    .iter()
+                    .take_while(|t| t.duration_since(starts[i]) <= Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn keeps_the_asked_pace_despite_timer_latency() {
+        for latency in [
+            Duration::ZERO,
+            Duration::from_micros(300),
+            Duration::from_millis(2),
+        ] {
+            let starts = simulate(20.0, Duration::from_secs(60), latency);
+            let achieved = starts.len() as f64 / 60.0;
+            assert!(
+                (achieved - 20.0).abs() / 20.0 <= 0.01,
+                "latency {latency:?}: {achieved} CAPS"
+            );
+            assert!(max_in_any_window(&starts) <= 20, "latency {latency:?}");
+        }
+    }
+
+    #[test]
+    fn fractional_caps_space_starts_evenly() {
+        let starts = simulate(0.2, Duration::from_secs(60), Duration::from_millis(1));
+        assert_eq!(starts.len(), 12);
+        for pair in starts.windows(2) {
+            let gap = pair[1].duration_since(pair[0]);
+            assert!(
+                gap >= Duration::from_millis(4500) && gap <= Duration::from_millis(5100),
+                "{gap:?}"
+            );
+        }
+        let starts = simulate(2.5, Duration::from_secs(10), Duration::ZERO);
+        assert_eq!(starts.len(), 25);
+        assert!(max_in_any_window(&starts) <= 3);
+    }
+
+    #[test]
+    fn no_burst_after_a_pause() {
+        let origin = Instant::now();
+        let mut pacer = Pacer::new(10.0);
+        pacer.record_start(origin);
+        // Nothing could start for 5 s (no free slot); then several are possible at once.
+        let later = origin + Duration::from_secs(5);
+        assert_eq!(decide(later, &pacer, 0, 10), Decision::StartNow);
+        pacer.record_start(later);
+        match decide(later, &pacer, 0, 10) {
+            Decision::WaitUntil(at) => {
+                assert!(at.duration_since(later) >= Duration::from_millis(100))
+            }
+            other => panic!("a second start right away would be a burst: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_window_rule_holds_when_the_grid_would_allow_more() {
+        // Late starts let the grid catch up by half an interval each; the window rule still caps them.
+        let origin = Instant::now();
+        let mut pacer = Pacer::new(4.0);
+        let mut starts = Vec::new();
+        let mut now = origin;
+        for _ in 0..40 {
+            let at = pacer.earliest_start(now);
+            pacer.record_start(at);
+            starts.push(at);
+            now = at + Duration::from_millis(120); // each timer fires 120 ms late
+        }
+        assert!(max_in_any_window(&starts) <= 4);
+    }
+
+    #[test]
+    fn concurrency_caps_live_calls() {
+        let pacer = Pacer::new(100.0);
+        let now = Instant::now();
+        assert_eq!(decide(now, &pacer, 4, 5), Decision::StartNow);
+        assert_eq!(decide(now, &pacer, 5, 5), Decision::WaitForHangup);
+        assert_eq!(decide(now, &pacer, 6, 5), Decision::WaitForHangup);
+    }
+
+    #[test]
+    fn a_new_pace_applies_from_the_last_start() {
+        let origin = Instant::now();
+        let mut pacer = Pacer::new(1.0);
+        pacer.record_start(origin);
+        assert_eq!(pacer.earliest_start(origin), origin + WINDOW);
+        pacer.set_caps(10.0);
+        assert_eq!(
+            pacer.earliest_start(origin),
+            origin + Duration::from_millis(100)
+        );
+    }
+}

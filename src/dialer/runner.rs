@@ -1,0 +1,343 @@
+//! One runner per running task: claims its numbers in id order and places their calls at the
+//! task's pace, within its concurrency and the box's global limits.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::{
+    sync::{mpsc, Notify, OwnedSemaphorePermit},
+    time::sleep_until,
+};
+
+use super::{
+    pacing::{self, Decision, Pacer},
+    DialerContext,
+};
+use crate::{
+    clock,
+    db::{self, numbers::CallResult, tasks::Task},
+    telephony::{
+        AfterAnswer, CallEvent, CallHandle, CallRequest, CallSettings, Confirm, HangupCause,
+        MediaRef, DEFAULT_CONFIRM_TIMEOUT,
+    },
+};
+
+/// How long to back off after a database error before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The call settings a task's settings give.
+pub fn call_settings(task: &Task) -> CallSettings {
+    let confirm = (!task.group_confirm_key.is_empty()).then(|| Confirm {
+        key: task.group_confirm_key.clone(),
+        timeout: task
+            .group_confirm_read_timeout
+            .map(|s| Duration::from_secs(s as u64))
+            .unwrap_or(DEFAULT_CONFIRM_TIMEOUT),
+        prompt: MediaRef::parse(&task.group_confirm_file),
+    });
+    let action = match task.action.as_str() {
+        "playback" => MediaRef::parse(&task.data)
+            .map(AfterAnswer::Playback)
+            .unwrap_or(AfterAnswer::Hangup),
+        "transfer" if !task.data.trim().is_empty() => {
+            AfterAnswer::Transfer(task.data.trim().to_owned())
+        }
+        _ => AfterAnswer::Hangup,
+    };
+    CallSettings {
+        task_id: task.id,
+        dest_context: task.dest_context.clone(),
+        cid_number: task.cid_number.clone(),
+        cid_name: task.cid_name.clone(),
+        calling_time: Duration::from_secs(task.calling_time.max(1) as u64),
+        confirm,
+        action,
+        auto_record: task.auto_record == 1,
+        disable_ring_back: task.disable_ring_back == 1,
+    }
+}
+
+/// What the runner does after a step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Take another step at once.
+    Continue,
+    /// Wait for a call to end, a change of the task, or this instant.
+    Wait(Option<Instant>),
+    /// Nothing left to do: no call alive and nothing to dial.
+    Exit,
+}
+
+pub struct TaskRunner {
+    task_id: i64,
+    context: Arc<DialerContext>,
+    wake: Arc<Notify>,
+    /// From the task, reloaded when it changes; `None` once it is not running.
+    settings: Option<Arc<CallSettings>>,
+    max_concurrency: usize,
+    pacer: Pacer,
+    live_calls: usize,
+    /// The last claim found no waiting number.
+    exhausted: bool,
+    reload: bool,
+    call_ended_sender: mpsc::UnboundedSender<()>,
+    call_ended: mpsc::UnboundedReceiver<()>,
+}
+
+impl TaskRunner {
+    pub fn new(task_id: i64, context: Arc<DialerContext>, wake: Arc<Notify>) -> Self {
+        let (call_ended_sender, call_ended) = mpsc::unbounded_channel();
+        TaskRunner {
+            task_id,
+            context,
+            wake,
+            settings: None,
+            max_concurrency: 1,
+            pacer: Pacer::new(1.0),
+            live_calls: 0,
+            exhausted: false,
+            reload: true,
+            call_ended_sender,
+            call_ended,
+        }
+    }
+
+    pub async fn run(mut self) {
+        tracing::info!(task = self.task_id, "task runner started");
+        loop {
+            let step = self.tick().await;
+            match step {
+                Step::Continue => {}
+                Step::Wait(until) => self.wait(until).await,
+                Step::Exit => break,
+            }
+        }
+        tracing::info!(task = self.task_id, "task runner finished");
+    }
+
+    fn dialing(&self) -> bool {
+        self.settings.is_some() && !self.context.shutdown.is_cancelled()
+    }
+
+    /// One decision and what it leads to; never sleeps.
+    pub async fn tick(&mut self) -> Step {
+        if self.reload {
+            if let Err(error) = self.reload_task().await {
+                tracing::error!(task = self.task_id, %error, "could not read the task; retrying");
+                return Step::Wait(Some(Instant::now() + RETRY_AFTER));
+            }
+        }
+        if !self.dialing() || self.exhausted {
+            if self.live_calls > 0 {
+                return Step::Wait(None);
+            }
+            if !self.dialing() {
+                return Step::Exit;
+            }
+            return self.finish_if_complete().await;
+        }
+        match pacing::decide(
+            Instant::now(),
+            &self.pacer,
+            self.live_calls,
+            self.max_concurrency,
+        ) {
+            Decision::WaitForHangup => Step::Wait(None),
+            Decision::WaitUntil(at) => Step::Wait(Some(at)),
+            Decision::StartNow => self.start_call().await,
+        }
+    }
+
+    async fn reload_task(&mut self) -> Result<(), db::DbError> {
+        let id = self.task_id;
+        let task = self
+            .context
+            .db
+            .run(move |conn| db::tasks::get(conn, id))
+            .await?;
+        self.reload = false;
+        self.exhausted = false;
+        match task.filter(|t| t.status == "running") {
+            Some(task) => {
+                self.max_concurrency = task.max_concurrency.max(1) as usize;
+                self.pacer.set_caps(task.max_caps);
+                self.settings = Some(Arc::new(call_settings(&task)));
+            }
+            None => self.settings = None,
+        }
+        Ok(())
+    }
+
+    async fn finish_if_complete(&mut self) -> Step {
+        let id = self.task_id;
+        match self
+            .context
+            .db
+            .run(move |conn| db::tasks::finish_if_complete(conn, id, clock::now()))
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(task = id, "task done: every number has been called");
+                Step::Exit
+            }
+            // Numbers arrived, or the task was stopped meanwhile: look again.
+            Ok(false) => {
+                self.reload = true;
+                Step::Continue
+            }
+            Err(error) => {
+                tracing::error!(task = id, %error, "could not finish the task; retrying");
+                Step::Wait(Some(Instant::now() + RETRY_AFTER))
+            }
+        }
+    }
+
+    async fn start_call(&mut self) -> Step {
+        let limits = &self.context.limits;
+        let Ok(channel) = limits.channels.clone().try_acquire_owned() else {
+            // The box's channel ceiling is reached by all tasks together: look again shortly.
+            return Step::Wait(Some(Instant::now() + Duration::from_millis(20)));
+        };
+        let global_earliest = limits.earliest_start(Instant::now());
+        if global_earliest > Instant::now() {
+            return Step::Wait(Some(global_earliest));
+        }
+        let settings = self.settings.clone().expect("dialing implies settings");
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let (task_id, claim_uuid) = (self.task_id, uuid.clone());
+        let claimed = self
+            .context
+            .db
+            .run(move |conn| db::numbers::claim_next(conn, task_id, &claim_uuid, clock::now()))
+            .await;
+        let number = match claimed {
+            Ok(Some(number)) => number,
+            Ok(None) => {
+                self.exhausted = true;
+                return Step::Continue;
+            }
+            Err(error) => {
+                tracing::error!(task = task_id, %error, "could not claim a number; retrying");
+                return Step::Wait(Some(Instant::now() + RETRY_AFTER));
+            }
+        };
+        // Another task may have taken the global slot while we claimed: wait for the next one.
+        let started = limits.take_start().await;
+        self.pacer.record_start(started);
+        tracing::debug!(task = task_id, number = %number.dest_number, %uuid, "placing a call");
+        let request = CallRequest {
+            uuid,
+            number_id: number.id,
+            dest_number: number.dest_number,
+            settings,
+        };
+        let call = self.context.backend.place_call(request.clone());
+        self.live_calls += 1;
+        let context = self.context.clone();
+        let ended = self.call_ended_sender.clone();
+        self.context
+            .calls
+            .spawn(follow_call(context, request, call, channel, ended));
+        Step::Continue
+    }
+
+    async fn wait(&mut self, until: Option<Instant>) {
+        let shutting_down = self.context.shutdown.is_cancelled();
+        tokio::select! {
+            _ = async { sleep_until(until.expect("guarded").into()).await }, if until.is_some() => {}
+            Some(()) = self.call_ended.recv() => {
+                self.live_calls -= 1;
+            }
+            _ = self.wake.notified() => {
+                self.reload = true;
+            }
+            _ = self.context.shutdown.cancelled(), if !shutting_down => {}
+        }
+    }
+}
+
+/// Follows one call to its end and writes its result; the channel permit and the task's slot
+/// are given back only after that, at the final hangup.
+async fn follow_call(
+    context: Arc<DialerContext>,
+    request: CallRequest,
+    mut call: CallHandle,
+    channel: OwnedSemaphorePermit,
+    ended: mpsc::UnboundedSender<()>,
+) {
+    let live = context.register_call(&request.uuid, call.control.clone());
+    let mut digits = String::new();
+    let mut answered_at = None;
+    let outcome = loop {
+        match call.events.recv().await {
+            Some(CallEvent::Progress { .. }) => {}
+            Some(CallEvent::Answered { at }) => {
+                let at = unix_seconds(at);
+                answered_at = Some(at);
+                let (id, uuid) = (request.number_id, request.uuid.clone());
+                if let Err(error) = context
+                    .db
+                    .run(move |conn| db::numbers::record_answer(conn, id, &uuid, at))
+                    .await
+                {
+                    tracing::warn!(%error, uuid = %request.uuid, "could not record the answer time");
+                }
+            }
+            Some(CallEvent::Digit(digit)) => digits.push(digit),
+            Some(CallEvent::Ended(outcome)) => {
+                break CallResult {
+                    cause: outcome.cause.name().to_owned(),
+                    sip_code: outcome.sip_code,
+                    answered_at: outcome.answered_at.map(unix_seconds).or(answered_at),
+                    ended_at: unix_seconds(outcome.ended_at),
+                    dtmf: std::mem::take(&mut digits),
+                }
+            }
+            None => {
+                tracing::error!(uuid = %request.uuid, "the back end lost the call without a result");
+                break CallResult {
+                    cause: HangupCause::NORMAL_TEMPORARY_FAILURE.name().to_owned(),
+                    sip_code: None,
+                    answered_at,
+                    ended_at: clock::now(),
+                    dtmf: std::mem::take(&mut digits),
+                };
+            }
+        }
+    };
+    write_result(&context, &request, &outcome).await;
+    drop(live);
+    drop(channel);
+    let _ = ended.send(());
+}
+
+/// Writes a result, retrying for a while: a result lost here would leave the number `calling`
+/// until the next start, which then finishes it with SYSTEM_SHUTDOWN.
+async fn write_result(context: &DialerContext, request: &CallRequest, result: &CallResult) {
+    for attempt in 1..=5u32 {
+        let (id, uuid, result) = (request.number_id, request.uuid.clone(), result.clone());
+        match context
+            .db
+            .run(move |conn| db::numbers::finish(conn, id, &uuid, &result))
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(uuid = %request.uuid, number = %request.dest_number, "call ended");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, attempt, uuid = %request.uuid, "could not write a call result");
+                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+            }
+        }
+    }
+    tracing::error!(uuid = %request.uuid, "gave up writing a call result");
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,374 @@
+//! The simulated callee: a deterministic back end that needs no phone system. What a call does
+//! depends only on the last digit of the dialed number (see [`callee_for`] and README), and every
+//! duration, including the ring timeout, is multiplied by the time scale.
+
+use std::{
+    fs::File,
+    io::Write,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::time::sleep;
+
+use super::{
+    call_channels, AfterAnswer, CallChannels, CallCommand, CallEvent, CallHandle, CallOutcome,
+    CallRequest, HangupCause, Telephony,
+};
+
+/// What the simulated callee does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callee {
+    /// Answers after `ring`, optionally presses a key `press_after` the answer, hangs up `talk`
+    /// after the answer.
+    Answers {
+        ring: Duration,
+        talk: Duration,
+        press: Option<Press>,
+    },
+    /// Answers nothing: a final failure after `ring`.
+    Fails {
+        ring: Duration,
+        cause: HangupCause,
+        sip_code: u16,
+    },
+    /// Rings until the ring timeout.
+    NeverAnswers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Press {
+    /// The task's confirm key (`1` when it has none).
+    ConfirmKey,
+    /// A key that is not the confirm key.
+    WrongKey,
+}
+
+pub const PRESS_AFTER: Duration = Duration::from_secs(1);
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// The rules, by the last digit of the number.
+pub fn callee_for(dest_number: &str) -> Callee {
+    let last = dest_number
+        .bytes()
+        .rev()
+        .find(u8::is_ascii_digit)
+        .unwrap_or(b'0');
+    match last {
+        b'0' => Callee::Answers {
+            ring: secs(1),
+            talk: secs(5),
+            press: None,
+        },
+        b'1' => Callee::Answers {
+            ring: secs(2),
+            talk: secs(3),
+            press: None,
+        },
+        b'2' => Callee::Answers {
+            ring: secs(1),
+            talk: secs(20),
+            press: None,
+        },
+        b'3' => Callee::Answers {
+            ring: Duration::from_millis(500),
+            talk: secs(1),
+            press: None,
+        },
+        b'4' => Callee::Fails {
+            ring: secs(1),
+            cause: HangupCause::USER_BUSY,
+            sip_code: 486,
+        },
+        b'5' => Callee::NeverAnswers,
+        b'6' => Callee::Fails {
+            ring: secs(1),
+            cause: HangupCause::CALL_REJECTED,
+            sip_code: 603,
+        },
+        b'7' => Callee::Answers {
+            ring: secs(1),
+            talk: secs(4),
+            press: Some(Press::ConfirmKey),
+        },
+        b'8' => Callee::Answers {
+            ring: secs(1),
+            talk: secs(4),
+            press: Some(Press::WrongKey),
+        },
+        _ => Callee::Fails {
+            ring: Duration::from_millis(200),
+            cause: HangupCause::UNALLOCATED_NUMBER,
+            sip_code: 404,
+        },
+    }
+}
+
+/// What the sim's own log keeps of each call, for tests and benchmarks.
+#[derive(Debug, Clone)]
+pub struct SimCall {
+    pub uuid: String,
+    pub dest_number: String,
+    pub started: Instant,
+    pub ended: Option<Instant>,
+    pub cause: Option<&'static str>,
+}
+
+pub struct SimBackend {
+    time_scale: f64,
+    calls: Arc<Mutex<Vec<SimCall>>>,
+    /// One line a call start, appended as the call is placed: survives a crash of the process.
+    call_log: Option<Mutex<File>>,
+}
+
+impl SimBackend {
+    pub fn new(time_scale: f64) -> Self {
+        assert!(
+            time_scale > 0.0 && time_scale.is_finite(),
+            "the time scale must be positive"
+        );
+        SimBackend {
+            time_scale,
+            calls: Arc::default(),
+            call_log: None,
+        }
+    }
+
+    /// Also appends `<unix ms> <uuid> <number>` to `path` for every call placed.
+    pub fn with_call_log(mut self, path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        self.call_log = Some(Mutex::new(file));
+        Ok(self)
+    }
+
+    /// Every call placed so far, in order of placing.
+    pub fn calls(&self) -> Vec<SimCall> {
+        self.calls.lock().expect("sim log lock").clone()
+    }
+}
+
+impl Telephony for SimBackend {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn place_call(&self, request: CallRequest) -> CallHandle {
+        let (handle, channels) = call_channels();
+        let index = {
+            let mut calls = self.calls.lock().expect("sim log lock");
+            calls.push(SimCall {
+                uuid: request.uuid.clone(),
+                dest_number: request.dest_number.clone(),
+                started: Instant::now(),
+                ended: None,
+                cause: None,
+            });
+            calls.len() - 1
+        };
+        if let Some(log) = &self.call_log {
+            let millis = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            let line = format!("{millis} {} {}\n", request.uuid, request.dest_number);
+            if let Err(error) = log
+                .lock()
+                .expect("sim call log lock")
+                .write_all(line.as_bytes())
+            {
+                tracing::warn!(%error, "could not append to the sim call log");
+            }
+        }
+        let plan = CallPlan::new(&request, self.time_scale);
+        let calls = self.calls.clone();
+        let mut channels = channels;
+        tokio::spawn(async move {
+            let outcome = plan.run(&mut channels).await;
+            if let Some(call) = calls.lock().expect("sim log lock").get_mut(index) {
+                call.ended = Some(Instant::now());
+                call.cause = Some(outcome.cause.name());
+            }
+            let _ = channels.events.send(CallEvent::Ended(outcome));
+        });
+        handle
+    }
+}
+
+/// One simulated call, its durations already scaled.
+struct CallPlan {
+    callee: Callee,
+    scale: f64,
+    ring_timeout: Duration,
+    confirm: Option<(String, Duration)>,
+    action: AfterAnswer,
+}
+
+enum Interrupted {
+    HangUp(HangupCause),
+}
+
+impl CallPlan {
+    fn new(request: &CallRequest, scale: f64) -> Self {
+        let settings = &request.settings;
+        CallPlan {
+            callee: callee_for(&request.dest_number),
+            scale,
+            ring_timeout: settings.calling_time.mul_f64(scale),
+            confirm: settings
+                .confirm
+                .as_ref()
+                .map(|c| (c.key.clone(), c.timeout.mul_f64(scale))),
+            action: settings.action.clone(),
+        }
+    }
+
+    fn scaled(&self, duration: Duration) -> Duration {
+        duration.mul_f64(self.scale)
+    }
+
+    /// Waits `duration` unless the dialer hangs up first.
+    async fn wait(
+        &self,
+        channels: &mut CallChannels,
+        duration: Duration,
+    ) -> Result<(), Interrupted> {
+        tokio::select! {
+            _ = sleep(duration) => Ok(()),
+            command = channels.commands.recv() => match command {
+                Some(CallCommand::HangUp(cause)) => Err(Interrupted::HangUp(cause)),
+                // The dialer dropped its handle: nobody will hang up, let the call run its course.
+                None => { sleep(duration).await; Ok(()) }
+            },
+        }
+    }
+
+    async fn run(&self, channels: &mut CallChannels) -> CallOutcome {
+        let ended = |cause: HangupCause, sip_code: Option<u16>, answered_at: Option<SystemTime>| {
+            CallOutcome {
+                cause,
+                sip_code,
+                answered_at,
+                ended_at: SystemTime::now(),
+            }
+        };
+        let _ = channels
+            .events
+            .send(CallEvent::Progress { early_media: false });
+        // Ringing: until the callee's final answer, or the ring timeout, or our hang-up.
+        let final_answer_after = match self.callee {
+            Callee::NeverAnswers => None,
+            Callee::Fails { ring, .. } | Callee::Answers { ring, .. } => Some(self.scaled(ring)),
+        };
+        let Some(ring) = final_answer_after.filter(|ring| *ring < self.ring_timeout) else {
+            return match self.wait(channels, self.ring_timeout).await {
+                Ok(()) => ended(HangupCause::NO_ANSWER, Some(487), None),
+                Err(Interrupted::HangUp(cause)) => ended(cause, Some(487), None),
+            };
+        };
+        if let Err(Interrupted::HangUp(cause)) = self.wait(channels, ring).await {
+            return ended(cause, Some(487), None);
+        }
+        let (talk, press) = match self.callee {
+            Callee::Answers { talk, press, .. } => (self.scaled(talk), press),
+            Callee::Fails {
+                cause, sip_code, ..
+            } => return ended(cause, Some(sip_code), None),
+            Callee::NeverAnswers => unreachable!("a callee that never answers has no final answer"),
+        };
+        let answered_at = SystemTime::now();
+        let answered = Instant::now();
+        let _ = channels
+            .events
+            .send(CallEvent::Answered { at: answered_at });
+        let hang_up_at = answered + talk;
+
+        // The key the callee presses, if any, and when.
+        let confirm_key = self.confirm.as_ref().map(|(key, _)| key.as_str());
+        let pressed = press.map(|press| match press {
+            Press::ConfirmKey => confirm_key.unwrap_or("1").to_owned(),
+            Press::WrongKey => wrong_key(confirm_key.unwrap_or("1")).to_string(),
+        });
+        let press_at = answered + self.scaled(PRESS_AFTER);
+
+        if let Some((key, timeout)) = &self.confirm {
+            let deadline = answered + *timeout;
+            let press_in_time = pressed
+                .as_ref()
+                .filter(|_| press_at < deadline && press_at < hang_up_at);
+            match press_in_time {
+                Some(digits) => {
+                    if let Err(Interrupted::HangUp(cause)) =
+                        self.wait_until(channels, press_at).await
+                    {
+                        return ended(cause, Some(200), Some(answered_at));
+                    }
+                    for digit in digits.chars() {
+                        let _ = channels.events.send(CallEvent::Digit(digit));
+                    }
+                    if digits != key {
+                        return ended(HangupCause::CALL_REJECTED, Some(200), Some(answered_at));
+                    }
+                }
+                None if hang_up_at <= deadline => {
+                    let result = self.wait_until(channels, hang_up_at).await;
+                    let cause = match result {
+                        Ok(()) => HangupCause::NORMAL_CLEARING,
+                        Err(Interrupted::HangUp(cause)) => cause,
+                    };
+                    return ended(cause, Some(200), Some(answered_at));
+                }
+                None => {
+                    let result = self.wait_until(channels, deadline).await;
+                    let cause = match result {
+                        Ok(()) => HangupCause::NO_USER_RESPONSE,
+                        Err(Interrupted::HangUp(cause)) => cause,
+                    };
+                    return ended(cause, Some(200), Some(answered_at));
+                }
+            }
+        } else if let Some(digits) = pressed.filter(|_| press_at < hang_up_at) {
+            // No confirm asked: the key is only recorded.
+            if let Err(Interrupted::HangUp(cause)) = self.wait_until(channels, press_at).await {
+                return ended(cause, Some(200), Some(answered_at));
+            }
+            for digit in digits.chars() {
+                let _ = channels.events.send(CallEvent::Digit(digit));
+            }
+        }
+
+        // The action: hang up at once, or play / transfer for as long as the callee stays.
+        if self.action == AfterAnswer::Hangup {
+            return ended(HangupCause::NORMAL_CLEARING, Some(200), Some(answered_at));
+        }
+        let cause = match self.wait_until(channels, hang_up_at).await {
+            Ok(()) => HangupCause::NORMAL_CLEARING,
+            Err(Interrupted::HangUp(cause)) => cause,
+        };
+        ended(cause, Some(200), Some(answered_at))
+    }
+
+    async fn wait_until(
+        &self,
+        channels: &mut CallChannels,
+        instant: Instant,
+    ) -> Result<(), Interrupted> {
+        self.wait(channels, instant.saturating_duration_since(Instant::now()))
+            .await
+    }
+}
+
+/// A key that differs from the first key of `confirm_key`.
+fn wrong_key(confirm_key: &str) -> char {
+    if confirm_key.starts_with('9') {
+        '8'
+    } else {
+        '9'
+    }
+}
