@@ -1,10 +1,12 @@
 //! When may the next call start? A pure decision from the starts so far, the clock, and the
 //! number of live calls, so that it can be tested without sleeping.
 //!
-//! Starts follow an even grid of `1 / max_caps` seconds. A start that is a little late (timer
-//! latency) keeps the grid, so the pace does not drift below what was asked; after a longer pause
-//! (no slot free, nothing to dial) the grid starts afresh instead of catching up in a burst. On top
-//! of the grid, a hard rule: never more than `ceil(max_caps)` starts in any one-second window.
+//! Starts follow an even grid of `1 / max_caps` seconds. A start that is late by less than two
+//! intervals (timer latency, other tasks ahead of it at the box-wide limit) keeps the grid, so the
+//! pace does not drift below what was asked; the next start then comes at least half an interval
+//! later, so catching up never bunches starts together. After a longer pause (no slot free, nothing
+//! to dial) the grid starts afresh instead of catching up. On top of the grid, a hard rule: never
+//! more than `ceil(max_caps)` starts in any one-second window.
 
 use std::{collections::VecDeque, time::Duration, time::Instant};
 
@@ -21,6 +23,8 @@ pub struct Pacer {
     recent: VecDeque<Instant>,
     /// The grid's next slot.
     next_slot: Option<Instant>,
+    /// Half an interval after the last start.
+    min_next: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,7 @@ impl Pacer {
             per_window: 1,
             recent: VecDeque::new(),
             next_slot: None,
+            min_next: None,
         };
         pacer.set_caps(caps);
         pacer
@@ -68,13 +73,14 @@ impl Pacer {
         }
         // Re-anchor the grid one new interval after the last start, not one old interval.
         self.next_slot = self.recent.back().map(|last| *last + self.interval);
+        self.min_next = self.recent.back().map(|last| *last + self.interval / 2);
     }
 
     /// The earliest instant, not before `now`, at which the pace allows a start.
     pub fn earliest_start(&self, now: Instant) -> Instant {
         let mut earliest = now;
-        if let Some(slot) = self.next_slot {
-            earliest = earliest.max(slot);
+        for bound in [self.next_slot, self.min_next].into_iter().flatten() {
+            earliest = earliest.max(bound);
         }
         if self.recent.len() >= self.per_window {
             earliest = earliest.max(self.recent[self.recent.len() - self.per_window] + WINDOW);
@@ -85,10 +91,11 @@ impl Pacer {
     /// Records a start made at `at`.
     pub fn record_start(&mut self, at: Instant) {
         let on_grid = match self.next_slot {
-            Some(slot) if at.saturating_duration_since(slot) < self.interval / 2 => slot,
+            Some(slot) if at.saturating_duration_since(slot) < self.interval * 2 => slot,
             _ => at,
         };
         self.next_slot = Some(on_grid + self.interval);
+        self.min_next = Some(at + self.interval / 2);
         self.recent.push_back(at);
         if self.recent.len() > self.per_window {
             self.recent.pop_front();

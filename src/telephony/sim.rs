@@ -111,6 +111,7 @@ pub fn callee_for(dest_number: &str) -> Callee {
 /// What the sim's own log keeps of each call, for tests and benchmarks.
 #[derive(Debug, Clone)]
 pub struct SimCall {
+    pub task_id: i64,
     pub uuid: String,
     pub dest_number: String,
     pub started: Instant,
@@ -164,6 +165,7 @@ impl Telephony for SimBackend {
         let index = {
             let mut calls = self.calls.lock().expect("sim log lock");
             calls.push(SimCall {
+                task_id: request.settings.task_id,
                 uuid: request.uuid.clone(),
                 dest_number: request.dest_number.clone(),
                 started: Instant::now(),
@@ -199,6 +201,43 @@ impl Telephony for SimBackend {
         });
         handle
     }
+}
+
+/// The most call starts within any window of `window` (closed at both ends), for checking pacing
+/// from the callee's side.
+pub fn max_starts_in_window<'a>(
+    calls: impl IntoIterator<Item = &'a SimCall>,
+    window: Duration,
+) -> usize {
+    let mut starts: Vec<Instant> = calls.into_iter().map(|call| call.started).collect();
+    starts.sort();
+    let mut most = 0;
+    let mut first = 0;
+    for last in 0..starts.len() {
+        while starts[last].duration_since(starts[first]) > window {
+            first += 1;
+        }
+        most = most.max(last - first + 1);
+    }
+    most
+}
+
+/// The most calls alive at one instant; a call is alive from its start until its end (or now).
+pub fn max_concurrent<'a>(calls: impl IntoIterator<Item = &'a SimCall>) -> usize {
+    let now = Instant::now();
+    let mut events: Vec<(Instant, i32)> = Vec::new();
+    for call in calls {
+        events.push((call.started, 1));
+        events.push((call.ended.unwrap_or(now), -1));
+    }
+    // At equal instants an end comes before a start: the slot is free again.
+    events.sort_by_key(|&(at, delta)| (at, delta));
+    let (mut alive, mut most) = (0i32, 0i32);
+    for (_, delta) in events {
+        alive += delta;
+        most = most.max(alive);
+    }
+    most as usize
 }
 
 /// One simulated call, its durations already scaled.
@@ -361,6 +400,61 @@ impl CallPlan {
     ) -> Result<(), Interrupted> {
         self.wait(channels, instant.saturating_duration_since(Instant::now()))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(started_ms: u64, ended_ms: u64, origin: Instant) -> SimCall {
+        SimCall {
+            task_id: 1,
+            uuid: String::new(),
+            dest_number: String::new(),
+            started: origin + Duration::from_millis(started_ms),
+            ended: Some(origin + Duration::from_millis(ended_ms)),
+            cause: None,
+        }
+    }
+
+    #[test]
+    fn window_and_concurrency_counts() {
+        let origin = Instant::now();
+        let calls = [
+            call(0, 500, origin),
+            call(400, 900, origin),
+            call(500, 2000, origin),
+            call(1000, 1100, origin),
+        ];
+        assert_eq!(max_starts_in_window(&calls, Duration::from_secs(1)), 4);
+        assert_eq!(max_starts_in_window(&calls, Duration::from_millis(999)), 3);
+        // At 500 ms the first ends as the third starts: two alive, not three.
+        assert_eq!(max_concurrent(&calls), 2);
+    }
+
+    #[test]
+    fn rules_by_last_digit() {
+        assert!(matches!(
+            callee_for("1004"),
+            Callee::Fails {
+                cause: HangupCause::USER_BUSY,
+                sip_code: 486,
+                ..
+            }
+        ));
+        assert_eq!(callee_for("+861385"), Callee::NeverAnswers);
+        assert!(matches!(
+            callee_for("7"),
+            Callee::Answers {
+                press: Some(Press::ConfirmKey),
+                ..
+            }
+        ));
+        assert!(
+            matches!(callee_for("1#"), Callee::Answers { press: None, .. }),
+            "the last digit, not the last key"
+        );
     }
 }
 

@@ -1,0 +1,203 @@
+//! Dialer benchmark: 10 sim tasks together at an aggregate 200 CAPS and up to 1,000 concurrent
+//! calls for 60 s (OUTCALL_BENCH_SECONDS to change). Prints per-task achieved CAPS against the asked
+//! pace, the most calls alive, CPU seconds used and peak RSS of the process.
+//!
+//! Run: `cargo bench --bench dialer`
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use outcall::{
+    config::Config,
+    startup::Application,
+    telephony::sim::{max_concurrent, max_starts_in_window, SimBackend},
+};
+use serde_json::{json, Value};
+
+const TASKS: usize = 10;
+const CAPS_PER_TASK: f64 = 20.0;
+const CONCURRENCY_PER_TASK: usize = 100;
+/// Numbers ending in 1 ring 2 s and talk 3 s; scaled by 0.96 a call holds a slot 4.8 s, so a task at
+/// 20 CAPS keeps about 96 of its 100 slots busy.
+const TIME_SCALE: f64 = 0.96;
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    let after_name = &stat[stat
+        .rfind(')')
+        .expect("stat has the command in parentheses")
+        + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024.0
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-XTRA-AUTH-ID", &self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("the server answers");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.expect("JSON")
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds: u64 = std::env::var("OUTCALL_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(data_dir.path());
+    config.admin_password = Some("bench".into());
+    config.dialer.max_caps = CAPS_PER_TASK * TASKS as f64;
+    config.dialer.max_channels = CONCURRENCY_PER_TASK * TASKS;
+    let sim = Arc::new(SimBackend::new(TIME_SCALE));
+    let app = Application::build_with_backend(config, sim.clone())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let stopper = app.stopper();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{base}/api/sessions"))
+        .json(&json!({"login": "admin", "password": "bench"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client = Client {
+        http,
+        base,
+        token: login["token"].as_str().unwrap().to_owned(),
+    };
+
+    let numbers_per_task = (CAPS_PER_TASK * seconds as f64 * 1.2) as usize;
+    let mut ids = Vec::new();
+    for task in 0..TASKS {
+        let created = client
+            .call(
+                reqwest::Method::POST,
+                "/api/out_call_tasks",
+                json!({"group_name": format!("bench-{task}"), "max_caps": CAPS_PER_TASK,
+                       "max_concurrency": CONCURRENCY_PER_TASK, "action": "playback", "data": "prompt.wav"}),
+            )
+            .await;
+        let id = created["data"].as_i64().unwrap();
+        let numbers: Vec<Value> = (0..numbers_per_task)
+            .map(|n| json!({"dest_number": format!("{}{:06}1", 100 + task, n)}))
+            .collect();
+        client
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/out_call_tasks/{id}/import"),
+                json!({"data": numbers}),
+            )
+            .await;
+        ids.push(id.to_string());
+    }
+
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    client
+        .call(
+            reqwest::Method::PUT,
+            "/api/out_call_tasks",
+            json!({"action": "start", "data": ids}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let elapsed = started.elapsed();
+    let cpu_used = cpu_seconds() - cpu_before;
+    client
+        .call(
+            reqwest::Method::PUT,
+            "/api/out_call_tasks",
+            json!({"action": "stop", "data": ids}),
+        )
+        .await;
+
+    let calls = sim.calls();
+    let window = Duration::from_secs(1);
+    println!("dialer benchmark: {TASKS} sim tasks, {CAPS_PER_TASK} CAPS and {CONCURRENCY_PER_TASK} channels each, {seconds} s");
+    println!(
+        "{:>6} {:>10} {:>10} {:>9} {:>14} {:>14}",
+        "task", "asked", "achieved", "error", "max in 1 s", "max alive"
+    );
+    let mut worst_error: f64 = 0.0;
+    let mut over_limit = 0;
+    for (index, id) in ids.iter().enumerate() {
+        let id: i64 = id.parse().unwrap();
+        let task_calls: Vec<_> = calls.iter().filter(|c| c.task_id == id).collect();
+        // The pace between the task's first and last start: what the pacer holds, without the
+        // start-up of the task itself.
+        let first = task_calls.iter().map(|c| c.started).min().unwrap();
+        let last = task_calls.iter().map(|c| c.started).max().unwrap();
+        let achieved = (task_calls.len() - 1) as f64 / last.duration_since(first).as_secs_f64();
+        let error = (achieved - CAPS_PER_TASK).abs() / CAPS_PER_TASK;
+        worst_error = worst_error.max(error);
+        let in_window = max_starts_in_window(task_calls.iter().copied(), window);
+        let alive = max_concurrent(task_calls.iter().copied());
+        if in_window > CAPS_PER_TASK.ceil() as usize || alive > CONCURRENCY_PER_TASK {
+            over_limit += 1;
+        }
+        println!(
+            "{:>6} {:>10.2} {:>10.2} {:>8.2}% {:>14} {:>14}",
+            index + 1,
+            CAPS_PER_TASK,
+            achieved,
+            error * 100.0,
+            in_window,
+            alive
+        );
+    }
+    let total_alive = max_concurrent(&calls);
+    let total_window = max_starts_in_window(&calls, window);
+    println!("all tasks: {} calls, {:.1} CAPS, at most {total_window} starts in 1 s, at most {total_alive} alive", calls.len(), calls.len() as f64 / elapsed.as_secs_f64());
+    println!(
+        "worst pacing error: {:.2}%  tasks over a limit: {over_limit}",
+        worst_error * 100.0
+    );
+    println!(
+        "CPU: {cpu_used:.2} s in {:.1} s = {:.1}% of one core",
+        elapsed.as_secs_f64(),
+        cpu_used / elapsed.as_secs_f64() * 100.0
+    );
+    println!("peak RSS: {:.1} MiB", peak_rss_mib());
+
+    stopper.stop().await;
+    let _ = server.await;
+}
