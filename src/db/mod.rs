@@ -101,13 +101,20 @@ fn migrate(conn: &mut Connection) -> DbResult<()> {
     }
     for (index, step) in steps.iter().enumerate().skip(current as usize) {
         let version = index as u32 + 1;
-        let tx = conn.transaction()?;
+        let tx = write_transaction(conn)?;
         tx.execute_batch(step)?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::info!(version, "applied schema step");
     }
     Ok(())
+}
+
+/// A transaction that takes the write lock at once. A deferred one that reads first would fail
+/// with SQLITE_BUSY, busy timeout or not, when another connection (the dialer) commits a write
+/// between its read and its own first write.
+pub fn write_transaction(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
 /// `LIMIT`/`OFFSET` of a 1-based page.

@@ -66,7 +66,7 @@ pub fn import(
     numbers: &[NewNumber],
     now: i64,
 ) -> DbResult<usize> {
-    let tx = conn.transaction()?;
+    let tx = super::write_transaction(conn)?;
     require_live_task(&tx, task_id)?;
     {
         let mut insert = tx.prepare(

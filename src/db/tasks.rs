@@ -195,7 +195,7 @@ pub fn list(conn: &Connection, filter: &ListFilter, page: Page) -> DbResult<(Vec
 /// Creates a task from a checked patch that includes `group_name`; answers the new id.
 pub fn create(conn: &mut Connection, patch: &TaskPatch, now: i64) -> DbResult<i64> {
     let name = patch_text(patch, "group_name");
-    let tx = conn.transaction()?;
+    let tx = super::write_transaction(conn)?;
     tx.execute(
         "INSERT INTO tasks (group_name, created_at, updated_at) VALUES (?1, ?2, ?2)",
         params![name, now],
@@ -209,7 +209,7 @@ pub fn create(conn: &mut Connection, patch: &TaskPatch, now: i64) -> DbResult<i6
 
 /// Changes some settings of a live task.
 pub fn update(conn: &mut Connection, id: i64, patch: &TaskPatch, now: i64) -> DbResult<()> {
-    let tx = conn.transaction()?;
+    let tx = super::write_transaction(conn)?;
     require_live(&tx, id)?;
     apply_patch(&tx, id, patch, now)?;
     tx.commit()?;
@@ -294,7 +294,7 @@ fn state_change(conn: &Connection, id: i64) -> DbResult<StateChange> {
 /// Starts the given tasks, all or none: an unknown id changes nothing. A task already running is
 /// left as it is. Numbers a stop left waiting are waiting again; dialed numbers stay as they are.
 pub fn start(conn: &mut Connection, ids: &[i64], now: i64) -> DbResult<Vec<StateChange>> {
-    let tx = conn.transaction()?;
+    let tx = super::write_transaction(conn)?;
     let mut changes = Vec::with_capacity(ids.len());
     for &id in ids {
         require_live(&tx, id)?;
@@ -325,7 +325,7 @@ fn start_one(tx: &Transaction, id: i64, now: i64) -> DbResult<bool> {
 /// Stops the given tasks, all or none. Waiting numbers become `stop`; calls alive are left to
 /// finish. A finished (`done`) task stays done.
 pub fn stop(conn: &mut Connection, ids: &[i64], now: i64) -> DbResult<Vec<StateChange>> {
-    let tx = conn.transaction()?;
+    let tx = super::write_transaction(conn)?;
     let mut changes = Vec::with_capacity(ids.len());
     for &id in ids {
         require_live(&tx, id)?;
@@ -353,7 +353,7 @@ fn stop_one(tx: &Transaction, id: i64, now: i64) -> DbResult<()> {
 
 /// Soft-deletes a task, stopping it first so that nothing more is dialed for it.
 pub fn delete(conn: &mut Connection, id: i64, now: i64) -> DbResult<()> {
-    let tx = conn.transaction()?;
+    let tx = super::write_transaction(conn)?;
     require_live(&tx, id)?;
     stop_one(&tx, id, now)?;
     tx.execute(
@@ -374,7 +374,7 @@ pub fn clone(
     with_numbers: bool,
     now: i64,
 ) -> DbResult<i64> {
-    let tx = conn.transaction()?;
+    let tx = super::write_transaction(conn)?;
     require_live(&tx, source)?;
     tx.execute(
         "INSERT INTO tasks (group_name, description, cid_number, cid_name, context, dest_context,
@@ -416,7 +416,7 @@ pub fn running_ids(conn: &Connection) -> DbResult<Vec<i64>> {
 
 /// Starts every task whose auto_dial start time has come; answers their ids.
 pub fn start_due(conn: &mut Connection, now: i64) -> DbResult<Vec<i64>> {
-    let tx = conn.transaction()?;
+    let tx = super::write_transaction(conn)?;
     let due: Vec<i64> = tx
         .prepare(
             "SELECT id FROM tasks WHERE auto_dial_pending = 1 AND deleted_at IS NULL AND task_start_time <= ?1

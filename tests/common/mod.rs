@@ -438,6 +438,28 @@ impl TestApp {
     }
 }
 
+/// Like `spawn_app_with`, but logs nobody in: `token` is empty. For tests that change the admin
+/// password (the configuration starts with `ADMIN_PASSWORD`, as in `spawn_app`).
+pub async fn spawn_app_without_login(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = Config::for_data_dir(data_dir.path());
+    config.admin_password = Some(ADMIN_PASSWORD.into());
+    adjust(&mut config);
+    let app = Application::build(config)
+        .await
+        .expect("the application starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let stopper = app.stopper();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        token: String::new(),
+        data_dir,
+        stopper,
+    }
+}
+
 /// `n` distinct dialable numbers starting at `first`.
 pub fn phone_numbers(first: u64, n: usize) -> Vec<String> {
     (0..n as u64)
@@ -673,4 +695,35 @@ pub fn assert_fresh_number(number: &Value, task_id: i64) {
 /// The JSON text of a value, e.g. to tell `1` from `1.0`.
 pub fn json_text(value: &Value) -> String {
     serde_json::to_string(value).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers added for the dialer tests (tests/dialer.rs).
+// ---------------------------------------------------------------------------------------------
+
+/// Like `spawn_app_with`, with a telephony back end made by the test (e.g. a
+/// `SimBackend` it keeps an `Arc` of, to read `calls()`).
+pub async fn spawn_app_with_backend(
+    backend: std::sync::Arc<dyn outcall::telephony::Telephony>,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = Config::for_data_dir(data_dir.path());
+    config.admin_password = Some(ADMIN_PASSWORD.into());
+    adjust(&mut config);
+    let app = Application::build_with_backend(config, backend)
+        .await
+        .expect("the application starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let stopper = app.stopper();
+    tokio::spawn(app.run_until_stopped());
+    let mut test_app = TestApp {
+        base,
+        client: reqwest::Client::new(),
+        token: String::new(),
+        data_dir,
+        stopper,
+    };
+    test_app.token = test_app.log_in("admin", ADMIN_PASSWORD).await;
+    test_app
 }
