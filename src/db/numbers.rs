@@ -149,6 +149,16 @@ pub fn claim_next(
         .optional()?)
 }
 
+/// Gives back a claimed number whose call was never placed: it is waiting again, never dialed.
+pub fn release_claim(conn: &Connection, number_id: i64, uuid: &str) -> DbResult<()> {
+    conn.execute(
+        "UPDATE numbers SET call_status = 'init', outbound_call = 1, uuid = '', call_start_time = NULL
+         WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
+        params![number_id, uuid],
+    )?;
+    Ok(())
+}
+
 pub fn record_answer(
     conn: &Connection,
     number_id: i64,

@@ -58,16 +58,22 @@ impl GlobalLimits {
         self.pacer.lock().expect("pacer lock").earliest_start(now)
     }
 
-    /// Waits for the box-wide pace to allow a start, records it, and answers its instant.
-    pub async fn take_start(&self) -> Instant {
+    /// Waits for the box-wide pace to allow a start, then starts the call with `place` and records
+    /// the start. The instant recorded is taken after `place` returns, so that whoever else
+    /// timestamps the start (the back end) can only see it earlier: the window rule then holds on
+    /// their clock too, however the thread is scheduled. `place` must not block.
+    pub async fn start_call<T>(&self, place: impl FnOnce() -> T) -> (T, Instant) {
+        let mut place = Some(place);
         loop {
-            let now = Instant::now();
             let earliest = {
                 let mut pacer = self.pacer.lock().expect("pacer lock");
+                let now = Instant::now();
                 let earliest = pacer.earliest_start(now);
                 if earliest <= now {
-                    pacer.record_start(now);
-                    return now;
+                    let placed = (place.take().expect("placed once"))();
+                    let started = Instant::now();
+                    pacer.record_start(started);
+                    return (placed, started);
                 }
                 earliest
             };
@@ -89,7 +95,7 @@ pub struct DialerContext {
 
 impl DialerContext {
     /// Keeps a way to hang the call up until the guard is dropped.
-    fn register_call(self: &Arc<Self>, uuid: &str, control: CallControl) -> LiveCall {
+    pub fn register_call(self: &Arc<Self>, uuid: &str, control: CallControl) -> LiveCall {
         self.live_calls
             .lock()
             .expect("live calls lock")
@@ -109,7 +115,7 @@ impl DialerContext {
     }
 }
 
-struct LiveCall {
+pub struct LiveCall {
     context: Arc<DialerContext>,
     uuid: String,
 }
@@ -174,7 +180,7 @@ impl DialerHandle {
 
 struct RunnerEntry {
     wake: Arc<Notify>,
-    join: JoinHandle<()>,
+    join: JoinHandle<Pacer>,
 }
 
 /// Starts the dialer. Calls left `calling` by a crash are finished first (they are never redialed),
@@ -212,6 +218,7 @@ pub async fn start(
         context,
         changes,
         runners: HashMap::new(),
+        pacers: HashMap::new(),
     };
     Ok((handle, tokio::spawn(supervisor.run())))
 }
@@ -220,6 +227,8 @@ struct Supervisor {
     context: Arc<DialerContext>,
     changes: mpsc::UnboundedReceiver<i64>,
     runners: HashMap<i64, RunnerEntry>,
+    /// The pacers of tasks whose runner ended, for their next runner.
+    pacers: HashMap<i64, Pacer>,
 }
 
 impl Supervisor {
@@ -264,12 +273,23 @@ impl Supervisor {
             }
             Err(error) => tracing::error!(%error, "could not start auto_dial tasks"),
         }
-        self.runners.retain(|task_id, runner| {
-            if runner.join.is_finished() {
-                tracing::debug!(task = task_id, "task runner ended");
+        let finished: Vec<i64> = self
+            .runners
+            .iter()
+            .filter(|(_, runner)| runner.join.is_finished())
+            .map(|(id, _)| *id)
+            .collect();
+        for task_id in finished {
+            let runner = self.runners.remove(&task_id).expect("listed above");
+            match runner.join.await {
+                Ok(pacer) => {
+                    self.pacers.insert(task_id, pacer);
+                }
+                Err(error) => {
+                    tracing::error!(task = task_id, %error, "a task runner failed; a new one takes over")
+                }
             }
-            !runner.join.is_finished()
-        });
+        }
         let running = match self
             .context
             .db
@@ -285,7 +305,8 @@ impl Supervisor {
         for task_id in running {
             self.runners.entry(task_id).or_insert_with(|| {
                 let wake = Arc::new(Notify::new());
-                let runner = TaskRunner::new(task_id, self.context.clone(), wake.clone());
+                let pacer = self.pacers.remove(&task_id);
+                let runner = TaskRunner::new(task_id, self.context.clone(), wake.clone(), pacer);
                 RunnerEntry {
                     wake,
                     join: tokio::spawn(runner.run()),

@@ -13,7 +13,7 @@ use tokio::{
 
 use super::{
     pacing::{self, Decision, Pacer},
-    DialerContext,
+    DialerContext, LiveCall,
 };
 use crate::{
     clock,
@@ -87,7 +87,14 @@ pub struct TaskRunner {
 }
 
 impl TaskRunner {
-    pub fn new(task_id: i64, context: Arc<DialerContext>, wake: Arc<Notify>) -> Self {
+    /// `pacer` carries the task's recent starts from its previous runner, if it had one, so that
+    /// a stop and a start cannot bunch calls together.
+    pub fn new(
+        task_id: i64,
+        context: Arc<DialerContext>,
+        wake: Arc<Notify>,
+        pacer: Option<Pacer>,
+    ) -> Self {
         let (call_ended_sender, call_ended) = mpsc::unbounded_channel();
         TaskRunner {
             task_id,
@@ -95,7 +102,7 @@ impl TaskRunner {
             wake,
             settings: None,
             max_concurrency: 1,
-            pacer: Pacer::new(1.0),
+            pacer: pacer.unwrap_or_else(|| Pacer::new(1.0)),
             live_calls: 0,
             exhausted: false,
             reload: true,
@@ -104,7 +111,8 @@ impl TaskRunner {
         }
     }
 
-    pub async fn run(mut self) {
+    /// Runs until the task has nothing more to do; answers its pacer for the next runner.
+    pub async fn run(mut self) -> Pacer {
         tracing::info!(task = self.task_id, "task runner started");
         loop {
             let step = self.tick().await;
@@ -115,6 +123,7 @@ impl TaskRunner {
             }
         }
         tracing::info!(task = self.task_id, "task runner finished");
+        self.pacer
     }
 
     fn dialing(&self) -> bool {
@@ -223,9 +232,21 @@ impl TaskRunner {
                 return Step::Wait(Some(Instant::now() + RETRY_AFTER));
             }
         };
-        // Another task may have taken the global slot while we claimed: wait for the next one.
-        let started = limits.take_start().await;
-        self.pacer.record_start(started);
+        // Shutdown may have begun while we claimed: give the number back rather than start a call
+        // that nothing would wait for. The tracker token keeps shutdown waiting from here on.
+        let in_flight = self.context.calls.token();
+        if self.context.shutdown.is_cancelled() {
+            let (id, claim_uuid) = (number.id, uuid.clone());
+            if let Err(error) = self
+                .context
+                .db
+                .run(move |conn| db::numbers::release_claim(conn, id, &claim_uuid))
+                .await
+            {
+                tracing::error!(%error, %uuid, "could not give back a claimed number; it ends SYSTEM_SHUTDOWN at the next start");
+            }
+            return Step::Continue;
+        }
         tracing::debug!(task = task_id, number = %number.dest_number, %uuid, "placing a call");
         let request = CallRequest {
             uuid,
@@ -233,13 +254,22 @@ impl TaskRunner {
             dest_number: number.dest_number,
             settings,
         };
-        let call = self.context.backend.place_call(request.clone());
+        let backend = &self.context.backend;
+        // Another task may have taken the global slot while we claimed: this waits for the next one.
+        let (call, started) = limits
+            .start_call(|| backend.place_call(request.clone()))
+            .await;
+        self.pacer.record_start(started);
         self.live_calls += 1;
+        let live = self
+            .context
+            .register_call(&request.uuid, call.control.clone());
         let context = self.context.clone();
         let ended = self.call_ended_sender.clone();
         self.context
             .calls
-            .spawn(follow_call(context, request, call, channel, ended));
+            .spawn(follow_call(context, request, call, live, channel, ended));
+        drop(in_flight);
         Step::Continue
     }
 
@@ -264,10 +294,10 @@ async fn follow_call(
     context: Arc<DialerContext>,
     request: CallRequest,
     mut call: CallHandle,
+    live: LiveCall,
     channel: OwnedSemaphorePermit,
     ended: mpsc::UnboundedSender<()>,
 ) {
-    let live = context.register_call(&request.uuid, call.control.clone());
     let mut digits = String::new();
     let mut answered_at = None;
     let outcome = loop {
