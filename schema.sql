@@ -83,3 +83,19 @@ CREATE TABLE numbers (
 -- Paging a task's numbers, and the dialer's "next waiting number in id order" / per-status counts.
 CREATE INDEX numbers_by_task ON numbers (group_id, id);
 CREATE INDEX numbers_by_task_status ON numbers (group_id, call_status, id);
+
+-- step 2
+-- Prompts uploaded for playback and confirm, stored as 8 kHz mono 16-bit WAV under <data-dir>/media.
+CREATE TABLE media_files (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT    NOT NULL,
+    path        TEXT    NOT NULL,
+    media_type  TEXT    NOT NULL DEFAULT 'UPLOAD',
+    bytes       INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    deleted_at  INTEGER
+);
+CREATE INDEX media_files_live ON media_files (id) WHERE deleted_at IS NULL;
+-- Where the recording of a number's call was written (auto_record), '' when none.
+ALTER TABLE numbers ADD COLUMN record_path TEXT NOT NULL DEFAULT '';

@@ -4,13 +4,19 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::{clock::TimeZone, dialer::DialerConfig};
+use crate::{
+    clock::TimeZone,
+    dialer::DialerConfig,
+    telephony::sip::config::{parse_port_range, SipConfig, Trunk, DEFAULT_REQUEST_URI},
+};
 
 /// Which telephony back end places the calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
     /// A deterministic simulated callee: runs a whole campaign with no phone system.
     Sim,
+    /// The built-in SIP user agent, calling through a SIP trunk or PBX.
+    Sip,
 }
 
 #[derive(Debug, Clone)]
@@ -30,6 +36,7 @@ pub struct Config {
     /// Box-wide ceilings and shutdown behaviour of the dialer.
     pub dialer: DialerConfig,
     pub sim: SimConfig,
+    pub sip: SipConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +67,17 @@ impl Config {
                 time_scale: 1.0,
                 call_log: None,
             },
+            sip: SipConfig {
+                bind: "127.0.0.1:0".parse().expect("an address"),
+                trunks: Vec::new(),
+                from: "outcall".into(),
+                username: None,
+                password: None,
+                register: false,
+                rtp_ports: DEFAULT_RTP_PORTS,
+                request_uri: DEFAULT_REQUEST_URI.into(),
+                max_call_duration: Duration::from_secs(DEFAULT_MAX_CALL_SECONDS),
+            },
         }
     }
 
@@ -73,6 +91,8 @@ pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 24 * 60 * 60;
 pub const DEFAULT_MAX_CAPS: f64 = 200.0;
 pub const DEFAULT_MAX_CHANNELS: usize = 1000;
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 10;
+pub const DEFAULT_RTP_PORTS: (u16, u16) = (20000, 30000);
+pub const DEFAULT_MAX_CALL_SECONDS: u64 = 3600;
 
 /// outcall: an outbound auto-dialer speaking XSwitch's /api/out_call_tasks REST API.
 #[derive(Debug, Parser)]
@@ -126,6 +146,35 @@ pub struct ServeArgs {
     /// sim back end: file to which a line is appended for every call placed.
     #[arg(long, env = "OUTCALL_SIM_CALL_LOG")]
     pub sim_call_log: Option<PathBuf>,
+    /// sip back end: trunk or PBX, `[context=][udp:|tcp:]host[:port]`; comma-separated for several,
+    /// a task's dest_context picks the trunk named so, else the one without a context.
+    #[arg(long, env = "OUTCALL_SIP_TRUNK", value_delimiter = ',')]
+    pub sip_trunk: Vec<String>,
+    /// sip back end: local SIP address.
+    #[arg(long, env = "OUTCALL_SIP_BIND", default_value = "0.0.0.0:5060")]
+    pub sip_bind: std::net::SocketAddr,
+    /// sip back end: From `user@domain` (the user is replaced by a task's cid_number; the domain
+    /// defaults to the trunk).
+    #[arg(long, env = "OUTCALL_SIP_FROM", default_value = "outcall")]
+    pub sip_from: String,
+    /// sip back end: digest user name for 401/407 challenges (default: the From user).
+    #[arg(long, env = "OUTCALL_SIP_USERNAME")]
+    pub sip_username: Option<String>,
+    /// sip back end: digest password.
+    #[arg(long, env = "OUTCALL_SIP_PASSWORD", hide_env_values = true)]
+    pub sip_password: Option<String>,
+    /// sip back end: REGISTER with the default trunk and keep refreshing it.
+    #[arg(long, env = "OUTCALL_SIP_REGISTER")]
+    pub sip_register: bool,
+    /// sip back end: RTP port range, low-high.
+    #[arg(long, env = "OUTCALL_RTP_PORTS", default_value = "20000-30000")]
+    pub rtp_ports: String,
+    /// sip back end: Request-URI template; {number} and {trunk} are replaced.
+    #[arg(long, env = "OUTCALL_SIP_REQUEST_URI", default_value = DEFAULT_REQUEST_URI)]
+    pub sip_request_uri: String,
+    /// sip back end: a call still up after this many seconds is hung up.
+    #[arg(long, env = "OUTCALL_MAX_CALL_SECONDS", default_value_t = DEFAULT_MAX_CALL_SECONDS)]
+    pub max_call_seconds: u64,
 }
 
 impl Cli {
@@ -179,6 +228,21 @@ impl ServeArgs {
             sim: SimConfig {
                 time_scale: self.sim_time_scale,
                 call_log: self.sim_call_log,
+            },
+            sip: SipConfig {
+                bind: self.sip_bind,
+                trunks: self
+                    .sip_trunk
+                    .iter()
+                    .map(|t| Trunk::parse(t))
+                    .collect::<Result<_, _>>()?,
+                from: self.sip_from,
+                username: self.sip_username,
+                password: self.sip_password,
+                register: self.sip_register,
+                rtp_ports: parse_port_range(&self.rtp_ports)?,
+                request_uri: self.sip_request_uri,
+                max_call_duration: Duration::from_secs(self.max_call_seconds.max(1)),
             },
         })
     }

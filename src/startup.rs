@@ -36,6 +36,7 @@ pub fn build_backend(config: &Config) -> anyhow::Result<Arc<dyn Telephony>> {
             }
             Ok(Arc::new(sim))
         }
+        BackendKind::Sip => anyhow::bail!("the sip back end is not built yet"),
     }
 }
 
@@ -70,6 +71,7 @@ impl Application {
             token_ttl_seconds: config.token_ttl.as_secs() as i64,
             body_limit: config.body_limit,
             dialer: dialer.clone(),
+            data_dir: config.data_dir.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -27,6 +27,8 @@ pub struct AppState {
     pub token_ttl_seconds: i64,
     pub body_limit: usize,
     pub dialer: DialerHandle,
+    /// Where uploaded media files are stored (under `media/`).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// The token a request was authenticated with.

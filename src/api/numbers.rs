@@ -185,6 +185,8 @@ fn number_item(number: &Number, tz: TimeZone) -> Value {
         "created_at": tz.format(number.created_at),
         "updated_at": tz.format(number.updated_at),
         "deleted_at": tz.format_optional(number.deleted_at),
+        "sip_code": number.sip_code.map(|code| code.to_string()).unwrap_or_default(),
+        "record_path": number.record_path,
     })
 }
 

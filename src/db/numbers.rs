@@ -16,6 +16,7 @@ pub struct Number {
     pub dtmf: String,
     pub cause: String,
     pub sip_code: Option<i64>,
+    pub record_path: String,
     pub call_start_time: Option<i64>,
     pub call_answer_time: Option<i64>,
     pub call_end_time: Option<i64>,
@@ -32,7 +33,7 @@ pub struct NewNumber {
 
 const COLUMNS: &str =
     "id, group_id, dest_number, external_id, uuid, call_status, outbound_call, dtmf, cause,
-    call_start_time, call_answer_time, call_end_time, created_at, updated_at, deleted_at, sip_code";
+    call_start_time, call_answer_time, call_end_time, created_at, updated_at, deleted_at, sip_code, record_path";
 
 fn from_row(row: &Row) -> rusqlite::Result<Number> {
     Ok(Number {
@@ -52,6 +53,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Number> {
         updated_at: row.get(13)?,
         deleted_at: row.get(14)?,
         sip_code: row.get(15)?,
+        record_path: row.get(16)?,
     })
 }
 
@@ -181,6 +183,8 @@ pub struct CallResult {
     pub answered_at: Option<i64>,
     pub ended_at: i64,
     pub dtmf: String,
+    /// The recording's path, `""` when the call was not recorded.
+    pub record_path: String,
 }
 
 /// Writes a call's result; only the call that claimed the number (same uuid) can finish it.
@@ -192,9 +196,19 @@ pub fn finish(
 ) -> DbResult<bool> {
     Ok(conn.execute(
         "UPDATE numbers SET call_status = 'done', cause = ?3, sip_code = ?4,
-             call_answer_time = coalesce(?5, call_answer_time), call_end_time = ?6, dtmf = ?7, updated_at = ?6
+             call_answer_time = coalesce(?5, call_answer_time), call_end_time = ?6, dtmf = ?7, updated_at = ?6,
+             record_path = ?8
          WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
-        params![number_id, uuid, result.cause, result.sip_code, result.answered_at, result.ended_at, result.dtmf],
+        params![
+            number_id,
+            uuid,
+            result.cause,
+            result.sip_code,
+            result.answered_at,
+            result.ended_at,
+            result.dtmf,
+            result.record_path
+        ],
     )? > 0)
 }
 

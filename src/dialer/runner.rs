@@ -323,6 +323,10 @@ async fn follow_call(
                     answered_at: outcome.answered_at.map(unix_seconds).or(answered_at),
                     ended_at: unix_seconds(outcome.ended_at),
                     dtmf: std::mem::take(&mut digits),
+                    record_path: outcome
+                        .recording
+                        .map(|path| path.display().to_string())
+                        .unwrap_or_default(),
                 }
             }
             None => {
@@ -333,6 +337,7 @@ async fn follow_call(
                     answered_at,
                     ended_at: clock::now(),
                     dtmf: std::mem::take(&mut digits),
+                    record_path: String::new(),
                 };
             }
         }

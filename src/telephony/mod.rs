@@ -2,8 +2,9 @@
 //! knows nothing of SIP, sockets or simulated callees.
 
 pub mod sim;
+pub mod sip;
 
-use std::{sync::Arc, time::Duration, time::SystemTime};
+use std::{path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -126,6 +127,8 @@ pub struct CallOutcome {
     pub sip_code: Option<u16>,
     pub answered_at: Option<SystemTime>,
     pub ended_at: SystemTime,
+    /// Where the call's audio was recorded, when it was.
+    pub recording: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -295,6 +295,7 @@ impl CallPlan {
                 sip_code,
                 answered_at,
                 ended_at: SystemTime::now(),
+                recording: None,
             }
         };
         let _ = channels

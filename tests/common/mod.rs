@@ -207,8 +207,11 @@ pub const TASK_GET_NUMBER_FIELDS: [&str; 7] = [
     "auto_record",
 ];
 
-/// The keys of a number in a task's numbers list; all strings.
-pub const NUMBER_FIELDS: [&str; 15] = [
+/// The keys of a number in a task's numbers list; all strings. The vendor's fifteen, plus
+/// `sip_code` (the SIP final code behind `cause`) and `record_path` (the call's recording).
+pub const NUMBER_FIELDS: [&str; 17] = [
+    "sip_code",
+    "record_path",
     "id",
     "dest_number",
     "group_id",
@@ -687,6 +690,8 @@ pub fn assert_fresh_number(number: &Value, task_id: i64) {
         "call_answer_time",
         "call_end_time",
         "deleted_at",
+        "sip_code",
+        "record_path",
     ] {
         assert_eq!(number[key], "", "{key} of a fresh number: {number}");
     }
