@@ -13,7 +13,7 @@ use crate::{
     config::{BackendKind, Config},
     db::Db,
     dialer::{self, DialerHandle},
-    telephony::{sim::SimBackend, Telephony},
+    telephony::{sim::SimBackend, sip::SipBackend, Telephony},
 };
 
 pub struct Application {
@@ -25,7 +25,7 @@ pub struct Application {
 }
 
 /// The back end the configuration names.
-pub fn build_backend(config: &Config) -> anyhow::Result<Arc<dyn Telephony>> {
+pub async fn build_backend(config: &Config) -> anyhow::Result<Arc<dyn Telephony>> {
     match config.backend {
         BackendKind::Sim => {
             let mut sim = SimBackend::new(config.sim.time_scale);
@@ -36,13 +36,20 @@ pub fn build_backend(config: &Config) -> anyhow::Result<Arc<dyn Telephony>> {
             }
             Ok(Arc::new(sim))
         }
-        BackendKind::Sip => anyhow::bail!("the sip back end is not built yet"),
+        BackendKind::Sip => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("creating the data directory {}", config.data_dir.display())
+            })?;
+            Ok(Arc::new(
+                SipBackend::start(config.sip.clone(), &config.data_dir).await?,
+            ))
+        }
     }
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let backend = build_backend(&config)?;
+        let backend = build_backend(&config).await?;
         Self::build_with_backend(config, backend).await
     }
 

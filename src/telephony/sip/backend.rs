@@ -1,0 +1,605 @@
+//! The SIP back end: a user agent on `rsipstack` that places each call through a trunk, and runs
+//! the answered call's script (confirm key, then playback / transfer / hang-up) over our own RTP.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use rsipstack::{
+    dialog::{
+        authenticate::Credential,
+        dialog::{DialogState, DialogStateReceiver, TerminatedReason},
+        dialog_layer::DialogLayer,
+        invitation::InviteOption,
+        invite_dialog::InviteDialog,
+    },
+    sip::{Method, StatusCode, StatusCodeKind, Transport},
+    transaction::TransactionReceiver,
+    transport::{udp::UdpConnection, SipAddr, TransportLayer},
+    EndpointBuilder,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    call_media::{CallMedia, CallMediaError, MediaKit},
+    causes::cause_of_sip_status,
+    config::{SipConfig, SipTransport, Trunk},
+};
+use crate::telephony::{
+    call_channels, AfterAnswer, CallChannels, CallCommand, CallEvent, CallHandle, CallOutcome,
+    CallRequest, CallSettings, HangupCause, Telephony,
+};
+
+/// Cause names for the confirm step, the same as the sim back end's.
+const WRONG_KEY: HangupCause = HangupCause::CALL_REJECTED;
+const NO_KEY: HangupCause = HangupCause::NO_USER_RESPONSE;
+/// FreeSWITCH's cause for a call hung up at its time limit.
+const ALLOTTED_TIMEOUT: HangupCause = HangupCause("ALLOTTED_TIMEOUT");
+/// How long to wait for the far end's final answer to our CANCEL or BYE before giving up on it.
+const SETTLE: Duration = Duration::from_secs(5);
+
+pub struct SipBackend {
+    inner: Arc<SipInner>,
+}
+
+struct SipInner {
+    config: SipConfig,
+    dialog_layer: Arc<DialogLayer>,
+    /// Our SIP address as peers should reach it.
+    local: SocketAddr,
+    media: Arc<MediaKit>,
+    recordings: PathBuf,
+    stop: CancellationToken,
+}
+
+impl SipBackend {
+    /// Binds the SIP socket and starts the user agent.
+    pub async fn start(config: SipConfig, data_dir: &Path) -> anyhow::Result<Self> {
+        if config.trunks.is_empty() {
+            anyhow::bail!("the sip back end needs a trunk: set --sip-trunk / OUTCALL_SIP_TRUNK");
+        }
+        let stop = CancellationToken::new();
+        let transport_layer = TransportLayer::new(stop.clone());
+        let udp = UdpConnection::create_connection(config.bind, None, Some(stop.child_token()))
+            .await
+            .with_context(|| format!("binding SIP on {}", config.bind))?;
+        transport_layer.add_transport(udp.into());
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(stop.clone())
+            .with_transport_layer(transport_layer)
+            .with_user_agent(concat!("outcall/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let local = endpoint
+            .get_addrs()
+            .first()
+            .and_then(|addr| addr.addr.to_string().parse::<SocketAddr>().ok())
+            .context("the SIP transport has no local address")?;
+        let incoming = endpoint.incoming_transactions()?;
+        let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        tokio::spawn(async move { endpoint.serve().await });
+        tokio::spawn(route_incoming(dialog_layer.clone(), incoming));
+        let recordings = data_dir.join("recordings");
+        std::fs::create_dir_all(&recordings)
+            .with_context(|| format!("creating {}", recordings.display()))?;
+        let media = Arc::new(MediaKit::new(config.rtp_ports, data_dir)?);
+        tracing::info!(sip = %local, trunks = ?config.trunks, "SIP user agent ready");
+        Ok(SipBackend {
+            inner: Arc::new(SipInner {
+                config,
+                dialog_layer,
+                local,
+                media,
+                recordings,
+                stop,
+            }),
+        })
+    }
+
+    pub fn local_address(&self) -> SocketAddr {
+        self.inner.local
+    }
+}
+
+impl Drop for SipBackend {
+    fn drop(&mut self) {
+        self.inner.stop.cancel();
+    }
+}
+
+/// Requests that do not belong to one of our calls: we place calls, we take none.
+async fn route_incoming(dialog_layer: Arc<DialogLayer>, mut incoming: TransactionReceiver) {
+    while let Some(mut transaction) = incoming.recv().await {
+        if let Some(mut dialog) = dialog_layer.match_dialog(&transaction) {
+            tokio::spawn(async move {
+                if let Err(error) = dialog.handle(&mut transaction).await {
+                    tracing::debug!(%error, "in-dialog request failed");
+                }
+            });
+            continue;
+        }
+        let status = match transaction.original.method {
+            Method::Ack => continue,
+            Method::Options => StatusCode::OK,
+            Method::Invite => StatusCode::Decline,
+            _ => StatusCode::CallTransactionDoesNotExist,
+        };
+        tokio::spawn(async move {
+            if let Err(error) = transaction.reply(status).await {
+                tracing::debug!(%error, "could not answer a stray request");
+            }
+        });
+    }
+}
+
+impl Telephony for SipBackend {
+    fn name(&self) -> &'static str {
+        "sip"
+    }
+
+    fn check_task(&self, settings: &CallSettings) -> Result<(), String> {
+        if self
+            .inner
+            .config
+            .trunk_for(&settings.dest_context)
+            .is_none()
+        {
+            return Err("no SIP trunk is configured".into());
+        }
+        if let Some(confirm) = &settings.confirm {
+            if let Some(prompt) = &confirm.prompt {
+                self.inner
+                    .media
+                    .prompt(&prompt.media_path)
+                    .map_err(|e| format!("group_confirm_file: {e}"))?;
+            }
+        }
+        if let AfterAnswer::Playback(media) = &settings.action {
+            self.inner
+                .media
+                .prompt(&media.media_path)
+                .map_err(|e| format!("data: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn place_call(&self, request: CallRequest) -> CallHandle {
+        let (handle, channels) = call_channels();
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let mut channels = channels;
+            let outcome = Call { inner, request }.run(&mut channels).await;
+            let _ = channels.events.send(CallEvent::Ended(outcome));
+        });
+        handle
+    }
+}
+
+struct Call {
+    inner: Arc<SipInner>,
+    request: CallRequest,
+}
+
+/// How the ringing phase ended.
+enum Ringing {
+    Answered {
+        dialog: InviteDialog,
+        answer_sdp: Vec<u8>,
+    },
+    Ended(CallOutcome),
+}
+
+fn ended(
+    cause: HangupCause,
+    sip_code: Option<u16>,
+    answered_at: Option<SystemTime>,
+) -> CallOutcome {
+    CallOutcome {
+        cause,
+        sip_code,
+        answered_at,
+        ended_at: SystemTime::now(),
+        recording: None,
+    }
+}
+
+impl Call {
+    async fn run(self, channels: &mut CallChannels) -> CallOutcome {
+        let uuid = self.request.uuid.clone();
+        let settings = self.request.settings.clone();
+        let Some(trunk) = self.inner.config.trunk_for(&settings.dest_context).cloned() else {
+            return ended(HangupCause("NO_ROUTE_DESTINATION"), None, None);
+        };
+        let media = match CallMedia::open(self.inner.media.clone(), self.media_ip()).await {
+            Ok(media) => media,
+            Err(error) => {
+                tracing::error!(%uuid, %error, "no RTP port for the call");
+                return ended(HangupCause::NORMAL_TEMPORARY_FAILURE, None, None);
+            }
+        };
+        let (state_sender, mut states) = self.inner.dialog_layer.new_dialog_state_channel();
+        let option = match self.invite_option(&trunk, media.sdp_offer()) {
+            Ok(option) => option,
+            Err(error) => {
+                tracing::error!(%uuid, %error, "could not build the INVITE");
+                return ended(HangupCause("INVALID_NUMBER_FORMAT"), None, None);
+            }
+        };
+        tracing::info!(%uuid, call_id = %uuid, number = %self.request.dest_number, trunk = %trunk.host_port, "INVITE");
+        let ringing = self.ring(option, state_sender, &mut states, channels).await;
+        let (dialog, answer_sdp) = match ringing {
+            Ringing::Answered { dialog, answer_sdp } => (dialog, answer_sdp),
+            Ringing::Ended(outcome) => {
+                media.close().await;
+                return outcome;
+            }
+        };
+        let answered_at = SystemTime::now();
+        let _ = channels
+            .events
+            .send(CallEvent::Answered { at: answered_at });
+        let recording = settings
+            .auto_record
+            .then(|| self.inner.recordings.join(format!("{uuid}.wav")));
+        let outcome = match media.start(&answer_sdp, recording.clone()).await {
+            Ok(()) => {
+                self.talk(&dialog, &mut states, channels, &media, answered_at)
+                    .await
+            }
+            Err(CallMediaError::Negotiation(reason)) => {
+                tracing::warn!(%uuid, %reason, "the answer's SDP has nothing we can use");
+                let _ = dialog.bye().await;
+                ended(
+                    HangupCause("INCOMPATIBLE_DESTINATION"),
+                    Some(200),
+                    Some(answered_at),
+                )
+            }
+            Err(error) => {
+                tracing::error!(%uuid, %error, "media failed");
+                let _ = dialog.bye().await;
+                ended(
+                    HangupCause::NORMAL_TEMPORARY_FAILURE,
+                    Some(200),
+                    Some(answered_at),
+                )
+            }
+        };
+        self.inner.dialog_layer.remove_dialog(&dialog.id());
+        let recording = media.close().await.or(recording);
+        CallOutcome {
+            recording,
+            ..outcome
+        }
+    }
+
+    /// The address our SDP offers: the SIP socket's, unless it is a wildcard.
+    fn media_ip(&self) -> IpAddr {
+        let ip = self.inner.local.ip();
+        if ip.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            ip
+        }
+    }
+
+    fn invite_option(&self, trunk: &Trunk, offer: Vec<u8>) -> rsipstack::Result<InviteOption> {
+        let config = &self.inner.config;
+        let settings = &self.request.settings;
+        let (from_user, from_domain) = config
+            .from
+            .split_once('@')
+            .unwrap_or((config.from.as_str(), ""));
+        let from_domain = if from_domain.is_empty() {
+            trunk.host_port.as_str()
+        } else {
+            from_domain
+        };
+        let caller_user = if settings.cid_number.is_empty() {
+            from_user
+        } else {
+            settings.cid_number.as_str()
+        };
+        let transport = match trunk.transport {
+            SipTransport::Udp => Transport::Udp,
+            SipTransport::Tcp => Transport::Tcp,
+        };
+        let destination = SipAddr::new(transport, trunk.host_port.as_str().try_into()?);
+        let credential = config.password.as_ref().map(|password| Credential {
+            username: config
+                .username
+                .clone()
+                .unwrap_or_else(|| from_user.to_owned()),
+            password: password.clone(),
+            realm: None,
+            auth_username: None,
+        });
+        Ok(InviteOption {
+            caller_display_name: Some(settings.cid_name.clone()).filter(|name| !name.is_empty()),
+            caller: format!("sip:{caller_user}@{from_domain}")
+                .as_str()
+                .try_into()?,
+            callee: config
+                .request_uri(&self.request.dest_number, trunk)
+                .as_str()
+                .try_into()?,
+            destination: Some(destination),
+            content_type: Some("application/sdp".into()),
+            offer: Some(offer),
+            contact: format!("sip:{from_user}@{}", self.inner.local)
+                .as_str()
+                .try_into()?,
+            credential,
+            call_id: Some(self.request.uuid.clone()),
+            ..Default::default()
+        })
+    }
+
+    /// From INVITE to the final answer, within the ring timeout; our hang-up cancels.
+    async fn ring(
+        &self,
+        option: InviteOption,
+        state_sender: rsipstack::dialog::dialog::DialogStateSender,
+        states: &mut DialogStateReceiver,
+        channels: &mut CallChannels,
+    ) -> Ringing {
+        let uuid = &self.request.uuid;
+        let (dialog, mut invite) = match self
+            .inner
+            .dialog_layer
+            .do_invite_async(option, state_sender)
+        {
+            Ok(started) => started,
+            Err(error) => {
+                tracing::warn!(%uuid, %error, "INVITE could not be sent");
+                return Ringing::Ended(ended(HangupCause::NORMAL_TEMPORARY_FAILURE, None, None));
+            }
+        };
+        let ring_timeout = tokio::time::sleep(self.request.settings.calling_time);
+        tokio::pin!(ring_timeout);
+        let mut heard_back = false;
+        let mut provisional = false;
+        // Set when we gave up ringing: the cause the call ends with whatever the far end answers.
+        let mut our_cause: Option<HangupCause> = None;
+        let settle = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(settle);
+        let result = loop {
+            tokio::select! {
+                result = &mut invite => break result,
+                Some(state) = states.recv() => match state {
+                    DialogState::Trying(_) => heard_back = true,
+                    DialogState::Early(_, response) => {
+                        heard_back = true;
+                        provisional = true;
+                        let early_media = response.status_code == StatusCode::SessionProgress;
+                        let _ = channels.events.send(CallEvent::Progress { early_media });
+                    }
+                    _ => {}
+                },
+                _ = &mut ring_timeout, if our_cause.is_none() => {
+                    if !heard_back {
+                        // Nothing ever answered: CANCEL is not allowed, abandon the attempt.
+                        invite.abort();
+                        let _ = dialog.cancel().await;
+                        tracing::info!(%uuid, "no reply from the trunk within the ring timeout");
+                        return Ringing::Ended(ended(HangupCause("RECOVERY_ON_TIMER_EXPIRE"), None, None));
+                    }
+                    our_cause = Some(HangupCause::NO_ANSWER);
+                    let _ = dialog.cancel().await;
+                    settle.as_mut().reset((tokio::time::Instant::now() + SETTLE).into());
+                }
+                Some(CallCommand::HangUp(cause)) = channels.commands.recv(), if our_cause.is_none() => {
+                    our_cause = Some(cause);
+                    if !heard_back {
+                        invite.abort();
+                        let _ = dialog.cancel().await;
+                        return Ringing::Ended(ended(cause, None, None));
+                    }
+                    let _ = dialog.cancel().await;
+                    settle.as_mut().reset((tokio::time::Instant::now() + SETTLE).into());
+                }
+                _ = &mut settle => {
+                    invite.abort();
+                    return Ringing::Ended(ended(our_cause.unwrap_or(HangupCause::NO_ANSWER), Some(487), None));
+                }
+            }
+        };
+        let _ = provisional;
+        match result {
+            Ok(Ok((_, Some(response))))
+                if response.status_code.kind() == StatusCodeKind::Successful =>
+            {
+                if let Some(cause) = our_cause {
+                    // Answered as we cancelled: the stack ends it with a BYE.
+                    return Ringing::Ended(ended(cause, Some(200), None));
+                }
+                Ringing::Answered {
+                    dialog,
+                    answer_sdp: response.body.clone(),
+                }
+            }
+            Ok(Ok((_, Some(response)))) => {
+                let code = response.status_code.code();
+                let cause = match our_cause {
+                    Some(cause) if code == 487 => cause,
+                    _ => cause_of_sip_status(code),
+                };
+                tracing::info!(%uuid, code, cause = cause.name(), "call failed");
+                Ringing::Ended(ended(cause, Some(code), None))
+            }
+            Ok(Ok((_, None))) => Ringing::Ended(ended(
+                our_cause.unwrap_or(HangupCause("RECOVERY_ON_TIMER_EXPIRE")),
+                Some(408),
+                None,
+            )),
+            Ok(Err(error)) => {
+                tracing::warn!(%uuid, %error, "INVITE failed");
+                Ringing::Ended(ended(
+                    our_cause.unwrap_or(HangupCause::NORMAL_TEMPORARY_FAILURE),
+                    None,
+                    None,
+                ))
+            }
+            Err(error) => {
+                tracing::error!(%uuid, %error, "the INVITE task failed");
+                Ringing::Ended(ended(
+                    our_cause.unwrap_or(HangupCause::NORMAL_TEMPORARY_FAILURE),
+                    None,
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// The answered call: the script runs while we answer in-dialog requests, pass digits on, and
+    /// watch for the callee's BYE, our hang-up and the time limit.
+    async fn talk(
+        &self,
+        dialog: &InviteDialog,
+        states: &mut DialogStateReceiver,
+        channels: &mut CallChannels,
+        media: &CallMedia,
+        answered_at: SystemTime,
+    ) -> CallOutcome {
+        let uuid = &self.request.uuid;
+        let (script_digits_sender, script_digits) = mpsc::unbounded_channel();
+        let (transfer_sender, transfer_results) = mpsc::unbounded_channel();
+        let script = self.script(dialog, media, script_digits, transfer_results);
+        tokio::pin!(script);
+        let limit = tokio::time::sleep(self.inner.config.max_call_duration);
+        tokio::pin!(limit);
+        let mut digits = media.digits();
+        let our_end = loop {
+            tokio::select! {
+                cause = &mut script => break cause,
+                Some(digit) = digits.recv() => {
+                    let _ = channels.events.send(CallEvent::Digit(digit));
+                    let _ = script_digits_sender.send(digit);
+                }
+                state = states.recv() => match state {
+                    Some(DialogState::Terminated(_, reason)) => {
+                        tracing::info!(%uuid, ?reason, "call ended by the far end");
+                        let cause = match reason {
+                            TerminatedReason::UasBye => HangupCause::NORMAL_CLEARING,
+                            TerminatedReason::Timeout => HangupCause("MEDIA_TIMEOUT"),
+                            _ => HangupCause::NORMAL_CLEARING,
+                        };
+                        return ended(cause, Some(200), Some(answered_at));
+                    }
+                    Some(DialogState::Options(_, _, handle)) => {
+                        let _ = handle.reply(StatusCode::OK).await;
+                    }
+                    Some(DialogState::Updated(_, request, handle)) => {
+                        // A re-INVITE (or UPDATE): keep the media, answer with our SDP again.
+                        if request.method == Method::Invite && !request.body.is_empty() {
+                            media.update_remote(&request.body);
+                        }
+                        let _ = handle
+                            .respond(StatusCode::OK, Some(vec![rsipstack::sip::Header::ContentType("application/sdp".into())]), Some(media.sdp_offer()))
+                            .await;
+                    }
+                    Some(DialogState::Notify(_, request, handle)) => {
+                        let _ = handle.reply(StatusCode::OK).await;
+                        if let Some(code) = sipfrag_status(&request.body) {
+                            let _ = transfer_sender.send(code);
+                        }
+                    }
+                    Some(DialogState::Info(_, _, handle)) | Some(DialogState::Message(_, _, handle)) => {
+                        let _ = handle.reply(StatusCode::OK).await;
+                    }
+                    Some(DialogState::Refer(_, _, handle)) => {
+                        let _ = handle.reply(StatusCode::Forbidden).await;
+                    }
+                    Some(_) => {}
+                    None => break HangupCause::NORMAL_CLEARING,
+                },
+                Some(CallCommand::HangUp(cause)) = channels.commands.recv() => break cause,
+                _ = &mut limit => {
+                    tracing::warn!(%uuid, "call reached the maximum duration");
+                    break ALLOTTED_TIMEOUT;
+                }
+            }
+        };
+        if tokio::time::timeout(SETTLE, dialog.bye()).await.is_err() {
+            tracing::warn!(%uuid, "no answer to our BYE");
+        }
+        ended(our_end, Some(200), Some(answered_at))
+    }
+
+    /// After the answer: the confirm step, then the action. Answers the cause we hang up with.
+    async fn script(
+        &self,
+        dialog: &InviteDialog,
+        media: &CallMedia,
+        mut digits: mpsc::UnboundedReceiver<char>,
+        mut transfer_results: mpsc::UnboundedReceiver<u16>,
+    ) -> HangupCause {
+        let settings = &self.request.settings;
+        if let Some(confirm) = &settings.confirm {
+            if let Some(prompt) = &confirm.prompt {
+                media.play(&prompt.media_path).await;
+            }
+            let mut pressed = String::new();
+            let wait = tokio::time::sleep(confirm.timeout);
+            tokio::pin!(wait);
+            while pressed.len() < confirm.key.len() {
+                tokio::select! {
+                    Some(digit) = digits.recv() => pressed.push(digit),
+                    _ = &mut wait => return NO_KEY,
+                }
+                if !confirm.key.starts_with(pressed.as_str()) {
+                    return WRONG_KEY;
+                }
+            }
+        }
+        match &settings.action {
+            AfterAnswer::Hangup => HangupCause::NORMAL_CLEARING,
+            AfterAnswer::Playback(prompt) => {
+                media.play(&prompt.media_path).await;
+                HangupCause::NORMAL_CLEARING
+            }
+            AfterAnswer::Transfer(extension) => {
+                let Some(trunk) = self.inner.config.trunk_for(&settings.dest_context) else {
+                    return HangupCause("NO_ROUTE_DESTINATION");
+                };
+                let target = self.inner.config.request_uri(extension, trunk);
+                let Ok(refer_to) = rsipstack::sip::Uri::try_from(target.as_str()) else {
+                    return HangupCause("INVALID_NUMBER_FORMAT");
+                };
+                match dialog.refer(refer_to, None, None).await {
+                    Ok(Some(response))
+                        if response.status_code.kind() == StatusCodeKind::Successful => {}
+                    Ok(Some(response)) => return cause_of_sip_status(response.status_code.code()),
+                    Ok(None) | Err(_) => return HangupCause::NORMAL_TEMPORARY_FAILURE,
+                }
+                // The REFER was accepted; the transfer's own outcome comes in NOTIFYs.
+                let give_up = tokio::time::sleep(settings.calling_time + SETTLE);
+                tokio::pin!(give_up);
+                loop {
+                    tokio::select! {
+                        Some(code) = transfer_results.recv() => match code {
+                            100..=199 => continue,
+                            200..=299 => return HangupCause::NORMAL_CLEARING,
+                            code => return cause_of_sip_status(code),
+                        },
+                        _ = &mut give_up => return HangupCause::NO_ANSWER,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The status code of a `message/sipfrag` body such as `SIP/2.0 200 OK`.
+fn sipfrag_status(body: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut words = text.lines().next()?.split_whitespace();
+    if !words.next()?.starts_with("SIP/") {
+        return None;
+    }
+    words.next()?.parse().ok()
+}

@@ -1,0 +1,34 @@
+//! The media half of the SIP back end: G.711 audio over RTP on our own UDP sockets.
+//!
+//! Signalling (elsewhere) negotiates with [`sdp::offer`] and [`sdp::parse_answer`]; a call then
+//! runs a [`MediaSession`] on a socket from [`RtpPorts`]: prompts out ([`MediaSession::play`],
+//! samples from [`prompt_from_wav`]), keys in (RFC 4733 telephone events), and optionally a
+//! stereo recording of both directions.
+//!
+//! ```text
+//! let socket = ports.bind(local_ip).await?;
+//! let offer = sdp::offer(socket.local_addr()?, session_id, 1);
+//! // ... INVITE with `offer`, 200 OK with the answer ...
+//! let remote = sdp::parse_answer(&answer_body)?;
+//! let (session, mut digits) = MediaSession::start(socket, remote, options).await?;
+//! session.play(&prompt_from_wav(&std::fs::read(path)?)?).await?;
+//! let recording = session.close().await?;
+//! ```
+
+pub mod dtmf;
+pub mod g711;
+pub mod ports;
+mod recording;
+pub mod resample;
+pub mod rtp;
+pub mod sdp;
+pub mod session;
+pub mod wav;
+
+pub use dtmf::{DigitDetector, TelephoneEvent};
+pub use g711::G711;
+pub use ports::{PortError, PortLease, RtpPorts, RtpSocket};
+pub use rtp::{RtpError, RtpPacket};
+pub use sdp::{Codec, Direction, RemoteMedia, SdpError};
+pub use session::{MediaError, MediaSession, MediaStats, SessionOptions};
+pub use wav::{normalize_wav, prompt_from_wav, PromptError};
