@@ -2,6 +2,7 @@
 
 pub mod error;
 mod input;
+mod media_files;
 mod numbers;
 mod sessions;
 mod tasks;
@@ -70,6 +71,11 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .service(
                     resource("/out_call_tasks/{id}/download")
                         .route(web::get().to(numbers::download)),
+                )
+                .service(
+                    resource("/media_files")
+                        .route(web::get().to(media_files::list))
+                        .route(web::post().to(media_files::upload)),
                 )
                 .default_service(web::to(unknown_route)),
         )

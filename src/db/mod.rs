@@ -167,7 +167,11 @@ mod tests {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(schema_steps()[0]).unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
-            conn.execute("INSERT INTO tasks (group_name, created_at, updated_at) VALUES ('t', 0, 0)", []).unwrap();
+            conn.execute(
+                "INSERT INTO tasks (group_name, created_at, updated_at) VALUES ('t', 0, 0)",
+                [],
+            )
+            .unwrap();
             conn.execute(
                 "INSERT INTO numbers (group_id, dest_number, created_at, updated_at) VALUES (1, '1000', 0, 0)",
                 [],
@@ -176,10 +180,15 @@ mod tests {
         }
         let db = Db::open(&path).unwrap();
         let conn = db.connection().unwrap();
-        let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let version: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(version, latest_schema_version());
-        let (number, record_path): (String, String) =
-            conn.query_row("SELECT dest_number, record_path FROM numbers", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        let (number, record_path): (String, String) = conn
+            .query_row("SELECT dest_number, record_path FROM numbers", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
         assert_eq!((number.as_str(), record_path.as_str()), ("1000", ""));
     }
 }

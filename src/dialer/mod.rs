@@ -258,6 +258,39 @@ impl Supervisor {
         tracing::info!("dialer stopped");
     }
 
+    /// A task started by itself skipped the API's check that the back end can run it (its media
+    /// may also have changed since it was scheduled): one it cannot run is stopped again.
+    async fn refuse_if_unrunnable(&self, id: i64) {
+        let task = match self
+            .context
+            .db
+            .run(move |conn| db::tasks::get(conn, id))
+            .await
+        {
+            Ok(Some(task)) => task,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(task = id, %error, "could not read an auto_dial task");
+                return;
+            }
+        };
+        if let Err(reason) = self
+            .context
+            .backend
+            .check_task(&runner::call_settings(&task))
+        {
+            tracing::error!(task = id, %reason, "auto_dial: the back end cannot run this task; stopping it");
+            if let Err(error) = self
+                .context
+                .db
+                .run(move |conn| db::tasks::stop(conn, &[id], clock::now()))
+                .await
+            {
+                tracing::error!(task = id, %error, "could not stop the task");
+            }
+        }
+    }
+
     /// Starts due auto_dial tasks and gives every running task a runner.
     async fn pass(&mut self) {
         match self
@@ -269,6 +302,7 @@ impl Supervisor {
             Ok(started) => {
                 for id in started {
                     tracing::info!(task = id, "auto_dial: task started at its start time");
+                    self.refuse_if_unrunnable(id).await;
                 }
             }
             Err(error) => tracing::error!(%error, "could not start auto_dial tasks"),
