@@ -6,7 +6,8 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("OUTCALL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("OUTCALL_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,rsipstack=warn")),
         )
         .init();
     let args = Cli::parse().serve_args();

@@ -16,6 +16,7 @@ use rsipstack::{
         dialog_layer::DialogLayer,
         invitation::InviteOption,
         invite_dialog::InviteDialog,
+        registration::{RefreshOutcome, Registration},
     },
     sip::{Method, StatusCode, StatusCodeKind, Transport},
     transaction::TransactionReceiver,
@@ -42,6 +43,8 @@ const NO_KEY: HangupCause = HangupCause::NO_USER_RESPONSE;
 const ALLOTTED_TIMEOUT: HangupCause = HangupCause("ALLOTTED_TIMEOUT");
 /// How long to wait for the far end's final answer to our CANCEL or BYE before giving up on it.
 const SETTLE: Duration = Duration::from_secs(5);
+/// Registration lifetime asked of the registrar; refreshed at three quarters of what it grants.
+const REGISTER_EXPIRES: u32 = 600;
 
 pub struct SipBackend {
     inner: Arc<SipInner>,
@@ -81,6 +84,32 @@ impl SipBackend {
             .context("the SIP transport has no local address")?;
         let incoming = endpoint.incoming_transactions()?;
         let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        if config.register {
+            let mut registration =
+                Registration::new(endpoint.inner.clone(), Some(credential(&config)));
+            let trunk = config
+                .trunk_for("")
+                .expect("checked above: there is a trunk");
+            let registrar: rsipstack::sip::Uri = match trunk.transport {
+                SipTransport::Udp => format!("sip:{}", trunk.host_port),
+                SipTransport::Tcp => format!("sip:{};transport=tcp", trunk.host_port),
+            }
+            .as_str()
+            .try_into()
+            .with_context(|| format!("the registrar address sip:{}", trunk.host_port))?;
+            let token = stop.child_token();
+            tokio::spawn(async move {
+                registration
+                    .keep_alive(registrar, REGISTER_EXPIRES, token, |outcome| match outcome {
+                        RefreshOutcome::Registered(_) => tracing::info!("registered with the trunk"),
+                        RefreshOutcome::Rejected(response) => {
+                            tracing::warn!(status = %response.status_code, "the trunk refused our REGISTER")
+                        }
+                        RefreshOutcome::Failed(error) => tracing::warn!(%error, "REGISTER failed"),
+                    })
+                    .await
+            });
+        }
         tokio::spawn(async move { endpoint.serve().await });
         tokio::spawn(route_incoming(dialog_layer.clone(), incoming));
         let recordings = data_dir.join("recordings");
@@ -309,15 +338,6 @@ impl Call {
             SipTransport::Tcp => Transport::Tcp,
         };
         let destination = SipAddr::new(transport, trunk.host_port.as_str().try_into()?);
-        let credential = config.password.as_ref().map(|password| Credential {
-            username: config
-                .username
-                .clone()
-                .unwrap_or_else(|| from_user.to_owned()),
-            password: password.clone(),
-            realm: None,
-            auth_username: None,
-        });
         Ok(InviteOption {
             caller_display_name: Some(settings.cid_name.clone()).filter(|name| !name.is_empty()),
             caller: format!("sip:{caller_user}@{from_domain}")
@@ -333,7 +353,7 @@ impl Call {
             contact: format!("sip:{from_user}@{}", self.inner.local)
                 .as_str()
                 .try_into()?,
-            credential,
+            credential: config.password.is_some().then(|| credential(config)),
             call_id: Some(self.request.uuid.clone()),
             ..Default::default()
         })
@@ -591,6 +611,23 @@ impl Call {
                 }
             }
         }
+    }
+}
+
+/// Digest credentials: the configured user (else the From user) and password.
+fn credential(config: &SipConfig) -> Credential {
+    let from_user = config
+        .from
+        .split_once('@')
+        .map_or(config.from.as_str(), |(user, _)| user);
+    Credential {
+        username: config
+            .username
+            .clone()
+            .unwrap_or_else(|| from_user.to_owned()),
+        password: config.password.clone().unwrap_or_default(),
+        realm: None,
+        auth_username: None,
     }
 }
 
