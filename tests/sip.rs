@@ -1,0 +1,1273 @@
+//! The SIP back end end to end: the real dialer places real SIP calls through the built-in user
+//! agent to sipp (`/usr/bin/sipp`) on 127.0.0.1, playing the scenarios in `tests/sipp/`.
+//!
+//! Every test checks two independent records of the same calls: the numbers' results as the REST
+//! API stores them (call_status, cause, sip_code, dtmf, times, record_path), and sipp's own verdict
+//! (its exit code: 0 when every call followed the scenario; its message trace and statistics).
+//!
+//! Ports: sipp's SIP, control and media ports and outcall's SIP port are free ports the kernel
+//! picks (ephemeral range, 32768 and up); each test gets its own RTP range below that range, so
+//! that tests running in parallel (`cargo nextest`) never share a port.
+//!
+//! Every wait is bounded; on a failure the test prints sipp's message and error logs.
+
+mod common;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::UdpSocket,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::{assert_error, assert_number_shape, spawn_app_with_backend, success_data, TestApp};
+use outcall::telephony::sip::{
+    config::{SipConfig, Trunk, DEFAULT_REQUEST_URI},
+    media::wav,
+    SipBackend,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const SIPP: &str = "/usr/bin/sipp";
+const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------------------------
+
+/// A UDP port on 127.0.0.1 that nobody holds right now (the kernel's choice).
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
+/// An even port `p` such that `p..p + count` are all free on 127.0.0.1 right now.
+fn free_udp_ports(count: u16) -> u16 {
+    for _ in 0..200 {
+        let first = free_udp_port() & !1;
+        if first > u16::MAX - count {
+            continue;
+        }
+        let held: Vec<UdpSocket> = (first..first + count)
+            .filter_map(|port| UdpSocket::bind(("127.0.0.1", port)).ok())
+            .collect();
+        if held.len() == count as usize {
+            return first;
+        }
+    }
+    panic!("no run of {count} free UDP ports");
+}
+
+/// Whether some socket is bound to UDP `port` (read from /proc, so that looking takes nothing).
+fn udp_port_bound(port: u16) -> bool {
+    let needle = format!(":{port:04X} ");
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|table| {
+        std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|line| {
+                line.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|local| format!("{local} ").ends_with(&needle))
+            })
+    })
+}
+
+/// Each test's own RTP range, below the ephemeral range the free ports above come from.
+fn rtp_range(test: u16) -> (u16, u16) {
+    let low = 21000 + 200 * test;
+    (low, low + 199)
+}
+
+// ---------------------------------------------------------------------------------------------
+// sipp
+// ---------------------------------------------------------------------------------------------
+
+/// A sipp process playing one scenario as the callee; killed when dropped.
+struct Sipp {
+    child: Option<Child>,
+    /// Holds sipp's logs; sipp runs in it, so stray files land there too.
+    dir: TempDir,
+    scenario: String,
+    /// sipp's SIP port, which the trunk points at.
+    port: u16,
+    exit_code: Option<i32>,
+}
+
+impl Sipp {
+    /// Starts `sipp -sf tests/sipp/<scenario> … -m <calls>` and waits until its SIP socket is up.
+    fn start(scenario: &str, calls: u32) -> Sipp {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let scenario_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(scenario);
+        assert!(scenario_path.is_file(), "{}", scenario_path.display());
+        let port = free_udp_port();
+        let control = free_udp_port();
+        // sipp binds the media port and the one two above it (video).
+        let media = free_udp_ports(4);
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let args: Vec<String> = vec![
+            "-sf".into(),
+            scenario_path.display().to_string(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-ci".into(),
+            "127.0.0.1".into(),
+            "-cp".into(),
+            control.to_string(),
+            "-mi".into(),
+            "127.0.0.1".into(),
+            "-mp".into(),
+            media.to_string(),
+            "-m".into(),
+            calls.to_string(),
+            "-nostdin".into(),
+            "-timeout".into(),
+            "30s".into(),
+            "-timeout_error".into(),
+            "-trace_msg".into(),
+            "-message_file".into(),
+            path("messages.log"),
+            "-trace_err".into(),
+            "-error_file".into(),
+            path("errors.log"),
+            "-trace_stat".into(),
+            "-stf".into(),
+            path("stat.csv"),
+            "-fd".into(),
+            "1".into(),
+        ];
+        let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("a log file");
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("a log file");
+        let child = Command::new(SIPP)
+            .args(&args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{SIPP} starts: {e}"));
+        let mut sipp = Sipp {
+            child: Some(child),
+            dir,
+            scenario: scenario.to_owned(),
+            port,
+            exit_code: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !udp_port_bound(port) {
+            if let Some(code) = sipp.try_exit() {
+                panic!(
+                    "sipp exited with {code} before listening\n{}",
+                    sipp.report()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sipp does not listen on {port}\n{}",
+                sipp.report()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sipp
+    }
+
+    /// The trunk that reaches this sipp.
+    fn trunk(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn try_exit(&mut self) -> Option<i32> {
+        if self.exit_code.is_none() {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().expect("sipp's status") {
+                self.exit_code = Some(status.code().unwrap_or(-1));
+                self.child = None;
+            }
+        }
+        self.exit_code
+    }
+
+    /// sipp's exit code, waiting for it at most `timeout`; panics with the logs when it runs on.
+    async fn exit_code(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(code) = self.try_exit() {
+                return code;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "sipp ({}) still runs after {timeout:?}\n{}",
+                    self.scenario,
+                    self.report()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Asserts that sipp ends by itself with 0: every call it was told to take followed its
+    /// scenario.
+    async fn assert_success(&mut self) {
+        let code = self.exit_code(Duration::from_secs(10)).await;
+        assert_eq!(
+            code,
+            0,
+            "sipp ({}) exit code: its calls did not all succeed\n{}",
+            self.scenario,
+            self.report()
+        );
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    /// sipp's message trace.
+    fn messages(&self) -> String {
+        self.log("messages.log")
+    }
+
+    /// The traced SIP messages with the instant sipp logged each, in order.
+    fn message_log(&self) -> Vec<SippMessage> {
+        parse_message_log(&self.messages())
+    }
+
+    /// sipp's statistics: one row a second (and one at the end), column name → value.
+    fn stat_rows(&self) -> Vec<HashMap<String, String>> {
+        let text = self.log("stat.csv");
+        let mut lines = text.lines().filter(|line| !line.trim().is_empty());
+        let Some(header) = lines.next() else {
+            return Vec::new();
+        };
+        let names: Vec<&str> = header.split(';').collect();
+        lines
+            .map(|line| {
+                names
+                    .iter()
+                    .zip(line.split(';'))
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// What sipp logged, for failure messages (the ends of long logs).
+    fn report(&self) -> String {
+        let tail = |text: String| {
+            let chars: Vec<char> = text.chars().collect();
+            let keep = 6000;
+            if chars.len() > keep {
+                format!(
+                    "[… {} chars]\n{}",
+                    chars.len() - keep,
+                    chars[chars.len() - keep..].iter().collect::<String>()
+                )
+            } else {
+                text
+            }
+        };
+        format!(
+            "--- sipp errors ---\n{}\n--- sipp stderr ---\n{}\n--- sipp messages ---\n{}",
+            tail(self.log("errors.log")),
+            tail(self.log("stderr.log")),
+            tail(self.messages())
+        )
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One message of sipp's `-trace_msg` log.
+#[derive(Debug, Clone)]
+struct SippMessage {
+    /// Seconds since the epoch, from the block's header line.
+    at: f64,
+    received: bool,
+    /// The start line: `INVITE sip:… SIP/2.0` or `SIP/2.0 200 OK`.
+    start_line: String,
+    call_id: String,
+}
+
+impl SippMessage {
+    fn is_request(&self, method: &str) -> bool {
+        self.start_line.starts_with(&format!("{method} "))
+    }
+}
+
+/// sipp writes each message as a block: a `----…---- <date> <time>.<micros>` line, a line such
+/// as `UDP message received [N] bytes :` (or `… sent …`), a blank line, then the message.
+fn parse_message_log(text: &str) -> Vec<SippMessage> {
+    let mut messages = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(stamp) = line.strip_prefix("----------------------------------------------- ")
+        else {
+            continue;
+        };
+        let Ok(time) = chrono::NaiveDateTime::parse_from_str(stamp.trim(), "%Y-%m-%d\t%H:%M:%S%.f")
+            .or_else(|_| {
+                chrono::NaiveDateTime::parse_from_str(stamp.trim(), "%Y-%m-%d %H:%M:%S%.f")
+            })
+        else {
+            continue;
+        };
+        let at = time.and_utc().timestamp_micros() as f64 / 1e6;
+        let Some(kind) = lines.next() else { break };
+        let received = kind.contains("received");
+        let mut start_line = String::new();
+        let mut call_id = String::new();
+        while let Some(next) = lines.peek() {
+            if next.starts_with("-----------------------------------------------") {
+                break;
+            }
+            let next = lines.next().unwrap().trim();
+            if start_line.is_empty() {
+                if !next.is_empty() {
+                    start_line = next.to_owned();
+                }
+                continue;
+            }
+            let lower = next.to_ascii_lowercase();
+            if call_id.is_empty() && (lower.starts_with("call-id:") || lower.starts_with("i:")) {
+                call_id = next.split_once(':').unwrap().1.trim().to_owned();
+            }
+        }
+        messages.push(SippMessage {
+            at,
+            received,
+            start_line,
+            call_id,
+        });
+    }
+    messages
+}
+
+// ---------------------------------------------------------------------------------------------
+// outcall with the SIP back end
+// ---------------------------------------------------------------------------------------------
+
+/// The application with a SIP back end whose default trunk is `trunk`.
+struct SipApp {
+    app: TestApp,
+    /// The back end's data directory: prompts the tests write, and `recordings/`.
+    dir: TempDir,
+}
+
+struct SipOptions {
+    trunk: String,
+    rtp_ports: (u16, u16),
+    credentials: Option<(&'static str, &'static str)>,
+}
+
+impl SipOptions {
+    fn new(trunk: String, test: u16) -> Self {
+        SipOptions {
+            trunk,
+            rtp_ports: rtp_range(test),
+            credentials: None,
+        }
+    }
+}
+
+async fn spawn_sip_app(options: SipOptions) -> SipApp {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = SipConfig {
+        bind: format!("127.0.0.1:{}", free_udp_port()).parse().unwrap(),
+        trunks: vec![Trunk::parse(&options.trunk).expect("a trunk")],
+        from: "outcall".into(),
+        username: options.credentials.map(|(user, _)| user.to_owned()),
+        password: options.credentials.map(|(_, password)| password.to_owned()),
+        register: false,
+        rtp_ports: options.rtp_ports,
+        request_uri: DEFAULT_REQUEST_URI.into(),
+        max_call_duration: Duration::from_secs(60),
+    };
+    let backend = SipBackend::start(config, dir.path())
+        .await
+        .expect("the SIP back end starts");
+    let app = spawn_app_with_backend(Arc::new(backend), |_| {}).await;
+    SipApp { app, dir }
+}
+
+/// An 8 kHz mono 16-bit sine of `millis` ms, as a WAV file's bytes.
+fn sine_wav(millis: u32, hz: f64) -> Vec<u8> {
+    let samples: Vec<i16> = (0..millis * 8)
+        .map(|n| {
+            let t = n as f64 / 8000.0;
+            (8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+        })
+        .collect();
+    wav::encode_wav(&samples, 1, 8000)
+}
+
+impl SipApp {
+    /// Writes a prompt of `millis` ms into the back end's directory; answers its absolute path.
+    fn prompt(&self, name: &str, millis: u32) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, sine_wav(millis, 440.0)).expect("the prompt is written");
+        path.display().to_string()
+    }
+
+    /// A task with `settings` and `numbers`, started; answers its id.
+    async fn start_task(&self, name: &str, settings: Value, numbers: &[String]) -> i64 {
+        let id = self.app.create_task(name).await;
+        self.app.update_task(id, settings).await;
+        self.app.import(id, numbers).await;
+        let started = self.app.start(&[id]).await;
+        assert_eq!(started[0]["status"], "running", "{started:?}");
+        id
+    }
+
+    /// Waits until the task is `done` with every number `done`; answers the numbers.
+    async fn finished_numbers(&self, id: i64, timeout: Duration, sipp: &Sipp) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let task = self.app.task(id).await;
+            let numbers = self.app.all_numbers(id).await;
+            if task["status"] == "done" && numbers.iter().all(|n| n["call_status"] == "done") {
+                return numbers;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "task {id} not done after {timeout:?}: task {task}\nnumbers {}\n{}",
+                    Value::Array(numbers),
+                    sipp.report()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn time_of(number: &Value, field: &str) -> chrono::NaiveDateTime {
+    let text = number[field].as_str().unwrap_or_default();
+    chrono::NaiveDateTime::parse_from_str(text, TIME_FORMAT)
+        .unwrap_or_else(|_| panic!("{field} is a time: {number}"))
+}
+
+/// What a finished number must show.
+struct Expected<'a> {
+    cause: &'a str,
+    sip_code: &'a str,
+    dtmf: &'a str,
+    answered: bool,
+}
+
+/// Checks a finished number's stored result, and that sipp saw its call (the Call-ID is our uuid).
+fn assert_result(number: &Value, expected: &Expected, sipp: Option<&Sipp>) {
+    assert_number_shape(number);
+    let context = || {
+        format!(
+            "number {number}\n{}",
+            sipp.map(Sipp::report).unwrap_or_default()
+        )
+    };
+    assert_eq!(number["call_status"], "done", "{}", context());
+    assert_eq!(number["outbound_call"], "0", "{}", context());
+    assert_eq!(number["cause"], expected.cause, "cause: {}", context());
+    assert_eq!(
+        number["sip_code"],
+        expected.sip_code,
+        "sip_code: {}",
+        context()
+    );
+    assert_eq!(number["dtmf"], expected.dtmf, "dtmf: {}", context());
+    let uuid = number["uuid"].as_str().unwrap();
+    assert!(!uuid.is_empty(), "a uuid: {number}");
+    let start = time_of(number, "call_start_time");
+    let end = time_of(number, "call_end_time");
+    assert!(start <= end, "start before end: {number}");
+    if expected.answered {
+        let answer = time_of(number, "call_answer_time");
+        assert!(
+            start <= answer && answer <= end,
+            "start <= answer <= end: {number}"
+        );
+    } else {
+        assert_eq!(
+            number["call_answer_time"],
+            "",
+            "not answered: {}",
+            context()
+        );
+    }
+    if let Some(sipp) = sipp {
+        assert!(
+            sipp.message_log()
+                .iter()
+                .any(|m| m.received && m.is_request("INVITE") && m.call_id == uuid),
+            "sipp received an INVITE with Call-ID {uuid}\n{}",
+            sipp.report()
+        );
+    }
+}
+
+/// The instants (sipp's clock) at which sipp received a `method` request, retransmissions included.
+fn received_at(sipp: &Sipp, method: &str) -> Vec<f64> {
+    sipp.message_log()
+        .iter()
+        .filter(|m| m.received && m.is_request(method))
+        .map(|m| m.at)
+        .collect()
+}
+
+/// A WAV file's format: (channels, sample rate, bits per sample, data bytes).
+fn wav_format(bytes: &[u8]) -> (u16, u32, u16, usize) {
+    assert!(bytes.len() >= 44, "a WAV header: {} bytes", bytes.len());
+    assert_eq!(&bytes[0..4], b"RIFF");
+    assert_eq!(&bytes[8..12], b"WAVE");
+    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!(
+        u32_at(4) as usize + 8,
+        bytes.len(),
+        "the RIFF size matches the file"
+    );
+    let mut at = 12;
+    let mut format = None;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32_at(at + 4) as usize;
+        let body = at + 8;
+        if id == b"fmt " {
+            assert_eq!(u16_at(body), 1, "PCM");
+            format = Some((u16_at(body + 2), u32_at(body + 4), u16_at(body + 14)));
+            let (channels, rate, bits) = format.unwrap();
+            assert_eq!(
+                u16_at(body + 12),
+                channels * bits / 8,
+                "block align of {channels} channels of {bits} bits"
+            );
+            assert_eq!(
+                u32_at(body + 8),
+                rate * (channels * bits / 8) as u32,
+                "byte rate"
+            );
+        } else if id == b"data" {
+            let (channels, rate, bits) = format.expect("fmt before data");
+            assert_eq!(body + len, bytes.len(), "the data chunk ends the file");
+            return (channels, rate, bits, len);
+        }
+        at = body + len + (len & 1);
+    }
+    panic!("no data chunk");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases
+// ---------------------------------------------------------------------------------------------
+
+/// The callee answers and hangs up after a second, in the middle of our 3 s prompt: the call ends
+/// NORMAL_CLEARING by the callee's BYE, and the recording is a stereo 8 kHz WAV of the call.
+#[tokio::test]
+async fn answer_then_callee_hangs_up_with_recording() {
+    let mut sipp = Sipp::start("answer_then_hangup.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 0)).await;
+    let prompt = outcall.prompt("long.wav", 3000);
+    let id = outcall
+        .start_task(
+            "callee hangs up",
+            json!({"action": "playback", "data": prompt, "auto_record": 1, "calling_time": 10}),
+            &["1001".to_owned()],
+        )
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(10), &sipp)
+        .await;
+    sipp.assert_success().await;
+    let number = &numbers[0];
+    assert_result(
+        number,
+        &Expected {
+            cause: "NORMAL_CLEARING",
+            sip_code: "200",
+            dtmf: "",
+            answered: true,
+        },
+        Some(&sipp),
+    );
+    // The callee's BYE came first, a second into the call: we sent none.
+    let log = sipp.message_log();
+    assert!(
+        log.iter().any(|m| !m.received && m.is_request("BYE")),
+        "sipp sent the BYE\n{}",
+        sipp.report()
+    );
+    assert!(
+        !log.iter().any(|m| m.received && m.is_request("BYE")),
+        "we sent no BYE of our own\n{}",
+        sipp.report()
+    );
+    let talk =
+        (time_of(number, "call_end_time") - time_of(number, "call_answer_time")).num_seconds();
+    assert!(
+        talk <= 2,
+        "the call ended with the callee's BYE at ~1 s, not after our 3 s prompt: {number}"
+    );
+
+    let record_path = number["record_path"].as_str().unwrap();
+    assert!(!record_path.is_empty(), "auto_record=1 records: {number}");
+    let bytes = std::fs::read(record_path)
+        .unwrap_or_else(|e| panic!("the recording {record_path} exists: {e}"));
+    let (channels, rate, bits, data) = wav_format(&bytes);
+    assert_eq!((channels, rate, bits), (2, 8000, 16), "stereo 8 kHz 16-bit");
+    let seconds = data as f64 / (2.0 * 2.0 * 8000.0);
+    assert!(
+        (0.5..=2.5).contains(&seconds),
+        "the recording lasts about the 1 s call: {seconds} s"
+    );
+    // Our prompt is on the left channel (what we sent).
+    let left_energy: f64 = bytes[bytes.len() - data..]
+        .chunks_exact(4)
+        .map(|frame| (i16::from_le_bytes([frame[0], frame[1]]) as f64).powi(2))
+        .sum();
+    assert!(left_energy > 0.0, "our prompt is in the recording");
+    assert_eq!(outcall.app.task(id).await["status"], "done");
+}
+
+/// 486: USER_BUSY, never answered.
+#[tokio::test]
+async fn busy() {
+    let mut sipp = Sipp::start("busy.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 1)).await;
+    let id = outcall
+        .start_task("busy", json!({"calling_time": 10}), &["1002".to_owned()])
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(10), &sipp)
+        .await;
+    sipp.assert_success().await;
+    assert_result(
+        &numbers[0],
+        &Expected {
+            cause: "USER_BUSY",
+            sip_code: "486",
+            dtmf: "",
+            answered: false,
+        },
+        Some(&sipp),
+    );
+    assert_eq!(numbers[0]["record_path"], "");
+}
+
+/// The callee rings and never answers: at calling_time we CANCEL, the callee answers 487, and the
+/// number ends NO_ANSWER.
+#[tokio::test]
+async fn ring_until_our_cancel() {
+    let mut sipp = Sipp::start("ring_until_cancel.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 2)).await;
+    let started = Instant::now();
+    let id = outcall
+        .start_task(
+            "no answer",
+            json!({"calling_time": 5, "auto_record": 1}),
+            &["1003".to_owned()],
+        )
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(12), &sipp)
+        .await;
+    let elapsed = started.elapsed();
+    sipp.assert_success().await;
+    let number = &numbers[0];
+    assert_result(
+        number,
+        &Expected {
+            cause: "NO_ANSWER",
+            sip_code: "487",
+            dtmf: "",
+            answered: false,
+        },
+        Some(&sipp),
+    );
+    assert_eq!(number["record_path"], "", "nothing to record: {number}");
+    assert!(
+        elapsed >= Duration::from_millis(4500) && elapsed < Duration::from_secs(9),
+        "the ring timer is calling_time (5 s): {elapsed:?}"
+    );
+    let invite = received_at(&sipp, "INVITE");
+    let cancel = received_at(&sipp, "CANCEL");
+    assert!(!cancel.is_empty(), "our CANCEL\n{}", sipp.report());
+    let rang = cancel[0] - invite[0];
+    assert!(
+        (4.5..6.5).contains(&rang),
+        "CANCEL {rang} s after the INVITE, at calling_time"
+    );
+}
+
+/// 183 with early media, then 480: NO_USER_RESPONSE.
+#[tokio::test]
+async fn early_media_then_failure() {
+    let mut sipp = Sipp::start("early_media_then_failure.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 3)).await;
+    let id = outcall
+        .start_task(
+            "early media",
+            json!({"calling_time": 10}),
+            &["1004".to_owned()],
+        )
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(10), &sipp)
+        .await;
+    sipp.assert_success().await;
+    assert_result(
+        &numbers[0],
+        &Expected {
+            cause: "NO_USER_RESPONSE",
+            sip_code: "480",
+            dtmf: "",
+            answered: false,
+        },
+        Some(&sipp),
+    );
+}
+
+/// Settings of the confirm cases: key 1 within 5 s, then a 1 s prompt.
+fn confirm_settings(prompt: &str) -> Value {
+    json!({
+        "group_confirm_key": "1",
+        "group_confirm_read_timeout": 5,
+        "action": "playback",
+        "data": prompt,
+        "calling_time": 10,
+    })
+}
+
+const CONFIRM_PROMPT_MS: u32 = 1000;
+
+/// The callee presses the confirm key: the prompt plays, then we hang up.
+#[tokio::test]
+async fn confirm_right_key() {
+    let mut sipp = Sipp::start("confirm_right_key.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 4)).await;
+    let prompt = outcall.prompt("short.wav", CONFIRM_PROMPT_MS);
+    let id = outcall
+        .start_task("right key", confirm_settings(&prompt), &["1005".to_owned()])
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(12), &sipp)
+        .await;
+    sipp.assert_success().await;
+    assert_result(
+        &numbers[0],
+        &Expected {
+            cause: "NORMAL_CLEARING",
+            sip_code: "200",
+            dtmf: "1",
+            answered: true,
+        },
+        Some(&sipp),
+    );
+    // Our BYE comes after the prompt: the key at ~0.3 s, then 1 s of prompt.
+    let ack = received_at(&sipp, "ACK");
+    let bye = received_at(&sipp, "BYE");
+    assert!(!bye.is_empty(), "sipp received our BYE\n{}", sipp.report());
+    let after = bye[0] - ack[0];
+    assert!(
+        after >= (300 + CONFIRM_PROMPT_MS) as f64 / 1000.0 - 0.1 && after < 4.0,
+        "our BYE {after} s after the answer: after the key and the whole prompt"
+    );
+}
+
+/// The callee presses another key: CALL_REJECTED, no prompt, our BYE.
+#[tokio::test]
+async fn confirm_wrong_key() {
+    let mut sipp = Sipp::start("confirm_wrong_key.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 5)).await;
+    let prompt = outcall.prompt("short.wav", 3000);
+    let id = outcall
+        .start_task("wrong key", confirm_settings(&prompt), &["1006".to_owned()])
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(12), &sipp)
+        .await;
+    sipp.assert_success().await;
+    assert_result(
+        &numbers[0],
+        &Expected {
+            cause: "CALL_REJECTED",
+            sip_code: "200",
+            dtmf: "2",
+            answered: true,
+        },
+        Some(&sipp),
+    );
+    let ack = received_at(&sipp, "ACK");
+    let bye = received_at(&sipp, "BYE");
+    assert!(!bye.is_empty(), "sipp received our BYE\n{}", sipp.report());
+    let after = bye[0] - ack[0];
+    assert!(
+        after < 2.5,
+        "our BYE {after} s after the answer: at the wrong key, without the 3 s prompt"
+    );
+}
+
+/// The callee answers and presses nothing: at group_confirm_read_timeout (5 s) we hang up with
+/// the back end's no-key cause, NO_USER_RESPONSE, without playing the action's prompt.
+#[tokio::test]
+async fn confirm_no_key() {
+    let mut sipp = Sipp::start("campaign_callee.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 11)).await;
+    let prompt = outcall.prompt("short.wav", 3000);
+    let id = outcall
+        .start_task("no key", confirm_settings(&prompt), &["1012".to_owned()])
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(12), &sipp)
+        .await;
+    sipp.assert_success().await;
+    assert_result(
+        &numbers[0],
+        &Expected {
+            cause: "NO_USER_RESPONSE",
+            sip_code: "200",
+            dtmf: "",
+            answered: true,
+        },
+        Some(&sipp),
+    );
+    let ack = received_at(&sipp, "ACK");
+    let bye = received_at(&sipp, "BYE");
+    assert!(!bye.is_empty(), "sipp received our BYE\n{}", sipp.report());
+    let after = bye[0] - ack[0];
+    assert!(
+        (4.8..7.0).contains(&after),
+        "our BYE {after} s after the answer: at the 5 s confirm timeout, without the 3 s prompt"
+    );
+}
+
+/// The trunk challenges the INVITE with a 401; we answer with digest credentials that sipp
+/// verifies, the call is answered, and (no action) we hang up at once.
+#[tokio::test]
+async fn digest_challenge() {
+    let mut sipp = Sipp::start("digest_challenge.xml", 1);
+    let mut options = SipOptions::new(sipp.trunk(), 6);
+    options.credentials = Some(("outcall", "secret"));
+    let outcall = spawn_sip_app(options).await;
+    let id = outcall
+        .start_task("digest", json!({"calling_time": 10}), &["1007".to_owned()])
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(10), &sipp)
+        .await;
+    sipp.assert_success().await;
+    assert_result(
+        &numbers[0],
+        &Expected {
+            cause: "NORMAL_CLEARING",
+            sip_code: "200",
+            dtmf: "",
+            answered: true,
+        },
+        Some(&sipp),
+    );
+    let invites = sipp
+        .message_log()
+        .into_iter()
+        .filter(|m| m.received && m.is_request("INVITE"))
+        .count();
+    assert_eq!(invites, 2, "the INVITE, then again with credentials");
+    assert!(
+        sipp.messages().contains("Authorization: Digest"),
+        "the second INVITE carries Authorization\n{}",
+        sipp.report()
+    );
+}
+
+/// Nobody listens at the trunk: the ring timer (calling_time 5), not SIP's 32 s Timer B, ends the
+/// attempt with RECOVERY_ON_TIMER_EXPIRE, and the slot is freed so the task ends `done`.
+#[tokio::test]
+async fn nothing_listening() {
+    let port = free_udp_port();
+    let outcall = spawn_sip_app(SipOptions::new(format!("127.0.0.1:{port}"), 7)).await;
+    let started = Instant::now();
+    let id = outcall
+        .start_task(
+            "nobody there",
+            json!({"calling_time": 5, "max_concurrency": 1}),
+            &["1008".to_owned()],
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let numbers = loop {
+        let task = outcall.app.task(id).await;
+        let numbers = outcall.app.all_numbers(id).await;
+        if task["status"] == "done" && numbers.iter().all(|n| n["call_status"] == "done") {
+            break numbers;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {id} not done after 10 s: {task} {}",
+            Value::Array(numbers)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let elapsed = started.elapsed();
+    let number = &numbers[0];
+    assert_number_shape(number);
+    assert_eq!(number["call_status"], "done", "{number}");
+    assert_eq!(number["cause"], "RECOVERY_ON_TIMER_EXPIRE", "{number}");
+    assert!(
+        number["sip_code"] == "" || number["sip_code"] == "408",
+        "no response, or a local 408: {number}"
+    );
+    assert_eq!(number["call_answer_time"], "", "{number}");
+    assert!(
+        elapsed >= Duration::from_millis(4500) && elapsed <= Duration::from_secs(8),
+        "given up at calling_time (5 s), not at Timer B (32 s): {elapsed:?}"
+    );
+    let rang =
+        (time_of(number, "call_end_time") - time_of(number, "call_start_time")).num_seconds();
+    assert!((4..=7).contains(&rang), "{rang} s: {number}");
+}
+
+/// A trunk that takes the INVITE and never answers anything: the ring timer ends the attempt with
+/// RECOVERY_ON_TIMER_EXPIRE at calling_time, without a CANCEL (RFC 3261 §9.1: no CANCEL before a
+/// provisional response), and nothing more is sent for the abandoned call.
+#[tokio::test]
+async fn silent_trunk() {
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("a UDP socket");
+    let trunk = peer.local_addr().unwrap();
+    let heard: Arc<std::sync::Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let listener = {
+        let heard = heard.clone();
+        tokio::spawn(async move {
+            let mut buffer = vec![0u8; 65536];
+            while let Ok((length, _)) = peer.recv_from(&mut buffer).await {
+                let text = String::from_utf8_lossy(&buffer[..length]).into_owned();
+                let start_line = text.lines().next().unwrap_or_default().to_owned();
+                heard.lock().unwrap().push((Instant::now(), start_line));
+            }
+        })
+    };
+    let outcall = spawn_sip_app(SipOptions::new(trunk.to_string(), 10)).await;
+    let started = Instant::now();
+    let id = outcall
+        .start_task(
+            "silent trunk",
+            json!({"calling_time": 5}),
+            &["1009".to_owned()],
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let numbers = loop {
+        let task = outcall.app.task(id).await;
+        let numbers = outcall.app.all_numbers(id).await;
+        if task["status"] == "done" && numbers.iter().all(|n| n["call_status"] == "done") {
+            break numbers;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {id} not done after 10 s: {task} {}",
+            Value::Array(numbers)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let ended = Instant::now();
+    let elapsed = ended - started;
+    let number = &numbers[0];
+    assert_number_shape(number);
+    assert_eq!(number["cause"], "RECOVERY_ON_TIMER_EXPIRE", "{number}");
+    assert_eq!(number["call_answer_time"], "", "{number}");
+    assert!(
+        elapsed >= Duration::from_millis(4500) && elapsed <= Duration::from_secs(8),
+        "given up at calling_time (5 s), not at Timer B (32 s): {elapsed:?}"
+    );
+    // Timer A would retransmit the INVITE at 7.5 s and 15.5 s: wait past the first of those.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    listener.abort();
+    let heard = heard.lock().unwrap().clone();
+    let summary: Vec<String> = heard
+        .iter()
+        .map(|(at, line)| format!("{:.3} s: {line}", (*at - started).as_secs_f64()))
+        .collect();
+    assert!(
+        heard.iter().any(|(_, line)| line.starts_with("INVITE ")),
+        "the trunk got the INVITE: {summary:#?}"
+    );
+    assert!(
+        !heard.iter().any(|(_, line)| line.starts_with("CANCEL ")),
+        "no CANCEL before a provisional response: {summary:#?}"
+    );
+    assert!(
+        !heard
+            .iter()
+            .any(|(at, _)| *at > ended + Duration::from_millis(500)),
+        "nothing sent for the call after it was given up: {summary:#?}"
+    );
+}
+
+/// A campaign: 100 numbers at 10 calls a second, at most 4 at once, each answered by sipp and
+/// hung up by us after a 300 ms prompt. A call lasts ~0.4 s, so at 10 calls a second the dialer
+/// would have more than 4 up at once if it did not wait for hang-ups: the cap is really tested.
+/// sipp sees exactly 100 calls, never more than 4 at a time.
+#[tokio::test]
+async fn campaign_of_100_numbers() {
+    const CALLS: usize = 100;
+    const CONCURRENCY: usize = 4;
+    let mut sipp = Sipp::start("campaign_callee.xml", CALLS as u32);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 8)).await;
+    let prompt = outcall.prompt("campaign.wav", 300);
+    let numbers: Vec<String> = (0..CALLS).map(|i| format!("2{i:04}")).collect();
+    let started = Instant::now();
+    let id = outcall
+        .start_task(
+            "campaign",
+            json!({
+                "max_caps": 10,
+                "max_concurrency": CONCURRENCY,
+                "calling_time": 10,
+                "action": "playback",
+                "data": prompt,
+            }),
+            &numbers,
+        )
+        .await;
+    let results = outcall
+        .finished_numbers(id, Duration::from_secs(20), &sipp)
+        .await;
+    let elapsed = started.elapsed();
+    sipp.assert_success().await;
+
+    assert_eq!(results.len(), CALLS);
+    for number in &results {
+        assert_result(
+            number,
+            &Expected {
+                cause: "NORMAL_CLEARING",
+                sip_code: "200",
+                dtmf: "",
+                answered: true,
+            },
+            None,
+        );
+    }
+    let uuids: HashSet<&str> = results
+        .iter()
+        .map(|n| n["uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(uuids.len(), CALLS, "a uuid per call");
+    assert!(
+        elapsed >= Duration::from_secs(9),
+        "100 calls at 10 a second take ~10 s: {elapsed:?}"
+    );
+
+    // sipp's statistics: exactly 100 calls, never more than 4 alive at a sample.
+    let rows = sipp.stat_rows();
+    assert!(!rows.is_empty(), "sipp wrote statistics\n{}", sipp.report());
+    let column = |row: &HashMap<String, String>, name: &str| -> u64 {
+        row.get(name)
+            .unwrap_or_else(|| panic!("sipp's statistics have a {name} column: {row:?}"))
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} is a count: {row:?}"))
+    };
+    let last = rows.last().unwrap();
+    assert_eq!(column(last, "TotalCallCreated"), CALLS as u64, "{last:?}");
+    assert_eq!(column(last, "IncomingCall(C)"), CALLS as u64, "{last:?}");
+    assert_eq!(column(last, "SuccessfulCall(C)"), CALLS as u64, "{last:?}");
+    assert_eq!(column(last, "FailedCall(C)"), 0, "{last:?}");
+    let max_current = rows.iter().map(|r| column(r, "CurrentCall")).max().unwrap();
+    assert!(
+        max_current <= CONCURRENCY as u64,
+        "sipp saw {max_current} calls at once"
+    );
+
+    // The same from the message trace, exactly: each call is alive from its INVITE to its BYE.
+    let log = sipp.message_log();
+    let mut events: Vec<(f64, i32)> = Vec::new();
+    let (mut invited, mut hung_up) = (HashSet::new(), HashSet::new());
+    for message in log.iter().filter(|m| m.received) {
+        // Retransmissions count once.
+        if message.is_request("INVITE") && invited.insert(message.call_id.clone()) {
+            events.push((message.at, 1));
+        } else if message.is_request("BYE") && hung_up.insert(message.call_id.clone()) {
+            events.push((message.at, -1));
+        }
+    }
+    assert_eq!(invited.len(), CALLS, "sipp received 100 calls");
+    let mut alive = 0;
+    let mut most = 0;
+    for (_, change) in &events {
+        alive += change;
+        most = most.max(alive);
+    }
+    assert_eq!(
+        most, CONCURRENCY as i32,
+        "calls alive at once in sipp's trace: the cap is reached and never passed"
+    );
+    assert_eq!(alive, 0, "every call ended with our BYE");
+    // CAPS 10, evenly spaced: 100 INVITEs over at least ~10 s, and no burst. (Evenly spaced at
+    // 100 ms, a 0.9 s window holds 9; one more is allowed for the jitter of a loaded machine.)
+    let invites: Vec<f64> = events.iter().filter(|e| e.1 == 1).map(|e| e.0).collect();
+    let span = invites[CALLS - 1] - invites[0];
+    assert!(span >= 9.0, "100 INVITEs at 10 a second span {span} s");
+    for (i, &at) in invites.iter().enumerate() {
+        let in_window = invites[i..].iter().take_while(|&&t| t < at + 0.9).count();
+        assert!(in_window <= 10, "{in_window} INVITEs within 0.9 s of {at}");
+    }
+    for uuid in &uuids {
+        assert!(invited.contains(*uuid), "sipp saw the call {uuid}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Media files
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /api/media_files` with a hand-built multipart body (reqwest has no multipart here).
+async fn upload_media(app: &TestApp, name: &str, file_name: &str, bytes: &[u8]) -> common::Reply {
+    let boundary = "----outcall-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: audio/wav\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let raw = app
+        .send_raw(
+            Method::POST,
+            "/api/media_files",
+            &[
+                ("X-XTRA-AUTH-ID", app.token.as_str()),
+                ("Content-Type", content_type.as_str()),
+            ],
+            Some(body),
+        )
+        .await;
+    common::Reply {
+        status: raw.status,
+        body: raw.json(),
+    }
+}
+
+/// An uploaded WAV plays in a real call when a task references the returned media object; a
+/// FreeSWITCH-only reference (`phrase:…`) is refused when the task starts.
+#[tokio::test]
+async fn uploaded_media_plays_and_freeswitch_phrases_are_refused() {
+    let mut sipp = Sipp::start("campaign_callee.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 9)).await;
+    let app = &outcall.app;
+
+    // A 2 s prompt at 16 kHz: stored as 8 kHz mono.
+    let samples: Vec<i16> = (0..32000)
+        .map(|n| ((n as f64 / 16000.0 * 2.0 * std::f64::consts::PI * 300.0).sin() * 9000.0) as i16)
+        .collect();
+    let reply = upload_media(
+        app,
+        "welcome",
+        "welcome.wav",
+        &wav::encode_wav(&samples, 1, 16000),
+    )
+    .await;
+    let media = success_data(&reply);
+    assert_eq!(media["media_name"], "welcome", "{media}");
+    let media_path = media["media_path"]
+        .as_str()
+        .expect("a media_path")
+        .to_owned();
+    let stored = std::fs::read(&media_path).expect("the stored prompt exists");
+    let (channels, rate, bits, data) = wav_format(&stored);
+    assert_eq!(
+        (channels, rate, bits),
+        (1, 8000, 16),
+        "stored as 8 kHz mono"
+    );
+    assert!(
+        (31000..=33000).contains(&data),
+        "2 s at 8 kHz: {data} bytes"
+    );
+
+    // A FreeSWITCH phrase cannot be played by the sip back end: refused at start, naming it.
+    let phrase = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
+    let refused = app.create_task("phrase").await;
+    app.update_task(refused, json!({"action": "playback", "data": phrase}))
+        .await;
+    app.import(refused, &["1010".to_owned()]).await;
+    let reply = app.start_stop("start", &[refused]).await;
+    assert_error(&reply, 400, "phrase:welcome_short@xui");
+    let message = reply.body["message"].as_str().unwrap();
+    assert!(message.contains("data"), "names the field: {message}");
+    assert_eq!(app.task(refused).await["status"], "init");
+    assert_eq!(app.all_numbers(refused).await[0]["call_status"], "init");
+
+    // The same phrase as the confirm prompt: refused too, naming group_confirm_file.
+    app.update_task(
+        refused,
+        json!({"action": "", "data": "", "group_confirm_key": "1", "group_confirm_file": phrase}),
+    )
+    .await;
+    let reply = app.start_stop("start", &[refused]).await;
+    assert_error(&reply, 400, "group_confirm_file");
+
+    // The uploaded prompt, referenced as the media object's JSON text, plays to the end.
+    let data = serde_json::to_string(&media).unwrap();
+    let id = outcall
+        .start_task(
+            "uploaded prompt",
+            json!({"action": "playback", "data": data, "calling_time": 10}),
+            &["1011".to_owned()],
+        )
+        .await;
+    assert_eq!(app.task(id).await["data"], Value::String(data.clone()));
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(12), &sipp)
+        .await;
+    sipp.assert_success().await;
+    assert_result(
+        &numbers[0],
+        &Expected {
+            cause: "NORMAL_CLEARING",
+            sip_code: "200",
+            dtmf: "",
+            answered: true,
+        },
+        Some(&sipp),
+    );
+    let ack = received_at(&sipp, "ACK");
+    let bye = received_at(&sipp, "BYE");
+    assert!(!bye.is_empty(), "our BYE\n{}", sipp.report());
+    let after = bye[0] - ack[0];
+    assert!(
+        (1.9..5.0).contains(&after),
+        "our BYE {after} s after the answer: after the 2 s prompt"
+    );
+    let listed = app.get("/api/media_files").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert!(
+        listed.body["data"]
+            .as_array()
+            .is_some_and(|files| files.iter().any(|f| f["media_path"] == media["media_path"])),
+        "the upload is listed: {}",
+        listed.body
+    );
+}
