@@ -367,6 +367,8 @@ fn parse_message_log(text: &str) -> Vec<SippMessage> {
 /// The application with a SIP back end whose default trunk is `trunk`.
 struct SipApp {
     app: TestApp,
+    /// Where outcall's SIP user agent listens.
+    sip_address: std::net::SocketAddr,
     /// The back end's data directory: prompts the tests write, and `recordings/`.
     dir: TempDir,
 }
@@ -375,6 +377,8 @@ struct SipOptions {
     trunk: String,
     rtp_ports: (u16, u16),
     credentials: Option<(&'static str, &'static str)>,
+    register: bool,
+    max_call_duration: Duration,
 }
 
 impl SipOptions {
@@ -383,6 +387,8 @@ impl SipOptions {
             trunk,
             rtp_ports: rtp_range(test),
             credentials: None,
+            register: false,
+            max_call_duration: Duration::from_secs(60),
         }
     }
 }
@@ -395,16 +401,21 @@ async fn spawn_sip_app(options: SipOptions) -> SipApp {
         from: "outcall".into(),
         username: options.credentials.map(|(user, _)| user.to_owned()),
         password: options.credentials.map(|(_, password)| password.to_owned()),
-        register: false,
+        register: options.register,
         rtp_ports: options.rtp_ports,
         request_uri: DEFAULT_REQUEST_URI.into(),
-        max_call_duration: Duration::from_secs(60),
+        max_call_duration: options.max_call_duration,
     };
     let backend = SipBackend::start(config, dir.path())
         .await
         .expect("the SIP back end starts");
+    let sip_address = backend.local_address();
     let app = spawn_app_with_backend(Arc::new(backend), |_| {}).await;
-    SipApp { app, dir }
+    SipApp {
+        app,
+        sip_address,
+        dir,
+    }
 }
 
 /// An 8 kHz mono 16-bit sine of `millis` ms, as a WAV file's bytes.
@@ -1270,4 +1281,128 @@ async fn uploaded_media_plays_and_freeswitch_phrases_are_refused() {
         "the upload is listed: {}",
         listed.body
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Robustness and registration
+// ---------------------------------------------------------------------------------------------
+
+/// A callee that answers and never hangs up is cut at the configured call limit, and the slot
+/// it held is given back (the task finishes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_that_never_hangs_up_is_cut_at_the_time_limit() {
+    let mut sipp = Sipp::start("campaign_callee.xml", 1);
+    let mut options = SipOptions::new(sipp.trunk(), 20);
+    options.max_call_duration = Duration::from_secs(2);
+    let outcall = spawn_sip_app(options).await;
+    let prompt = outcall.prompt("long.wav", 20_000);
+    let id = outcall
+        .start_task(
+            "endless",
+            json!({"action": "playback", "data": prompt}),
+            &["3000".to_owned()],
+        )
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(10), &sipp)
+        .await;
+    let number = &numbers[0];
+    assert_eq!(number["cause"], "ALLOTTED_TIMEOUT", "{number}");
+    let talked = time_of(number, "call_end_time") - time_of(number, "call_answer_time");
+    assert!(
+        talked.num_seconds() >= 1 && talked.num_seconds() <= 4,
+        "talked {talked}: {number}"
+    );
+    sipp.assert_success().await;
+}
+
+/// Garbage, malformed SIP and requests for calls that do not exist get sensible answers or are
+/// dropped, and calls go on afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_datagrams_do_not_wedge_the_user_agent() {
+    let mut sipp = Sipp::start("busy.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 21)).await;
+    let attacker = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    attacker
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let attacker_address = attacker.local_addr().unwrap();
+    let target = outcall.sip_address;
+    let mut garbage: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"\r\n\r\n".to_vec(),
+        vec![0xff; 1500],
+        vec![b'A'; 60_000],
+        b"INVITE sip:x SIP/2.0\r\nVia: nonsense\r\n\r\n".to_vec(),
+        b"SIP/2.0 200 OK\r\nCSeq: banana\r\n\r\n".to_vec(),
+        format!(
+            "OPTIONS sip:outcall@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {attacker_address};branch=z9hG4bKbad\r\n\
+             Content-Length: 99999\r\n\r\nshort"
+        )
+        .into_bytes(),
+    ];
+    for seed in 0..200u32 {
+        garbage.push(
+            (0..(seed % 300))
+                .map(|i| (i.wrapping_mul(2654435761u32.wrapping_add(seed)) >> 13) as u8)
+                .collect(),
+        );
+    }
+    for datagram in &garbage {
+        let _ = attacker.send_to(datagram, target);
+    }
+    // Well-formed requests outside any call: OPTIONS is answered, an INVITE declined (we take
+    // no calls), a BYE for an unknown call refused.
+    for (method, expected) in [("OPTIONS", "200"), ("INVITE", "603"), ("BYE", "481")] {
+        let request = format!(
+            "{method} sip:outcall@{target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {attacker_address};branch=z9hG4bK{method}1\r\n\
+             From: <sip:attacker@{attacker_address}>;tag=a1\r\n\
+             To: <sip:outcall@{target}>\r\n\
+             Call-ID: hostile-{method}@test\r\n\
+             CSeq: 1 {method}\r\n\
+             Contact: <sip:attacker@{attacker_address}>\r\n\
+             Max-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        attacker.send_to(request.as_bytes(), target).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let status = loop {
+            let mut buffer = [0u8; 4096];
+            let (length, _) = attacker
+                .recv_from(&mut buffer)
+                .unwrap_or_else(|e| panic!("no answer to {method}: {e}"));
+            let text = String::from_utf8_lossy(&buffer[..length]).to_string();
+            // Skip provisional answers (100 Trying).
+            let status = text
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            if !status.starts_with('1') && text.contains(&format!("hostile-{method}@test")) {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "no final answer to {method}");
+        };
+        assert_eq!(status, expected, "{method}");
+    }
+    let id = outcall
+        .start_task("after the storm", json!({}), &["4000".to_owned()])
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(10), &sipp)
+        .await;
+    assert_eq!(numbers[0]["cause"], "USER_BUSY", "{}", numbers[0]);
+    sipp.assert_success().await;
+}
+
+/// With --sip-register, outcall registers with the trunk, answering its digest challenge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_with_digest_credentials() {
+    let mut sipp = Sipp::start("registrar.xml", 1);
+    let mut options = SipOptions::new(sipp.trunk(), 22);
+    options.register = true;
+    options.credentials = Some(("outcall", "secret"));
+    let _outcall = spawn_sip_app(options).await;
+    sipp.assert_success().await;
 }
