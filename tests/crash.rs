@@ -5,13 +5,15 @@
 use std::{
     collections::{HashMap, HashSet},
     fs::File,
-    future::Future,
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+mod common;
+
+use common::poll;
 use outcall::db::rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value};
 
@@ -118,26 +120,6 @@ fn spawn_server(dir: &Path, scale: f64, extra: &[&str]) -> Server {
         child: Some(child),
         port,
         log,
-    }
-}
-
-/// Calls `probe` every 25 ms until it answers `Ok`; panics after `timeout` with the last `Err`.
-async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(seen) => {
-                if Instant::now() >= deadline {
-                    panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -13,10 +13,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use common::{spawn_app_with_backend, TestApp, DOWNLOAD_HEADER};
+use common::{poll, spawn_app_with_backend, TestApp, DOWNLOAD_HEADER};
 use outcall::{
     config::Config,
-    telephony::sim::{SimBackend, SimCall},
+    telephony::sim::{max_concurrent, max_starts_in_window, SimBackend, SimCall},
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -41,27 +41,6 @@ async fn spawn_dialer_with(
     let sim = Arc::new(SimBackend::new(scale));
     let app = spawn_app_with_backend(sim.clone(), adjust).await;
     (app, sim)
-}
-
-/// Calls `probe` every 25 ms until it answers `Ok`; panics after `timeout` with `what` and the
-/// last `Err` (a description of what was seen).
-async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(seen) => {
-                if Instant::now() >= deadline {
-                    panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Checks `check` every 25 ms for `duration`: for things that must stay true over a while.
@@ -209,45 +188,11 @@ fn calls_by_number(calls: &[SimCall]) -> HashMap<String, SimCall> {
     by_number
 }
 
-/// The most starts in any closed window of `window`: starts `a` and `b` with `b - a <= window`
-/// are in one window.
-fn max_starts_in_window(calls: &[SimCall], window: Duration) -> usize {
-    let mut starts: Vec<Instant> = calls.iter().map(|c| c.started).collect();
-    starts.sort();
-    let mut most = 0;
-    let mut first = 0;
-    for last in 0..starts.len() {
-        while starts[last].duration_since(starts[first]) > window {
-            first += 1;
-        }
-        most = most.max(last - first + 1);
-    }
-    most
-}
-
 /// The shortest time in which `count` consecutive calls started.
 fn tightest_span(calls: &[SimCall], count: usize) -> Option<Duration> {
     let mut starts: Vec<Instant> = calls.iter().map(|c| c.started).collect();
     starts.sort();
     starts.windows(count).map(|w| w[count - 1] - w[0]).min()
-}
-
-/// The most calls alive at one instant; a call is alive from `started` to `ended` (or now).
-fn max_alive(calls: &[SimCall]) -> usize {
-    let now = Instant::now();
-    let mut events: Vec<(Instant, i32)> = Vec::new();
-    for call in calls {
-        events.push((call.started, 1));
-        events.push((call.ended.unwrap_or(now), -1));
-    }
-    // At one instant an end comes before a start.
-    events.sort_by_key(|&(at, delta)| (at, delta));
-    let (mut alive, mut most) = (0i32, 0i32);
-    for (_, delta) in events {
-        alive += delta;
-        most = most.max(alive);
-    }
-    most as usize
 }
 
 /// The calls' start instants in order, as gaps between consecutive starts.
@@ -389,7 +334,7 @@ async fn check_finished_campaign(
         max_caps + 1,
         tightest_span(&calls, max_caps + 1)
     );
-    let alive = max_alive(&calls);
+    let alive = max_concurrent(&calls);
     assert!(
         alive <= max_concurrency,
         "{alive} calls were alive at once; max_concurrency is {max_concurrency}"
@@ -979,7 +924,7 @@ async fn global_ceilings_bind_all_tasks_together() {
          the tightest 11 consecutive starts span {:?}",
         tightest_span(&calls, 11)
     );
-    let alive = max_alive(&calls);
+    let alive = max_concurrent(&calls);
     assert!(
         alive <= 4,
         "{alive} calls alive at once across both tasks; the box allows 4"

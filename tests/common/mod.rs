@@ -732,3 +732,24 @@ pub async fn spawn_app_with_backend(
     test_app.token = test_app.log_in("admin", ADMIN_PASSWORD).await;
     test_app
 }
+
+/// Calls `probe` every 25 ms until it answers `Ok`; panics after `timeout` with `what` and the
+/// last `Err` (a description of what was seen).
+pub async fn poll<T, F, Fut>(timeout: std::time::Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => {
+                if std::time::Instant::now() >= deadline {
+                    panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
