@@ -4,6 +4,10 @@
 //!
 //! Run: `cargo bench --bench dialer`
 
+mod support;
+
+use support::{cpu_seconds, peak_rss_mib, Client};
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -22,53 +26,6 @@ const CONCURRENCY_PER_TASK: usize = 100;
 /// Numbers ending in 1 ring 2 s and talk 3 s; scaled by 0.96 a call holds a slot 4.8 s, so a task at
 /// 20 CAPS keeps about 96 of its 100 slots busy.
 const TIME_SCALE: f64 = 0.96;
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let after_name = &stat[stat
-        .rfind(')')
-        .expect("stat has the command in parentheses")
-        + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM");
-    let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib / 1024.0
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Client {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("X-XTRA-AUTH-ID", &self.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("the server answers");
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-        response.json().await.expect("JSON")
-    }
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -89,21 +46,7 @@ async fn main() {
     let stopper = app.stopper();
     let server = tokio::spawn(app.run_until_stopped());
 
-    let http = reqwest::Client::new();
-    let login: Value = http
-        .post(format!("{base}/api/sessions"))
-        .json(&json!({"login": "admin", "password": "bench"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let client = Client {
-        http,
-        base,
-        token: login["token"].as_str().unwrap().to_owned(),
-    };
+    let client = Client::log_in(base, "bench").await;
 
     let numbers_per_task = (CAPS_PER_TASK * seconds as f64 * 1.2) as usize;
     let mut ids = Vec::new();

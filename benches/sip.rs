@@ -1,0 +1,412 @@
+//! SIP benchmark: outcall in-process with its SIP back end, against a sipp callee on 127.0.0.1,
+//! one task at a sustained 50 CAPS with up to 200 calls alive, for 60 s (OUTCALL_BENCH_SECONDS
+//! to change). Every call is answered and plays a 3.5 s prompt as G.711 RTP, then outcall hangs
+//! up (BYE), so about 175 calls are up at once, each sending 50 packets a second.
+//!
+//! Prints the achieved CAPS, the most calls alive (sipp's count), the calls that failed (numbers
+//! whose cause is not NORMAL_CLEARING, and sipp's failed count), the CPU seconds this process
+//! (outcall) used during the run, and its peak RSS with RSS every 10 s. rsipstack keeps every
+//! finished transaction's last message for 64*T1 = 32 s, largely why RSS climbs for the first
+//! ~40 s of a run and then levels off.
+//!
+//! Run: `cargo bench --bench sip` (needs sipp: `apt-get install sip-tester`).
+
+mod support;
+
+use support::{cpu_seconds, cpu_seconds_of, peak_rss_mib, rss_mib, Client};
+
+use std::{
+    collections::BTreeMap,
+    net::UdpSocket,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use outcall::{
+    config::Config,
+    db::rusqlite,
+    startup::Application,
+    telephony::sip::{config::Trunk, media::wav::encode_wav, SipBackend},
+};
+use serde_json::{json, Value};
+
+const CAPS: f64 = 50.0;
+const CONCURRENCY: usize = 200;
+/// Each answered call plays this long a prompt, then hangs up.
+const PROMPT_SECONDS: f64 = 3.5;
+const RTP_PORTS: (u16, u16) = (40000, 49999);
+/// How long calls still alive after the run may take to end.
+const DRAIN: Duration = Duration::from_secs(30);
+const SCENARIO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/sip_callee.xml");
+
+/// The host's count of UDP datagrams sent (`/proc/net/snmp`): RTP, mostly, during the run.
+fn udp_datagrams_sent() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "OutDatagrams")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The prompt: a few tones, 8 kHz mono 16-bit.
+fn prompt() -> Vec<i16> {
+    let n = (PROMPT_SECONDS * 8000.0) as usize;
+    (0..n)
+        .map(|i| {
+            let frequency = [440.0, 660.0, 880.0][(i / 4000) % 3];
+            (8000.0 * (2.0 * std::f64::consts::PI * frequency * i as f64 / 8000.0).sin()) as i16
+        })
+        .collect()
+}
+
+/// A UDP port on 127.0.0.1 nobody uses, with `port + 2` free too (sipp's media takes both).
+fn free_udp_port() -> u16 {
+    for _ in 0..200 {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        if port < 65000
+            && !(RTP_PORTS.0..=RTP_PORTS.1).contains(&port)
+            && UdpSocket::bind(("127.0.0.1", port + 2)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free UDP port");
+}
+
+/// sipp as the callee; killed on drop.
+struct Sipp {
+    child: Child,
+    port: u16,
+    stat_file: PathBuf,
+    error_file: PathBuf,
+}
+
+impl Sipp {
+    fn start(dir: &Path) -> Sipp {
+        for attempt in 0..3 {
+            let (port, media_port) = (free_udp_port(), free_udp_port());
+            let stat_file = dir.join(format!("sipp-stat-{attempt}.csv"));
+            let error_file = dir.join(format!("sipp-errors-{attempt}.log"));
+            let stderr = std::fs::File::create(dir.join(format!("sipp-stderr-{attempt}.log")))
+                .expect("a log file");
+            let child = Command::new("sipp")
+                .args(["-sf", SCENARIO])
+                .args(["-i", "127.0.0.1", "-ci", "127.0.0.1", "-mi", "127.0.0.1"])
+                .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
+                .args(["-nostdin", "-trace_stat", "-fd", "1"])
+                .arg("-stf")
+                .arg(&stat_file)
+                .arg("-trace_err")
+                .arg("-error_file")
+                .arg(&error_file)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("sipp runs (apt-get install sip-tester)");
+            let mut sipp = Sipp {
+                child,
+                port,
+                stat_file,
+                error_file,
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = sipp.child.try_wait() {
+                    eprintln!("sipp exited at start-up ({status}); retrying on other ports");
+                    break;
+                }
+                if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+                    return sipp;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("sipp did not start");
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// Soft exit (SIGUSR1: no new calls, ongoing ones finish); answers the exit code.
+    fn finish(&mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-USR1", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Every row of the statistics file, by column name.
+    fn stats(&self) -> Vec<BTreeMap<String, String>> {
+        let text = std::fs::read_to_string(&self.stat_file).unwrap_or_default();
+        let mut lines = text.lines();
+        let Some(header) = lines.next() else {
+            return Vec::new();
+        };
+        let names: Vec<&str> = header.split(';').collect();
+        lines
+            .map(|line| {
+                names
+                    .iter()
+                    .zip(line.split(';'))
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stat_number(row: &BTreeMap<String, String>, name: &str) -> u64 {
+    row.get(name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds: u64 = std::env::var("OUTCALL_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let work = tempfile::tempdir().unwrap();
+    let mut sipp = Sipp::start(work.path());
+
+    let data_dir = work.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let prompt_path = data_dir.join("prompt.wav");
+    std::fs::write(&prompt_path, encode_wav(&prompt(), 1, 8000)).unwrap();
+    let mut config = Config::for_data_dir(&data_dir);
+    config.admin_password = Some("bench".into());
+    // The box-wide ceilings stay out of the way: the task's own limits are what is measured.
+    config.dialer.max_caps = CAPS * 4.0;
+    config.dialer.max_channels = CONCURRENCY * 4;
+    config.sip.bind = "127.0.0.1:0".parse().unwrap();
+    config.sip.trunks = vec![Trunk::parse(&format!("127.0.0.1:{}", sipp.port)).unwrap()];
+    config.sip.rtp_ports = RTP_PORTS;
+    config.sip.max_call_duration = Duration::from_secs(60);
+    let backend = SipBackend::start(config.sip.clone(), &data_dir)
+        .await
+        .expect("the SIP back end starts");
+    let app = Application::build_with_backend(config, Arc::new(backend))
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let stopper = app.stopper();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    let client = Client::log_in(base, "bench").await;
+
+    let numbers_wanted = (CAPS * seconds as f64 * 1.2) as usize + 100;
+    let created = client
+        .call(
+            reqwest::Method::POST,
+            "/api/out_call_tasks",
+            json!({"group_name": "sip-bench", "max_caps": CAPS, "max_concurrency": CONCURRENCY,
+                   "calling_time": 10, "action": "playback",
+                   "data": prompt_path.display().to_string()}),
+        )
+        .await;
+    let id = created["data"].as_i64().unwrap();
+    let numbers: Vec<Value> = (0..numbers_wanted)
+        .map(|n| json!({"dest_number": format!("2{:07}", n)}))
+        .collect();
+    client
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/out_call_tasks/{id}/import"),
+            json!({"data": numbers}),
+        )
+        .await;
+
+    let cpu_before = cpu_seconds();
+    let sipp_cpu_before = sipp.cpu_seconds();
+    let udp_before = udp_datagrams_sent();
+    let started = Instant::now();
+    client
+        .call(
+            reqwest::Method::PUT,
+            "/api/out_call_tasks",
+            json!({"action": "start", "data": [id.to_string()]}),
+        )
+        .await;
+    // RSS every 10 s: a steady state, or growth with the calls placed.
+    let mut rss_timeline = Vec::new();
+    let run_end = started + Duration::from_secs(seconds);
+    while Instant::now() < run_end {
+        let next = (Instant::now() + Duration::from_secs(10)).min(run_end);
+        tokio::time::sleep_until(next.into()).await;
+        rss_timeline.push((started.elapsed().as_secs(), rss_mib()));
+    }
+    client
+        .call(
+            reqwest::Method::PUT,
+            "/api/out_call_tasks",
+            json!({"action": "stop", "data": [id.to_string()]}),
+        )
+        .await;
+    let elapsed = started.elapsed();
+    let cpu_used = cpu_seconds() - cpu_before;
+    let sipp_cpu_used = sipp.cpu_seconds() - sipp_cpu_before;
+    let udp_sent = udp_datagrams_sent().saturating_sub(udp_before);
+
+    // Let the calls still up finish, then read every number's result.
+    let db = rusqlite::Connection::open(data_dir.join("outcall.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let count_calling = |db: &rusqlite::Connection| -> i64 {
+        db.query_row(
+            "SELECT count(*) FROM numbers WHERE group_id = ?1 AND call_status = 'calling'",
+            [id],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    let drain_deadline = Instant::now() + DRAIN;
+    while count_calling(&db) > 0 && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let still_calling = count_calling(&db);
+    let mut causes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut starts: Vec<i64> = Vec::new();
+    {
+        let mut statement = db
+            .prepare(
+                "SELECT cause, call_start_time FROM numbers
+                 WHERE group_id = ?1 AND uuid != '' AND call_status != 'calling'",
+            )
+            .unwrap();
+        let rows = statement
+            .query_map([id], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?))
+            })
+            .unwrap();
+        for row in rows {
+            let (cause, start) = row.unwrap();
+            *causes.entry(cause).or_default() += 1;
+            starts.extend(start);
+        }
+    }
+    let dialed: u64 = causes.values().sum::<u64>() + still_calling as u64;
+    let normal = causes.get("NORMAL_CLEARING").copied().unwrap_or(0);
+    let failed_numbers = dialed - normal;
+    let mut recordings = 0;
+    if let Ok(entries) = std::fs::read_dir(data_dir.join("recordings")) {
+        recordings = entries.count();
+    }
+
+    let sipp_exit = sipp.finish(Duration::from_secs(15));
+    let stats = sipp.stats();
+    let last = stats.last().cloned().unwrap_or_default();
+    let max_current = stats
+        .iter()
+        .map(|row| stat_number(row, "CurrentCall"))
+        .max()
+        .unwrap_or(0);
+    let sipp_errors = std::fs::read_to_string(&sipp.error_file)
+        .map(|text| text.lines().filter(|l| !l.trim().is_empty()).count())
+        .unwrap_or(0);
+
+    let achieved = dialed as f64 / elapsed.as_secs_f64();
+    println!(
+        "SIP benchmark: 1 task, {CAPS} CAPS, {CONCURRENCY} channels, {PROMPT_SECONDS} s prompt, \
+         {seconds} s, sipp callee on 127.0.0.1"
+    );
+    println!(
+        "calls placed: {dialed} in {:.1} s = {achieved:.2} CAPS (asked {CAPS}, error {:.2}%)",
+        elapsed.as_secs_f64(),
+        (achieved - CAPS).abs() / CAPS * 100.0
+    );
+    if let (Some(&first), Some(&last_start)) = (starts.iter().min(), starts.iter().max()) {
+        // Starts per whole second, leaving out the first and last (partial) ones.
+        let mut per_second = vec![0u32; (last_start - first + 1) as usize];
+        for start in &starts {
+            per_second[(start - first) as usize] += 1;
+        }
+        let inner = &per_second[1..per_second.len().saturating_sub(1).max(1)];
+        println!(
+            "  call_start_time spans {} s; starts per whole second: min {} max {} ({:?})",
+            last_start - first + 1,
+            inner.iter().min().unwrap_or(&0),
+            inner.iter().max().unwrap_or(&0),
+            per_second
+        );
+    }
+    println!("most calls alive (sipp CurrentCall, sampled each second): {max_current}");
+    println!(
+        "causes: {}",
+        causes
+            .iter()
+            .map(|(cause, n)| format!("{cause}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "failed calls: {failed_numbers} numbers not NORMAL_CLEARING ({still_calling} still calling \
+         after {DRAIN:?}); sipp: {} incoming, {} successful, {} failed, {} retransmissions, \
+         {} unexpected, {} out-of-call, {} error-log lines, exit {:?}",
+        stat_number(&last, "IncomingCall(C)"),
+        stat_number(&last, "SuccessfulCall(C)"),
+        stat_number(&last, "FailedCall(C)"),
+        stat_number(&last, "Retransmissions(C)"),
+        stat_number(&last, "FailedUnexpectedMessage(C)"),
+        stat_number(&last, "OutOfCallMsgs(C)"),
+        sipp_errors,
+        sipp_exit,
+    );
+    println!("recordings written: {recordings} (auto_record is off: 0 expected)");
+    println!(
+        "UDP datagrams sent on the host during the run: {udp_sent} ({:.0}/s; RTP of {:.0} \
+         calls alive would be {:.0}/s)",
+        udp_sent as f64 / elapsed.as_secs_f64(),
+        CAPS * PROMPT_SECONDS,
+        CAPS * PROMPT_SECONDS * 50.0
+    );
+    println!(
+        "CPU (outcall, this process): {cpu_used:.2} s in {:.1} s = {:.1}% of one core; \
+         sipp used {sipp_cpu_used:.2} s",
+        elapsed.as_secs_f64(),
+        cpu_used / elapsed.as_secs_f64() * 100.0
+    );
+    println!(
+        "peak RSS: {:.1} MiB; RSS by time: {}",
+        peak_rss_mib(),
+        rss_timeline
+            .iter()
+            .map(|(at, mib)| format!("{at} s {mib:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if sipp_errors > 0 {
+        let text = std::fs::read_to_string(&sipp.error_file).unwrap_or_default();
+        println!("sipp's error log (first lines):");
+        for line in text.lines().take(10) {
+            println!("  {line}");
+        }
+    }
+
+    stopper.stop().await;
+    let _ = server.await;
+}

@@ -1,0 +1,81 @@
+//! What the benchmarks share: this process's CPU and memory figures, and a logged-in API client.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+
+/// CPU seconds (user + system) of the process whose `/proc/<pid>/stat` this is.
+pub fn cpu_seconds_of(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).expect("a /proc stat file");
+    let after_name = &stat[stat
+        .rfind(')')
+        .expect("stat has the command in parentheses")
+        + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// CPU seconds of this process: outcall runs in it.
+pub fn cpu_seconds() -> f64 {
+    cpu_seconds_of("/proc/self/stat")
+}
+
+fn status_mib(key: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("{key} in /proc/self/status"));
+    let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024.0
+}
+
+pub fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+pub fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+/// The REST API, logged in as admin.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub async fn log_in(base: String, password: &str) -> Client {
+        let http = reqwest::Client::new();
+        let login: Value = http
+            .post(format!("{base}/api/sessions"))
+            .json(&json!({"login": "admin", "password": password}))
+            .send()
+            .await
+            .expect("the server answers")
+            .json()
+            .await
+            .expect("JSON");
+        let token = login["token"].as_str().expect("a token").to_owned();
+        Client { http, base, token }
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-XTRA-AUTH-ID", &self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("the server answers");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.expect("JSON")
+    }
+}
