@@ -66,8 +66,17 @@ fn free_udp_ports(count: u16) -> u16 {
 
 /// Whether some socket is bound to UDP `port` (read from /proc, so that looking takes nothing).
 fn udp_port_bound(port: u16) -> bool {
+    port_bound(&["/proc/net/udp", "/proc/net/udp6"], port)
+}
+
+/// Whether some socket is bound to TCP `port`.
+fn tcp_port_bound(port: u16) -> bool {
+    port_bound(&["/proc/net/tcp", "/proc/net/tcp6"], port)
+}
+
+fn port_bound(tables: &[&str], port: u16) -> bool {
     let needle = format!(":{port:04X} ");
-    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|table| {
+    tables.iter().any(|table| {
         std::fs::read_to_string(table)
             .unwrap_or_default()
             .lines()
@@ -98,23 +107,38 @@ struct Sipp {
     scenario: String,
     /// sipp's SIP port, which the trunk points at.
     port: u16,
+    tcp: bool,
     exit_code: Option<i32>,
 }
 
 impl Sipp {
-    /// Starts `sipp -sf tests/sipp/<scenario> … -m <calls>` and waits until its SIP socket is up.
+    /// Starts `sipp -sf tests/sipp/<scenario> … -m <calls>` on UDP and waits until its SIP socket
+    /// is up.
     fn start(scenario: &str, calls: u32) -> Sipp {
+        Sipp::start_on(scenario, calls, false)
+    }
+
+    /// The same, over TCP (`-t t1`) when `tcp`.
+    fn start_on(scenario: &str, calls: u32, tcp: bool) -> Sipp {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let scenario_path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/sipp")
             .join(scenario);
         assert!(scenario_path.is_file(), "{}", scenario_path.display());
-        let port = free_udp_port();
+        let port = if tcp {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        } else {
+            free_udp_port()
+        };
         let control = free_udp_port();
         // sipp binds the media port and the one two above it (video).
         let media = free_udp_ports(4);
         let path = |name: &str| dir.path().join(name).display().to_string();
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "-sf".into(),
             scenario_path.display().to_string(),
             "-i".into(),
@@ -147,6 +171,9 @@ impl Sipp {
             "-fd".into(),
             "1".into(),
         ];
+        if tcp {
+            args.extend(["-t".into(), "t1".into()]);
+        }
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("a log file");
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("a log file");
         let child = Command::new(SIPP)
@@ -162,10 +189,15 @@ impl Sipp {
             dir,
             scenario: scenario.to_owned(),
             port,
+            tcp,
             exit_code: None,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !udp_port_bound(port) {
+        while !(if tcp {
+            tcp_port_bound(port)
+        } else {
+            udp_port_bound(port)
+        }) {
             if let Some(code) = sipp.try_exit() {
                 panic!(
                     "sipp exited with {code} before listening\n{}",
@@ -184,7 +216,8 @@ impl Sipp {
 
     /// The trunk that reaches this sipp.
     fn trunk(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        let transport = if self.tcp { "tcp:" } else { "" };
+        format!("{transport}127.0.0.1:{}", self.port)
     }
 
     fn try_exit(&mut self) -> Option<i32> {
@@ -1404,5 +1437,69 @@ async fn registers_with_digest_credentials() {
     options.register = true;
     options.credentials = Some(("outcall", "secret"));
     let _outcall = spawn_sip_app(options).await;
+    sipp.assert_success().await;
+}
+
+/// `transfer` sends a REFER to `data` on the task's trunk and ends when the callee reports the
+/// transfer done (NOTIFY with a sipfrag 200): then we hang up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_by_refer() {
+    let mut sipp = Sipp::start("transfer.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 23)).await;
+    let id = outcall
+        .start_task(
+            "transfer",
+            json!({"action": "transfer", "data": "8001"}),
+            &["5000".to_owned()],
+        )
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(10), &sipp)
+        .await;
+    assert_eq!(numbers[0]["cause"], "NORMAL_CLEARING", "{}", numbers[0]);
+    assert_eq!(numbers[0]["sip_code"], "200", "{}", numbers[0]);
+    sipp.assert_success().await;
+    let refer = sipp.messages();
+    assert!(refer.contains("REFER sip:"), "no REFER sent:\n{refer}");
+    assert!(
+        refer.contains("sip:8001@"),
+        "the REFER does not name extension 8001:\n{refer}"
+    );
+}
+
+/// The callee's OPTIONS and re-INVITE inside the call are answered 200 (the re-INVITE with our
+/// SDP), and the call goes on until the callee hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_dialog_options_and_reinvite_are_answered() {
+    let mut sipp = Sipp::start("in_dialog_requests.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 24)).await;
+    let prompt = outcall.prompt("in-dialog.wav", 5000);
+    let id = outcall
+        .start_task(
+            "in dialog",
+            json!({"action": "playback", "data": prompt}),
+            &["6000".to_owned()],
+        )
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(10), &sipp)
+        .await;
+    assert_eq!(numbers[0]["cause"], "NORMAL_CLEARING", "{}", numbers[0]);
+    sipp.assert_success().await;
+}
+
+/// A trunk reached over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_trunk() {
+    let mut sipp = Sipp::start_on("busy.xml", 1, true);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 25)).await;
+    let id = outcall
+        .start_task("tcp", json!({}), &["7004".to_owned()])
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(10), &sipp)
+        .await;
+    assert_eq!(numbers[0]["cause"], "USER_BUSY", "{}", numbers[0]);
+    assert_eq!(numbers[0]["sip_code"], "486", "{}", numbers[0]);
     sipp.assert_success().await;
 }

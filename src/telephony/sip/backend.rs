@@ -18,8 +18,9 @@ use rsipstack::{
         invite_dialog::InviteDialog,
         registration::{RefreshOutcome, Registration},
     },
+    sip::prelude::HeadersExt,
     sip::{Method, StatusCode, StatusCodeKind, Transport},
-    transaction::TransactionReceiver,
+    transaction::{transaction::Transaction, TransactionReceiver},
     transport::{udp::UdpConnection, SipAddr, TransportLayer},
     EndpointBuilder,
 };
@@ -142,26 +143,46 @@ impl Drop for SipBackend {
 
 /// Requests that do not belong to one of our calls: we place calls, we take none.
 async fn route_incoming(dialog_layer: Arc<DialogLayer>, mut incoming: TransactionReceiver) {
-    while let Some(mut transaction) = incoming.recv().await {
-        if let Some(mut dialog) = dialog_layer.match_dialog(&transaction) {
-            tokio::spawn(async move {
-                if let Err(error) = dialog.handle(&mut transaction).await {
-                    tracing::debug!(%error, "in-dialog request failed");
-                }
-            });
+    while let Some(transaction) = incoming.recv().await {
+        if transaction.original.method == Method::Ack {
             continue;
         }
-        let status = match transaction.original.method {
-            Method::Ack => continue,
-            Method::Options => StatusCode::OK,
-            Method::Invite => StatusCode::Decline,
-            _ => StatusCode::CallTransactionDoesNotExist,
-        };
-        tokio::spawn(async move {
-            if let Err(error) = transaction.reply(status).await {
-                tracing::debug!(%error, "could not answer a stray request");
-            }
-        });
+        let dialog_layer = dialog_layer.clone();
+        tokio::spawn(route_request(dialog_layer, transaction));
+    }
+}
+
+/// How long an in-dialog request may wait for its dialog: the stack registers an answered call's
+/// dialog just after sending the ACK, so a callee quick to send a request can beat it.
+const DIALOG_MATCH_WAIT: Duration = Duration::from_secs(1);
+
+/// Hands a request to its call's dialog, or answers it when it belongs to none.
+async fn route_request(dialog_layer: Arc<DialogLayer>, mut transaction: Transaction) {
+    let in_dialog = transaction
+        .original
+        .to_header()
+        .ok()
+        .and_then(|to| to.tag().ok().flatten())
+        .is_some();
+    let give_up = tokio::time::Instant::now() + DIALOG_MATCH_WAIT;
+    let mut dialog = dialog_layer.match_dialog(&transaction);
+    while dialog.is_none() && in_dialog && tokio::time::Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        dialog = dialog_layer.match_dialog(&transaction);
+    }
+    let outcome = match dialog {
+        Some(mut dialog) => dialog.handle(&mut transaction).await,
+        None => {
+            let status = match transaction.original.method {
+                Method::Options if !in_dialog => StatusCode::OK,
+                Method::Invite if !in_dialog => StatusCode::Decline,
+                _ => StatusCode::CallTransactionDoesNotExist,
+            };
+            transaction.reply(status).await
+        }
+    };
+    if let Err(error) = outcome {
+        tracing::debug!(%error, "could not answer a request");
     }
 }
 
