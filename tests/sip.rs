@@ -408,6 +408,8 @@ struct SipApp {
 
 struct SipOptions {
     trunk: String,
+    /// More trunks, each `context=address`.
+    other_trunks: Vec<String>,
     rtp_ports: (u16, u16),
     credentials: Option<(&'static str, &'static str)>,
     register: bool,
@@ -418,6 +420,7 @@ impl SipOptions {
     fn new(trunk: String, test: u16) -> Self {
         SipOptions {
             trunk,
+            other_trunks: Vec::new(),
             rtp_ports: rtp_range(test),
             credentials: None,
             register: false,
@@ -430,7 +433,10 @@ async fn spawn_sip_app(options: SipOptions) -> SipApp {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = SipConfig {
         bind: format!("127.0.0.1:{}", free_udp_port()).parse().unwrap(),
-        trunks: vec![Trunk::parse(&options.trunk).expect("a trunk")],
+        trunks: std::iter::once(&options.trunk)
+            .chain(&options.other_trunks)
+            .map(|trunk| Trunk::parse(trunk).expect("a trunk"))
+            .collect(),
         from: "outcall".into(),
         username: options.credentials.map(|(user, _)| user.to_owned()),
         password: options.credentials.map(|(_, password)| password.to_owned()),
@@ -1502,4 +1508,65 @@ async fn a_tcp_trunk() {
     assert_eq!(numbers[0]["cause"], "USER_BUSY", "{}", numbers[0]);
     assert_eq!(numbers[0]["sip_code"], "486", "{}", numbers[0]);
     sipp.assert_success().await;
+}
+
+/// A 407 from a proxy is answered with Proxy-Authorization (sipp checks the header).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_digest_challenge() {
+    let mut sipp = Sipp::start("proxy_challenge.xml", 1);
+    let mut options = SipOptions::new(sipp.trunk(), 26);
+    options.credentials = Some(("outcall", "secret"));
+    let outcall = spawn_sip_app(options).await;
+    let id = outcall
+        .start_task("proxy", json!({}), &["8004".to_owned()])
+        .await;
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(10), &sipp)
+        .await;
+    assert_eq!(numbers[0]["cause"], "USER_BUSY", "{}", numbers[0]);
+    sipp.assert_success().await;
+}
+
+/// A task's `dest_context` picks the trunk configured under that name; other tasks use the
+/// default trunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dest_context_picks_the_trunk() {
+    let mut default_trunk = Sipp::start("busy.xml", 1);
+    let mut named_trunk = Sipp::start("busy.xml", 1);
+    let mut options = SipOptions::new(default_trunk.trunk(), 27);
+    options
+        .other_trunks
+        .push(format!("pstn={}", named_trunk.trunk()));
+    let outcall = spawn_sip_app(options).await;
+    let via_named = outcall
+        .start_task(
+            "named",
+            json!({"dest_context": "pstn"}),
+            &["9104".to_owned()],
+        )
+        .await;
+    outcall
+        .finished_numbers(via_named, Duration::from_secs(10), &named_trunk)
+        .await;
+    named_trunk.assert_success().await;
+    assert!(
+        !default_trunk.messages().contains("INVITE sip:9104"),
+        "the default trunk got the named trunk's call"
+    );
+    let via_default = outcall
+        .start_task(
+            "default",
+            json!({"dest_context": "context-1"}),
+            &["9204".to_owned()],
+        )
+        .await;
+    outcall
+        .finished_numbers(via_default, Duration::from_secs(10), &default_trunk)
+        .await;
+    default_trunk.assert_success().await;
+    assert!(
+        default_trunk.messages().contains("INVITE sip:9204@"),
+        "{}",
+        default_trunk.messages()
+    );
 }
