@@ -96,7 +96,14 @@ pub const DEFAULT_MAX_CALL_SECONDS: u64 = 3600;
 
 /// outcall: an outbound auto-dialer speaking XSwitch's /api/out_call_tasks REST API.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about,
+    long_about = None,
+    after_help = "Environment only: OUTCALL_ADMIN_PASSWORD is the password of the `admin` user created on \
+                  first start (random, and saved in <data-dir>/admin-password.txt, when unset); \
+                  OUTCALL_LOG filters the logs (e.g. `info`, `outcall=debug`)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
