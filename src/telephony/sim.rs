@@ -404,6 +404,15 @@ impl CallPlan {
     }
 }
 
+/// A key that differs from the first key of `confirm_key`.
+fn wrong_key(confirm_key: &str) -> char {
+    if confirm_key.starts_with('9') {
+        '8'
+    } else {
+        '9'
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,14 +465,5 @@ mod tests {
             matches!(callee_for("1#"), Callee::Answers { press: None, .. }),
             "the last digit, not the last key"
         );
-    }
-}
-
-/// A key that differs from the first key of `confirm_key`.
-fn wrong_key(confirm_key: &str) -> char {
-    if confirm_key.starts_with('9') {
-        '8'
-    } else {
-        '9'
     }
 }

@@ -431,7 +431,7 @@ impl Call {
                     }
                     our_cause = Some(HangupCause::NO_ANSWER);
                     let _ = dialog.cancel().await;
-                    settle.as_mut().reset((tokio::time::Instant::now() + SETTLE).into());
+                    settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
                 }
                 Some(CallCommand::HangUp(cause)) = channels.commands.recv(), if our_cause.is_none() => {
                     our_cause = Some(cause);
@@ -441,7 +441,7 @@ impl Call {
                         return Ringing::Ended(ended(cause, None, None));
                     }
                     let _ = dialog.cancel().await;
-                    settle.as_mut().reset((tokio::time::Instant::now() + SETTLE).into());
+                    settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
                 }
                 _ = &mut settle => {
                     invite.abort();
