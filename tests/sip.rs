@@ -699,12 +699,26 @@ async fn busy() {
     let mut sipp = Sipp::start("busy.xml", 1);
     let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 1)).await;
     let id = outcall
-        .start_task("busy", json!({"calling_time": 10}), &["1002".to_owned()])
+        .start_task(
+            "busy",
+            json!({"calling_time": 10, "cid_number": "4008001234", "cid_name": "Outcall Test"}),
+            &["1002".to_owned()],
+        )
         .await;
     let numbers = outcall
         .finished_numbers(id, Duration::from_secs(10), &sipp)
         .await;
     sipp.assert_success().await;
+    // The task's caller id is the INVITE's From: cid_name shown, cid_number as the user.
+    let invite = sipp.messages();
+    let from = invite
+        .lines()
+        .find(|line| line.starts_with("From:"))
+        .unwrap_or_else(|| panic!("no From header:\n{invite}"));
+    assert!(
+        from.contains("Outcall Test") && from.contains("sip:4008001234@"),
+        "{from}"
+    );
     assert_result(
         &numbers[0],
         &Expected {
