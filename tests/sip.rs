@@ -818,34 +818,50 @@ fn confirm_settings(prompt: &str) -> Value {
 
 const CONFIRM_PROMPT_MS: u32 = 1000;
 
-/// The callee presses the confirm key: the prompt plays, then we hang up.
-#[tokio::test]
-async fn confirm_right_key() {
-    let mut sipp = Sipp::start("confirm_right_key.xml", 1);
-    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 4)).await;
-    let prompt = outcall.prompt("short.wav", CONFIRM_PROMPT_MS);
+/// Runs one confirm case: a task with a confirm key against `scenario`, whose result must be
+/// `expected`. Answers how long after its answer (sipp's ACK) sipp received our BYE.
+async fn confirm_case(
+    scenario: &str,
+    test: u16,
+    number: &str,
+    prompt_ms: u32,
+    expected: Expected<'_>,
+) -> f64 {
+    let mut sipp = Sipp::start(scenario, 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), test)).await;
+    let prompt = outcall.prompt("short.wav", prompt_ms);
     let id = outcall
-        .start_task("right key", confirm_settings(&prompt), &["1005".to_owned()])
+        .start_task(scenario, confirm_settings(&prompt), &[number.to_owned()])
         .await;
     let numbers = outcall
         .finished_numbers(id, Duration::from_secs(12), &sipp)
         .await;
     sipp.assert_success().await;
-    assert_result(
-        &numbers[0],
-        &Expected {
-            cause: "NORMAL_CLEARING",
-            sip_code: "200",
-            dtmf: "1",
-            answered: true,
-        },
-        Some(&sipp),
-    );
-    // Our BYE comes after the prompt: the key at ~0.3 s, then 1 s of prompt.
+    assert_result(&numbers[0], &expected, Some(&sipp));
     let ack = received_at(&sipp, "ACK");
     let bye = received_at(&sipp, "BYE");
     assert!(!bye.is_empty(), "sipp received our BYE\n{}", sipp.report());
-    let after = bye[0] - ack[0];
+    bye[0] - ack[0]
+}
+
+/// The callee presses the confirm key: the prompt plays, then we hang up.
+#[tokio::test]
+async fn confirm_right_key() {
+    let expected = Expected {
+        cause: "NORMAL_CLEARING",
+        sip_code: "200",
+        dtmf: "1",
+        answered: true,
+    };
+    let after = confirm_case(
+        "confirm_right_key.xml",
+        4,
+        "1005",
+        CONFIRM_PROMPT_MS,
+        expected,
+    )
+    .await;
+    // The key at ~0.3 s, then 1 s of prompt.
     assert!(
         after >= (300 + CONFIRM_PROMPT_MS) as f64 / 1000.0 - 0.1 && after < 4.0,
         "our BYE {after} s after the answer: after the key and the whole prompt"
@@ -855,30 +871,13 @@ async fn confirm_right_key() {
 /// The callee presses another key: CALL_REJECTED, no prompt, our BYE.
 #[tokio::test]
 async fn confirm_wrong_key() {
-    let mut sipp = Sipp::start("confirm_wrong_key.xml", 1);
-    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 5)).await;
-    let prompt = outcall.prompt("short.wav", 3000);
-    let id = outcall
-        .start_task("wrong key", confirm_settings(&prompt), &["1006".to_owned()])
-        .await;
-    let numbers = outcall
-        .finished_numbers(id, Duration::from_secs(12), &sipp)
-        .await;
-    sipp.assert_success().await;
-    assert_result(
-        &numbers[0],
-        &Expected {
-            cause: "CALL_REJECTED",
-            sip_code: "200",
-            dtmf: "2",
-            answered: true,
-        },
-        Some(&sipp),
-    );
-    let ack = received_at(&sipp, "ACK");
-    let bye = received_at(&sipp, "BYE");
-    assert!(!bye.is_empty(), "sipp received our BYE\n{}", sipp.report());
-    let after = bye[0] - ack[0];
+    let expected = Expected {
+        cause: "CALL_REJECTED",
+        sip_code: "200",
+        dtmf: "2",
+        answered: true,
+    };
+    let after = confirm_case("confirm_wrong_key.xml", 5, "1006", 3000, expected).await;
     assert!(
         after < 2.5,
         "our BYE {after} s after the answer: at the wrong key, without the 3 s prompt"
@@ -889,30 +888,13 @@ async fn confirm_wrong_key() {
 /// the back end's no-key cause, NO_USER_RESPONSE, without playing the action's prompt.
 #[tokio::test]
 async fn confirm_no_key() {
-    let mut sipp = Sipp::start("campaign_callee.xml", 1);
-    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 11)).await;
-    let prompt = outcall.prompt("short.wav", 3000);
-    let id = outcall
-        .start_task("no key", confirm_settings(&prompt), &["1012".to_owned()])
-        .await;
-    let numbers = outcall
-        .finished_numbers(id, Duration::from_secs(12), &sipp)
-        .await;
-    sipp.assert_success().await;
-    assert_result(
-        &numbers[0],
-        &Expected {
-            cause: "NO_USER_RESPONSE",
-            sip_code: "200",
-            dtmf: "",
-            answered: true,
-        },
-        Some(&sipp),
-    );
-    let ack = received_at(&sipp, "ACK");
-    let bye = received_at(&sipp, "BYE");
-    assert!(!bye.is_empty(), "sipp received our BYE\n{}", sipp.report());
-    let after = bye[0] - ack[0];
+    let expected = Expected {
+        cause: "NO_USER_RESPONSE",
+        sip_code: "200",
+        dtmf: "",
+        answered: true,
+    };
+    let after = confirm_case("campaign_callee.xml", 11, "1012", 3000, expected).await;
     assert!(
         (4.8..7.0).contains(&after),
         "our BYE {after} s after the answer: at the 5 s confirm timeout, without the 3 s prompt"
