@@ -488,6 +488,16 @@ impl SipApp {
 
     /// Waits until the task is `done` with every number `done`; answers the numbers.
     async fn finished_numbers(&self, id: i64, timeout: Duration, sipp: &Sipp) -> Vec<Value> {
+        self.done_numbers(id, timeout, || sipp.report()).await
+    }
+
+    /// The same, with `report` adding to the failure message.
+    async fn done_numbers(
+        &self,
+        id: i64,
+        timeout: Duration,
+        report: impl Fn() -> String,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let task = self.app.task(id).await;
@@ -499,7 +509,7 @@ impl SipApp {
                 panic!(
                     "task {id} not done after {timeout:?}: task {task}\nnumbers {}\n{}",
                     Value::Array(numbers),
-                    sipp.report()
+                    report()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -953,20 +963,9 @@ async fn nothing_listening() {
             &["1008".to_owned()],
         )
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let numbers = loop {
-        let task = outcall.app.task(id).await;
-        let numbers = outcall.app.all_numbers(id).await;
-        if task["status"] == "done" && numbers.iter().all(|n| n["call_status"] == "done") {
-            break numbers;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {id} not done after 10 s: {task} {}",
-            Value::Array(numbers)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let numbers = outcall
+        .done_numbers(id, Duration::from_secs(10), String::new)
+        .await;
     let elapsed = started.elapsed();
     let number = &numbers[0];
     assert_number_shape(number);
@@ -1016,20 +1015,9 @@ async fn silent_trunk() {
             &["1009".to_owned()],
         )
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let numbers = loop {
-        let task = outcall.app.task(id).await;
-        let numbers = outcall.app.all_numbers(id).await;
-        if task["status"] == "done" && numbers.iter().all(|n| n["call_status"] == "done") {
-            break numbers;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {id} not done after 10 s: {task} {}",
-            Value::Array(numbers)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let numbers = outcall
+        .done_numbers(id, Duration::from_secs(10), String::new)
+        .await;
     let ended = Instant::now();
     let elapsed = ended - started;
     let number = &numbers[0];

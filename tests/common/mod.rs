@@ -27,26 +27,43 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like `spawn_app`, with changes to the test configuration.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start_logged_in(None, adjust).await
+}
+
+/// Starts the application (with `backend`, else the one the configuration names); nobody is
+/// logged in yet.
+async fn start(
+    backend: Option<std::sync::Arc<dyn outcall::telephony::Telephony>>,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let data_dir = tempfile::tempdir().expect("a temporary directory");
     let mut config = Config::for_data_dir(data_dir.path());
     config.admin_password = Some(ADMIN_PASSWORD.into());
     adjust(&mut config);
-    let app = Application::build(config)
-        .await
-        .expect("the application starts");
+    let app = match backend {
+        Some(backend) => Application::build_with_backend(config, backend).await,
+        None => Application::build(config).await,
+    }
+    .expect("the application starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let stopper = app.stopper();
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
-    let mut test_app = TestApp {
+    TestApp {
         base,
-        client,
+        client: reqwest::Client::new(),
         token: String::new(),
         data_dir,
         stopper,
-    };
-    test_app.token = test_app.log_in("admin", ADMIN_PASSWORD).await;
-    test_app
+    }
+}
+
+async fn start_logged_in(
+    backend: Option<std::sync::Arc<dyn outcall::telephony::Telephony>>,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut app = start(backend, adjust).await;
+    app.token = app.log_in("admin", ADMIN_PASSWORD).await;
+    app
 }
 
 /// A response's status and JSON body (`Value::Null` when the body is not JSON).
@@ -444,23 +461,7 @@ impl TestApp {
 /// Like `spawn_app_with`, but logs nobody in: `token` is empty. For tests that change the admin
 /// password (the configuration starts with `ADMIN_PASSWORD`, as in `spawn_app`).
 pub async fn spawn_app_without_login(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("a temporary directory");
-    let mut config = Config::for_data_dir(data_dir.path());
-    config.admin_password = Some(ADMIN_PASSWORD.into());
-    adjust(&mut config);
-    let app = Application::build(config)
-        .await
-        .expect("the application starts");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let stopper = app.stopper();
-    tokio::spawn(app.run_until_stopped());
-    TestApp {
-        base,
-        client: reqwest::Client::new(),
-        token: String::new(),
-        data_dir,
-        stopper,
-    }
+    start(None, adjust).await
 }
 
 /// `n` distinct dialable numbers starting at `first`.
@@ -712,25 +713,7 @@ pub async fn spawn_app_with_backend(
     backend: std::sync::Arc<dyn outcall::telephony::Telephony>,
     adjust: impl FnOnce(&mut Config),
 ) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("a temporary directory");
-    let mut config = Config::for_data_dir(data_dir.path());
-    config.admin_password = Some(ADMIN_PASSWORD.into());
-    adjust(&mut config);
-    let app = Application::build_with_backend(config, backend)
-        .await
-        .expect("the application starts");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let stopper = app.stopper();
-    tokio::spawn(app.run_until_stopped());
-    let mut test_app = TestApp {
-        base,
-        client: reqwest::Client::new(),
-        token: String::new(),
-        data_dir,
-        stopper,
-    };
-    test_app.token = test_app.log_in("admin", ADMIN_PASSWORD).await;
-    test_app
+    start_logged_in(Some(backend), adjust).await
 }
 
 /// Calls `probe` every 25 ms until it answers `Ok`; panics after `timeout` with `what` and the
