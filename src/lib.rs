@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod dialer;
+pub mod domain;
 pub mod startup;
 pub mod telephony;
 mod web_assets;

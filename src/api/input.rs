@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ApiResult};
-use crate::db::Page;
+use crate::{db::Page, domain::ValueError};
 
 pub const MAX_PER_PAGE: u32 = 10_000;
 const DEFAULT_PER_PAGE: u32 = 20;
@@ -115,21 +115,20 @@ fn type_error(field: &str, expected: &str, value: &Value) -> ApiError {
     ApiError::bad_request(format!("{field} must be {expected}, not {value}"))
 }
 
-/// A string field; a number is taken as its decimal text, `null` as empty.
-pub fn text(field: &str, value: &Value, max_chars: usize) -> ApiResult<String> {
-    let text = match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Null => String::new(),
-        other => return Err(type_error(field, "a string", other)),
-    };
-    let chars = text.chars().count();
-    if chars > max_chars {
-        return Err(ApiError::bad_request(format!(
-            "{field} is {chars} characters long; at most {max_chars} are allowed"
-        )));
+/// A string field; a number is taken as its decimal text, `null` as empty. Its checks are the
+/// domain type's it goes into (see [`checked`]).
+pub fn text(field: &str, value: &Value) -> ApiResult<String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Null => Ok(String::new()),
+        other => Err(type_error(field, "a string", other)),
     }
-    Ok(text)
+}
+
+/// A domain value's verdict, refused with a 400 that names the field.
+pub fn checked<T>(field: &str, value: Result<T, ValueError>) -> ApiResult<T> {
+    value.map_err(|error| ApiError::bad_request(format!("{field} {error}")))
 }
 
 /// An integer field given as a JSON integer or a string of one, within `min..=max`.
@@ -156,30 +155,26 @@ pub fn integer(field: &str, value: &Value, min: i64, max: i64) -> ApiResult<i64>
     Ok(n)
 }
 
-/// A positive number (fractions allowed) given as a JSON number or a numeric string, at most `max`.
-pub fn positive_number(field: &str, value: &Value, max: f64) -> ApiResult<f64> {
-    let parsed = match value {
+/// A number (fractions allowed) given as a JSON number or a numeric string.
+pub fn number(field: &str, value: &Value) -> ApiResult<f64> {
+    match value {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     }
-    .filter(|f| f.is_finite());
-    let n = parsed.ok_or_else(|| type_error(field, "a number", value))?;
-    if n <= 0.0 || n > max {
-        return Err(ApiError::bad_request(format!(
-            "{field} must be greater than 0 and at most {max}, not {n}"
-        )));
-    }
-    Ok(n)
+    .filter(|f| f.is_finite())
+    .ok_or_else(|| type_error(field, "a number", value))
 }
 
 /// A 0/1 switch: 0, 1, "0", "1", true or false.
-pub fn flag(field: &str, value: &Value) -> ApiResult<i64> {
+pub fn flag(field: &str, value: &Value) -> ApiResult<bool> {
     match value {
-        Value::Bool(b) => Ok(*b as i64),
-        Value::String(s) if s == "true" => Ok(1),
-        Value::String(s) if s == "false" => Ok(0),
-        _ => integer(field, value, 0, 1).map_err(|_| type_error(field, "0 or 1", value)),
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s == "true" => Ok(true),
+        Value::String(s) if s == "false" => Ok(false),
+        _ => integer(field, value, 0, 1)
+            .map(|n| n == 1)
+            .map_err(|_| type_error(field, "0 or 1", value)),
     }
 }
 
@@ -205,19 +200,19 @@ mod tests {
             .contains("calling_time"));
         assert!(integer("calling_time", &json!(""), 5, 300).is_err());
         assert!(integer("calling_time", &json!(4), 5, 300).is_err());
-        assert_eq!(positive_number("max_caps", &json!("0.2"), 1000.0), Ok(0.2));
-        assert!(positive_number("max_caps", &json!(0), 1000.0).is_err());
-        assert!(positive_number("max_caps", &json!(-1), 1000.0).is_err());
-        assert_eq!(flag("auto_dial", &json!(true)), Ok(1));
-        assert_eq!(flag("auto_dial", &json!("0")), Ok(0));
+        assert_eq!(number("max_caps", &json!("0.2")), Ok(0.2));
+        assert!(number("max_caps", &json!("x")).is_err());
+        assert!(number("max_caps", &json!(true)).is_err());
+        assert_eq!(flag("auto_dial", &json!(true)), Ok(true));
+        assert_eq!(flag("auto_dial", &json!("0")), Ok(false));
         assert!(flag("auto_dial", &json!(2)).is_err());
     }
 
     #[test]
-    fn text_limits_count_characters() {
-        assert_eq!(text("cid_name", &json!("张三"), 2), Ok("张三".into()));
-        assert!(text("cid_name", &json!("张三丰"), 2).is_err());
-        assert_eq!(text("cid_number", &json!(1000), 64), Ok("1000".into()));
-        assert!(text("cid_number", &json!([1]), 64).is_err());
+    fn text_takes_numbers_and_names_the_field_of_a_refused_value() {
+        assert_eq!(text("cid_number", &json!(1000)), Ok("1000".into()));
+        assert!(text("cid_number", &json!([1])).is_err());
+        let refused = checked("cid_name", crate::domain::Text::new("a\r\nb", 10)).unwrap_err();
+        assert!(refused.message.starts_with("cid_name must not contain control characters"));
     }
 }

@@ -13,6 +13,7 @@ use super::{
 use crate::{
     clock,
     db::{self, media_files::MediaFile},
+    domain::Text,
     telephony::sip::media::wav,
 };
 
@@ -71,7 +72,9 @@ pub async fn upload(state: web::Data<AppState>, mut form: Multipart) -> ApiResul
             None if field_name == "name" => {
                 let text = String::from_utf8(bytes)
                     .map_err(|_| ApiError::bad_request("name must be UTF-8 text"))?;
-                name = Some(input::text("name", &Value::String(text), MAX_NAME_CHARS)?);
+                name = Some(
+                    input::checked("name", Text::new(text, MAX_NAME_CHARS))?.into_string(),
+                );
             }
             None => {}
         }

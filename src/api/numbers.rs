@@ -19,9 +19,9 @@ use crate::{
         self,
         numbers::{NewNumber, Number},
     },
+    domain::{Action, DestNumber, HangupCause, Text},
 };
 
-pub const MAX_DEST_NUMBER_CHARS: usize = 32;
 const MAX_EXTERNAL_ID_CHARS: usize = 128;
 
 /// One JSON value of an import row, kept whatever its type so that a bad row can be reported by
@@ -79,48 +79,94 @@ struct ImportRow {
     external_id: Option<Scalar>,
 }
 
-#[derive(Deserialize)]
-struct ImportBody {
-    data: Option<Vec<ImportRow>>,
+/// The import body `{"data":[…]}`, checked row by row while it is parsed: each row becomes a
+/// compact [`NewNumber`] at once, and the first bad row ends the work (the rest is skipped
+/// unparsed into values), so no document of the whole body is ever built.
+struct ImportBody(Result<Vec<NewNumber>, ApiError>);
+
+impl<'de> Deserialize<'de> for ImportBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BodyVisitor;
+        impl<'de> Visitor<'de> for BodyVisitor {
+            type Value = ImportBody;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object with a data array")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<ImportBody, A::Error> {
+                let mut rows = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "data" && rows.is_none() {
+                        rows = Some(map.next_value::<ImportRows>()?.0);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(ImportBody(rows.unwrap_or_else(|| {
+                    Err(ApiError::bad_request(
+                        "data is required: an array of numbers",
+                    ))
+                })))
+            }
+        }
+        deserializer.deserialize_map(BodyVisitor)
+    }
 }
 
-/// Digits with an optional leading `+`, and `*` / `#`, as a dial string may hold.
-pub fn is_dialable(number: &str) -> bool {
-    let digits = number.strip_prefix('+').unwrap_or(number);
-    !digits.is_empty()
-        && number.len() <= MAX_DEST_NUMBER_CHARS
-        && digits
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+struct ImportRows(Result<Vec<NewNumber>, ApiError>);
+
+impl<'de> Deserialize<'de> for ImportRows {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RowsVisitor;
+        impl<'de> Visitor<'de> for RowsVisitor {
+            type Value = ImportRows;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of numbers")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<ImportRows, A::Error> {
+                let mut numbers = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                let mut index = 0;
+                while let Some(row) = seq.next_element::<ImportRow>()? {
+                    match check_row(index, row) {
+                        Ok(number) => numbers.push(number),
+                        Err(error) => {
+                            while seq.next_element::<IgnoredAny>()?.is_some() {}
+                            return Ok(ImportRows(Err(error)));
+                        }
+                    }
+                    index += 1;
+                }
+                Ok(ImportRows(Ok(numbers)))
+            }
+        }
+        deserializer.deserialize_seq(RowsVisitor)
+    }
 }
 
 fn check_row(index: usize, row: ImportRow) -> ApiResult<NewNumber> {
     let dest_number = match row.dest_number {
-        Some(Scalar::Text(text)) if is_dialable(&text) => text,
-        Some(Scalar::Text(text)) => {
-            return Err(ApiError::bad_request(format!(
-                "data[{index}].dest_number {text:?} is not dialable: digits with an optional leading +, * or #, \
-                 1 to {MAX_DEST_NUMBER_CHARS} characters; nothing was imported"
-            )))
-        }
+        Some(Scalar::Text(text)) => DestNumber::new(text).map_err(|error| {
+            ApiError::bad_request(format!(
+                "data[{index}].dest_number {error}; nothing was imported"
+            ))
+        })?,
         Some(Scalar::Other(kind)) => {
             return Err(ApiError::bad_request(format!(
                 "data[{index}].dest_number must be a string, not {kind}; nothing was imported"
             )))
         }
         None => {
-            return Err(ApiError::bad_request(format!("data[{index}].dest_number is missing; nothing was imported")))
+            return Err(ApiError::bad_request(format!(
+                "data[{index}].dest_number is missing; nothing was imported"
+            )))
         }
     };
     let external_id = match row.external_id {
-        None => String::new(),
-        Some(Scalar::Text(text)) if text.chars().count() <= MAX_EXTERNAL_ID_CHARS => text,
-        Some(Scalar::Text(_)) => {
-            return Err(ApiError::bad_request(format!(
-                "data[{index}].external_id is longer than {MAX_EXTERNAL_ID_CHARS} characters; nothing was imported"
-            )))
-        }
-        Some(Scalar::Other("null")) => String::new(),
+        None | Some(Scalar::Other("null")) => Text::default(),
+        Some(Scalar::Text(text)) => Text::new(text, MAX_EXTERNAL_ID_CHARS).map_err(|error| {
+            ApiError::bad_request(format!(
+                "data[{index}].external_id {error}; nothing was imported"
+            ))
+        })?,
         Some(Scalar::Other(kind)) => {
             return Err(ApiError::bad_request(format!(
                 "data[{index}].external_id must be a string, not {kind}; nothing was imported"
@@ -128,8 +174,8 @@ fn check_row(index: usize, row: ImportRow) -> ApiResult<NewNumber> {
         }
     };
     Ok(NewNumber {
-        dest_number,
-        external_id,
+        dest_number: dest_number.into_string(),
+        external_id: external_id.into_string(),
     })
 }
 
@@ -143,13 +189,8 @@ pub async fn import(
     let bytes = input::read_body(body, state.body_limit).await?;
     let numbers = web::block(move || -> ApiResult<Vec<NewNumber>> {
         let body: ImportBody = input::parse_json(&bytes)?;
-        let rows = body
-            .data
-            .ok_or_else(|| ApiError::bad_request("data is required: an array of numbers"))?;
-        rows.into_iter()
-            .enumerate()
-            .map(|(index, row)| check_row(index, row))
-            .collect()
+        drop(bytes);
+        body.0
     })
     .await
     .map_err(|e| ApiError::bad_request(format!("could not read the import: {e}")))??;
@@ -175,10 +216,10 @@ fn number_item(number: &Number, tz: TimeZone) -> Value {
         "group_id": number.group_id.to_string(),
         "external_id": number.external_id,
         "uuid": number.uuid,
-        "call_status": number.call_status,
+        "call_status": number.call_status.as_str(),
         "outbound_call": number.outbound_call.to_string(),
         "dtmf": number.dtmf,
-        "cause": number.cause,
+        "cause": number.cause.map_or("", HangupCause::as_str),
         "call_start_time": tz.format_optional(number.call_start_time),
         "call_answer_time": tz.format_optional(number.call_answer_time),
         "call_end_time": tz.format_optional(number.call_end_time),
@@ -223,11 +264,11 @@ pub const DOWNLOAD_HEADER: [&str; 10] = [
     "挂机原因",
 ];
 
-fn action_label(action: &str) -> &str {
+fn action_label(action: Action) -> &'static str {
     match action {
-        "playback" => "放音",
-        "transfer" => "转接",
-        other => other,
+        Action::Playback => "放音",
+        Action::Transfer => "转接",
+        Action::None => "",
     }
 }
 
@@ -239,7 +280,7 @@ fn seconds_between(from: Option<i64>, to: Option<i64>) -> String {
     }
 }
 
-fn download_row(task_name: &str, action: &str, number: &Number, tz: TimeZone) -> [String; 10] {
+fn download_row(task_name: &str, action: Action, number: &Number, tz: TimeZone) -> [String; 10] {
     // An ended call that was never answered has a billed duration of 0.
     let billed = match (number.call_answer_time, number.call_end_time) {
         (None, Some(_)) => "0".to_owned(),
@@ -249,13 +290,13 @@ fn download_row(task_name: &str, action: &str, number: &Number, tz: TimeZone) ->
         task_name.to_owned(),
         action_label(action).to_owned(),
         number.dest_number.clone(),
-        number.call_status.clone(),
+        number.call_status.as_str().to_owned(),
         tz.format_optional(number.call_start_time),
         tz.format_optional(number.call_answer_time),
         tz.format_optional(number.call_end_time),
         seconds_between(number.call_start_time, number.call_end_time),
         billed,
-        number.cause.clone(),
+        number.cause.map_or("", HangupCause::as_str).to_owned(),
     ]
 }
 
@@ -275,7 +316,7 @@ pub async fn download(
             serde_json::to_writer(&mut out, &DOWNLOAD_HEADER).expect("writing JSON to memory");
             db::numbers::for_each(conn, id, |number| {
                 out.push(b',');
-                let row = download_row(&task.group_name, &task.action, &number, tz);
+                let row = download_row(&task.group_name, task.action, &number, tz);
                 serde_json::to_writer(&mut out, &row).expect("writing JSON to memory");
             })?;
             out.push(b']');
@@ -292,23 +333,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dialable_numbers() {
-        for good in ["1000", "+8613800138000", "*97", "#1", "1#", "+1*2#3"] {
-            assert!(is_dialable(good), "{good:?}");
-        }
-        for bad in [
-            "",
-            "+",
-            "12a",
-            "1 000",
-            "++1",
-            "1+2",
-            "-1",
-            "١٢٣",
-            &"1".repeat(33),
-        ] {
-            assert!(!is_dialable(bad), "{bad:?}");
-        }
-        assert!(is_dialable(&"1".repeat(32)));
+    fn rows_are_checked_while_parsing() {
+        let parse = |body: &str| serde_json::from_str::<ImportBody>(body).unwrap().0;
+        let numbers = parse(r#"{"data":[{"dest_number":"1000"},{"dest_number":2000,"external_id":"x"}],"other":1}"#)
+            .unwrap();
+        assert_eq!(numbers.len(), 2);
+        assert_eq!(numbers[1].dest_number, "2000");
+        assert_eq!(numbers[1].external_id, "x");
+        let refused = parse(r#"{"data":[{"dest_number":"1"},{"dest_number":"1a"},{"dest_number":[]}]}"#)
+            .unwrap_err();
+        assert!(refused.message.starts_with("data[1].dest_number"), "{}", refused.message);
+        let refused = parse(r#"{"data":[{"dest_number":"1","external_id":"a\r\nb"}]}"#).unwrap_err();
+        assert!(refused.message.contains("control characters"), "{}", refused.message);
+        assert!(parse(r#"{"rows":[]}"#).unwrap_err().message.contains("data is required"));
     }
 }

@@ -7,7 +7,7 @@ use super::{
     error::{ApiError, ApiResult},
     input, AppState, BearerToken,
 };
-use crate::auth;
+use crate::{auth, domain::Text};
 
 /// `POST /api/sessions` with `{"login","password"}`, as JSON or a form.
 pub async fn log_in(state: web::Data<AppState>, body: web::Payload) -> ApiResult<HttpResponse> {
@@ -16,7 +16,7 @@ pub async fn log_in(state: web::Data<AppState>, body: web::Payload) -> ApiResult
         let value = body
             .get(name)
             .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))?;
-        input::text(name, value, 256)
+        input::checked(name, Text::new(input::text(name, value)?, 256)).map(Text::into_string)
     };
     let (login, password) = (field("login")?, field("password")?);
     match auth::log_in(&state.db, login, password, state.token_ttl_seconds).await? {

@@ -1,7 +1,6 @@
 //! `/api/out_call_tasks`: create, list, get, update, start/stop, clone, delete.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use rusqlite::types::Value as SqlValue;
 use serde_json::{json, Map, Number, Value};
 
 use super::{
@@ -12,15 +11,16 @@ use crate::{
     clock::{self, TimeZone},
     db::{
         self,
-        tasks::{ListFilter, StateChange, Task, TaskPatch},
+        tasks::{ListFilter, StateChange},
+    },
+    domain::{
+        Action, CallingTime, ConfirmKey, ConfirmTimeout, MaxCaps, MaxConcurrency, Task, TaskName,
+        TaskSettings, TaskStatus, Text,
     },
 };
 
-pub const STATUSES: &[&str] = &["init", "running", "stop", "done"];
-pub const ACTIONS: &[&str] = &["", "playback", "transfer"];
-const MAX_NAME_CHARS: usize = 128;
-const MAX_CAPS: f64 = 10_000.0;
-const MAX_CONCURRENCY: i64 = 100_000;
+/// At most this many ids in one start or stop.
+pub const MAX_START_STOP_IDS: usize = 1_000;
 
 /// Whole-valued floats print as integers (`1`, not `1.0`), as the vendor shows `max_caps`.
 fn caps_number(caps: f64) -> Value {
@@ -37,15 +37,19 @@ fn caps_text(caps: f64) -> String {
     caps_number(caps).to_string()
 }
 
-fn optional_text(value: Option<i64>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_default()
+fn optional_text(value: Option<ConfirmTimeout>) -> String {
+    value.map(|v| v.get().to_string()).unwrap_or_default()
+}
+
+fn flag_number(flag: bool) -> i64 {
+    flag as i64
 }
 
 /// The fields both shapes share, as strings.
 fn common_fields(task: &Task, tz: TimeZone) -> Map<String, Value> {
     let fields = [
         ("description", task.description.clone()),
-        ("status", task.status.clone()),
+        ("status", task.status.as_str().to_owned()),
         ("cid_number", task.cid_number.clone()),
         ("cid_name", task.cid_name.clone()),
         ("context", task.context.clone()),
@@ -58,7 +62,7 @@ fn common_fields(task: &Task, tz: TimeZone) -> Map<String, Value> {
             optional_text(task.group_confirm_read_timeout),
         ),
         ("group_confirm_file", task.group_confirm_file.clone()),
-        ("action", task.action.clone()),
+        ("action", task.action.as_str().to_owned()),
         ("data", task.data.clone()),
         ("group_name", task.group_name.clone()),
         ("created_at", tz.format(task.created_at)),
@@ -76,12 +80,15 @@ fn list_item(task: &Task, tz: TimeZone) -> Value {
     let mut fields = common_fields(task, tz);
     let strings = [
         ("id", task.id.to_string()),
-        ("calling_time", task.calling_time.to_string()),
-        ("max_caps", caps_text(task.max_caps)),
-        ("max_concurrency", task.max_concurrency.to_string()),
-        ("auto_dial", task.auto_dial.to_string()),
-        ("disable_ring_back", task.disable_ring_back.to_string()),
-        ("auto_record", task.auto_record.to_string()),
+        ("calling_time", task.calling_time.get().to_string()),
+        ("max_caps", caps_text(task.max_caps.get())),
+        ("max_concurrency", task.max_concurrency.get().to_string()),
+        ("auto_dial", flag_number(task.auto_dial).to_string()),
+        (
+            "disable_ring_back",
+            flag_number(task.disable_ring_back).to_string(),
+        ),
+        ("auto_record", flag_number(task.auto_record).to_string()),
     ];
     fields.extend(
         strings
@@ -97,12 +104,15 @@ fn list_item(task: &Task, tz: TimeZone) -> Value {
 fn detail(task: &Task, tz: TimeZone) -> Value {
     let mut fields = common_fields(task, tz);
     fields.insert("id".into(), task.id.into());
-    fields.insert("calling_time".into(), task.calling_time.into());
-    fields.insert("max_caps".into(), caps_number(task.max_caps));
-    fields.insert("max_concurrency".into(), task.max_concurrency.into());
-    fields.insert("auto_dial".into(), task.auto_dial.into());
-    fields.insert("disable_ring_back".into(), task.disable_ring_back.into());
-    fields.insert("auto_record".into(), task.auto_record.into());
+    fields.insert("calling_time".into(), task.calling_time.get().into());
+    fields.insert("max_caps".into(), caps_number(task.max_caps.get()));
+    fields.insert("max_concurrency".into(), task.max_concurrency.get().into());
+    fields.insert("auto_dial".into(), flag_number(task.auto_dial).into());
+    fields.insert(
+        "disable_ring_back".into(),
+        flag_number(task.disable_ring_back).into(),
+    );
+    fields.insert("auto_record".into(), flag_number(task.auto_record).into());
     fields.insert(
         "done_total".into(),
         format!("{}/{}", task.done, task.total).into(),
@@ -114,94 +124,103 @@ fn success(data: Value) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "code": 200, "message": "success", "data": data }))
 }
 
-fn group_name(value: &Value) -> ApiResult<String> {
-    let name = input::text("group_name", value, MAX_NAME_CHARS)?;
-    if name.trim().is_empty() {
-        return Err(ApiError::bad_request("group_name must not be empty"));
-    }
-    Ok(name)
+fn group_name(value: &Value) -> ApiResult<TaskName> {
+    input::checked("group_name", TaskName::new(input::text("group_name", value)?))
 }
 
-/// Checks every known settable field present in `body`; other keys are ignored, so a client may
-/// send back an object it read.
-fn task_patch(body: &Map<String, Value>, tz: TimeZone) -> ApiResult<TaskPatch> {
-    let mut patch = TaskPatch::default();
+fn text(field: &str, value: &Value, max_chars: usize) -> ApiResult<Text> {
+    input::checked(field, Text::new(input::text(field, value)?, max_chars))
+}
+
+/// An optional setting that the empty string or `null` clears.
+fn clearable(value: &Value) -> bool {
+    matches!(value, Value::Null) || matches!(value, Value::String(s) if s.is_empty())
+}
+
+/// Checks every known setting present in `body`; other keys are ignored, so a client may send
+/// back an object it read.
+fn task_settings(body: &Map<String, Value>, tz: TimeZone) -> ApiResult<TaskSettings> {
+    let mut settings = TaskSettings::default();
     for (field, value) in body {
-        let column: &'static str = match db::tasks::SETTABLE_COLUMNS.iter().find(|c| **c == field) {
-            Some(column) => column,
-            None => continue,
-        };
-        let checked = match column {
-            "group_name" => SqlValue::Text(group_name(value)?),
-            "description" => SqlValue::Text(input::text(column, value, 1024)?),
-            "cid_number" => SqlValue::Text(input::text(column, value, 64)?),
-            "cid_name" | "context" | "dest_context" => {
-                SqlValue::Text(input::text(column, value, 128)?)
+        let field = field.as_str();
+        let integer = |min, max| input::integer(field, value, min, max);
+        match field {
+            "group_name" => settings.group_name = Some(group_name(value)?),
+            "description" => settings.description = Some(text(field, value, 1024)?),
+            "cid_number" => settings.cid_number = Some(text(field, value, 64)?),
+            "cid_name" => settings.cid_name = Some(text(field, value, 128)?),
+            "context" => settings.context = Some(text(field, value, 128)?),
+            "dest_context" => settings.dest_context = Some(text(field, value, 128)?),
+            "calling_time" => {
+                let n = integer(CallingTime::MIN, CallingTime::MAX)?;
+                settings.calling_time = Some(input::checked(field, CallingTime::new(n))?);
             }
-            "calling_time" => SqlValue::Integer(input::integer(column, value, 5, 300)?),
-            "max_caps" => SqlValue::Real(input::positive_number(column, value, MAX_CAPS)?),
+            "max_caps" => {
+                let n = input::number(field, value)?;
+                settings.max_caps = Some(input::checked(field, MaxCaps::new(n))?);
+            }
             "max_concurrency" => {
-                SqlValue::Integer(input::integer(column, value, 1, MAX_CONCURRENCY)?)
+                let n = integer(MaxConcurrency::MIN, MaxConcurrency::MAX)?;
+                settings.max_concurrency = Some(input::checked(field, MaxConcurrency::new(n))?);
             }
-            "auto_dial" | "disable_ring_back" | "auto_record" => {
-                SqlValue::Integer(input::flag(column, value)?)
+            "auto_dial" => settings.auto_dial = Some(input::flag(field, value)?),
+            "disable_ring_back" => settings.disable_ring_back = Some(input::flag(field, value)?),
+            "auto_record" => settings.auto_record = Some(input::flag(field, value)?),
+            "task_start_time" => {
+                let text = text(field, value, 19)?;
+                settings.task_start_time = Some(match text.as_str() {
+                    "" => None,
+                    text => Some(
+                        tz.parse(text)
+                            .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))?,
+                    ),
+                });
             }
-            "task_start_time" => match input::text(column, value, 19)?.as_str() {
-                "" => SqlValue::Null,
-                text => SqlValue::Integer(
-                    tz.parse(text)
-                        .map_err(|e| ApiError::bad_request(format!("{column}: {e}")))?,
-                ),
-            },
             "group_confirm_key" => {
-                let key = input::text(column, value, 8)?;
-                if !key
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
-                {
-                    return Err(ApiError::bad_request(format!(
-                        "group_confirm_key must be DTMF keys (0-9, *, #), not {key:?}"
-                    )));
-                }
-                SqlValue::Text(key)
+                let key = input::text(field, value)?;
+                settings.group_confirm_key = Some(input::checked(field, ConfirmKey::new(key))?);
             }
-            "group_confirm_read_timeout" => match value {
-                Value::Null => SqlValue::Null,
-                Value::String(s) if s.is_empty() => SqlValue::Null,
-                _ => SqlValue::Integer(input::integer(column, value, 1, 600)?),
-            },
-            "group_confirm_file" | "data" => SqlValue::Text(input::text(column, value, 4096)?),
+            "group_confirm_read_timeout" => {
+                settings.group_confirm_read_timeout = Some(if clearable(value) {
+                    None
+                } else {
+                    let n = integer(ConfirmTimeout::MIN, ConfirmTimeout::MAX)?;
+                    Some(input::checked(field, ConfirmTimeout::new(n))?)
+                });
+            }
+            "group_confirm_file" => settings.group_confirm_file = Some(text(field, value, 4096)?),
+            "data" => settings.data = Some(text(field, value, 4096)?),
             "action" => {
-                let action = input::text(column, value, 16)?;
-                if !ACTIONS.contains(&action.as_str()) {
-                    return Err(ApiError::bad_request(format!(
+                let action = input::text(field, value)?;
+                settings.action = Some(action.parse::<Action>().map_err(|_| {
+                    ApiError::bad_request(format!(
                         "action must be \"playback\", \"transfer\" or \"\", not {action:?}"
-                    )));
-                }
-                SqlValue::Text(action)
+                    ))
+                })?);
             }
-            other => unreachable!("settable column {other} has no check"),
-        };
-        patch.set(column, checked);
+            _ => {}
+        }
     }
-    Ok(patch)
+    Ok(settings)
 }
 
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> ApiResult<HttpResponse> {
     let query = input::query_pairs(&request)?;
     let page = input::page(&query)?;
+    let status = input::query_text(&query, "status")
+        .map(|status| {
+            status.parse::<TaskStatus>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "status must be one of {}, not {status:?}",
+                    <TaskStatus as strum::VariantNames>::VARIANTS.join(", ")
+                ))
+            })
+        })
+        .transpose()?;
     let filter = ListFilter {
         name: input::query_text(&query, "name"),
-        status: input::query_text(&query, "status"),
+        status,
     };
-    if let Some(status) = &filter.status {
-        if !STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "status must be one of {}, not {status:?}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
     let (tasks, row_count) = state
         .db
         .run(move |conn| db::tasks::list(conn, &filter, page))
@@ -233,10 +252,10 @@ pub async fn create(state: web::Data<AppState>, body: web::Payload) -> ApiResult
     if !body.contains_key("group_name") {
         return Err(ApiError::bad_request("group_name is required"));
     }
-    let patch = task_patch(&body, state.time_zone)?;
+    let settings = task_settings(&body, state.time_zone)?;
     let id = state
         .db
-        .run(move |conn| db::tasks::create(conn, &patch, clock::now()))
+        .run(move |conn| db::tasks::create(conn, &settings, clock::now()))
         .await?;
     state.dialer.task_changed(id);
     Ok(success(id.into()))
@@ -249,10 +268,10 @@ pub async fn update(
 ) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
     let body = input::json_object(&input::read_body(body, state.body_limit).await?)?;
-    let patch = task_patch(&body, state.time_zone)?;
+    let settings = task_settings(&body, state.time_zone)?;
     state
         .db
-        .run(move |conn| db::tasks::update(conn, id, &patch, clock::now()))
+        .run(move |conn| db::tasks::update(conn, id, &settings, clock::now()))
         .await?;
     state.dialer.task_changed(id);
     Ok(success(id.to_string().into()))
@@ -279,10 +298,23 @@ pub async fn start_or_stop(
         }
     };
     let ids = match body.get("data") {
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .map(|item| input::id("data[]", item))
-            .collect::<ApiResult<Vec<_>>>()?,
+        Some(Value::Array(items)) if items.len() > MAX_START_STOP_IDS => {
+            return Err(ApiError::bad_request(format!(
+                "data lists {} task ids; at most {MAX_START_STOP_IDS} are allowed at once",
+                items.len()
+            )))
+        }
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut ids = Vec::with_capacity(items.len());
+            for item in items {
+                let id = input::id("data[]", item)?;
+                // The same task twice is started or stopped once.
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            ids
+        }
         Some(Value::Array(_)) => {
             return Err(ApiError::bad_request("data must list at least one task id"))
         }
@@ -357,7 +389,7 @@ fn state_change(change: &StateChange, starting: bool, tz: TimeZone) -> Value {
     };
     json!({
         "data_id": change.id.to_string(),
-        "status": change.status,
+        "status": change.status.as_str(),
         "updated_at": tz.format(change.updated_at),
         time_field: tz.format_optional(time),
     })
@@ -376,22 +408,22 @@ pub async fn clone(state: web::Data<AppState>, body: web::Payload) -> ApiResult<
     )?;
     let description = body
         .get("description")
-        .map(|v| input::text("description", v, 1024))
+        .map(|v| text("description", v, 1024))
         .transpose()?
         .unwrap_or_default();
     let with_numbers = body
         .get("is_clone_numbers")
         .map(|v| input::flag("is_clone_numbers", v))
         .transpose()?
-        == Some(1);
+        == Some(true);
     let id = state
         .db
         .run(move |conn| {
             db::tasks::clone(
                 conn,
                 source,
-                &name,
-                &description,
+                name.as_str(),
+                description.as_str(),
                 with_numbers,
                 clock::now(),
             )

@@ -9,7 +9,12 @@ pub mod users;
 use std::{path::Path, time::Duration};
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::Connection;
+use rusqlite::{
+    types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef},
+    Connection, ToSql,
+};
+
+use crate::domain::{Action, CallStatus, HangupCause, TaskStatus};
 
 pub use rusqlite;
 
@@ -116,6 +121,49 @@ fn migrate(conn: &mut Connection) -> DbResult<()> {
 /// between its read and its own first write.
 pub fn write_transaction(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
+/// The domain's named values are stored as their names.
+fn name_from_sql<T: std::str::FromStr>(value: ValueRef<'_>) -> FromSqlResult<T> {
+    let text = value.as_str()?;
+    text.parse()
+        .map_err(|_| FromSqlError::Other(format!("unknown stored value {text:?}").into()))
+}
+
+impl FromSql for TaskStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        name_from_sql(value)
+    }
+}
+
+impl FromSql for CallStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        name_from_sql(value)
+    }
+}
+
+impl FromSql for Action {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        name_from_sql(value)
+    }
+}
+
+impl ToSql for TaskStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl ToSql for CallStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl ToSql for HangupCause {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
 }
 
 /// `LIMIT`/`OFFSET` of a 1-based page.

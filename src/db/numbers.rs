@@ -3,6 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{DbError, DbResult, Page};
+use crate::domain::{CallStatus, HangupCause};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Number {
@@ -11,10 +12,11 @@ pub struct Number {
     pub dest_number: String,
     pub external_id: String,
     pub uuid: String,
-    pub call_status: String,
+    pub call_status: CallStatus,
     pub outbound_call: i64,
     pub dtmf: String,
-    pub cause: String,
+    /// `None` until the call has ended.
+    pub cause: Option<HangupCause>,
     pub sip_code: Option<i64>,
     pub record_path: String,
     pub call_start_time: Option<i64>,
@@ -45,7 +47,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Number> {
         call_status: row.get(5)?,
         outbound_call: row.get(6)?,
         dtmf: row.get(7)?,
-        cause: row.get(8)?,
+        cause: cause_from_row(row, 8)?,
         call_start_time: row.get(9)?,
         call_answer_time: row.get(10)?,
         call_end_time: row.get(11)?,
@@ -54,6 +56,20 @@ fn from_row(row: &Row) -> rusqlite::Result<Number> {
         deleted_at: row.get(14)?,
         sip_code: row.get(15)?,
         record_path: row.get(16)?,
+    })
+}
+
+fn cause_from_row(row: &Row, index: usize) -> rusqlite::Result<Option<HangupCause>> {
+    let name: String = row.get(index)?;
+    if name.is_empty() {
+        return Ok(None);
+    }
+    name.parse().map(Some).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("unknown hangup cause {name:?}").into(),
+        )
     })
 }
 
@@ -178,7 +194,7 @@ pub fn record_answer(
 /// The final result of a number's call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallResult {
-    pub cause: String,
+    pub cause: HangupCause,
     pub sip_code: Option<u16>,
     pub answered_at: Option<i64>,
     pub ended_at: i64,
@@ -214,7 +230,7 @@ pub fn finish(
 
 /// After a crash, calls left `calling` cannot be followed any more: they end with
 /// `SYSTEM_SHUTDOWN` at the last time anything was known of them, and are never redialed.
-pub fn finish_interrupted(conn: &Connection, cause: &str) -> DbResult<usize> {
+pub fn finish_interrupted(conn: &Connection, cause: HangupCause) -> DbResult<usize> {
     Ok(conn.execute(
         "UPDATE numbers SET call_status = 'done', cause = ?1, call_end_time = updated_at
          WHERE call_status = 'calling'",

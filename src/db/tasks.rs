@@ -6,87 +6,56 @@ use rusqlite::{
 };
 
 use super::{DbError, DbResult, Page};
+use crate::domain::{
+    CallingTime, ConfirmTimeout, MaxCaps, MaxConcurrency, Task, TaskSettings, TaskStatus, Text,
+};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Task {
-    pub id: i64,
-    pub group_name: String,
-    pub description: String,
-    pub status: String,
-    pub cid_number: String,
-    pub cid_name: String,
-    pub context: String,
-    pub dest_context: String,
-    pub calling_time: i64,
-    pub max_caps: f64,
-    pub max_concurrency: i64,
-    pub task_start_time: Option<i64>,
-    pub task_end_time: Option<i64>,
-    pub auto_dial: i64,
-    pub disable_ring_back: i64,
-    pub auto_record: i64,
-    pub group_confirm_key: String,
-    pub group_confirm_read_timeout: Option<i64>,
-    pub group_confirm_file: String,
-    pub action: String,
-    pub data: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub deleted_at: Option<i64>,
-    /// Numbers in the task.
-    pub total: i64,
-    /// Numbers whose call has finished.
-    pub done: i64,
-}
-
-/// The settable columns of a task, checked by the caller, as (column, value) pairs.
-/// Only the names in [`SETTABLE_COLUMNS`] are accepted.
-#[derive(Debug, Clone, Default)]
-pub struct TaskPatch(pub Vec<(&'static str, Value)>);
-
-pub const SETTABLE_COLUMNS: &[&str] = &[
-    "group_name",
-    "description",
-    "cid_number",
-    "cid_name",
-    "context",
-    "dest_context",
-    "calling_time",
-    "max_caps",
-    "max_concurrency",
-    "task_start_time",
-    "auto_dial",
-    "disable_ring_back",
-    "auto_record",
-    "group_confirm_key",
-    "group_confirm_read_timeout",
-    "group_confirm_file",
-    "action",
-    "data",
-];
-
-impl TaskPatch {
-    pub fn set(&mut self, column: &'static str, value: Value) {
-        assert!(
-            SETTABLE_COLUMNS.contains(&column),
-            "{column} is not a settable task column"
-        );
-        self.0.retain(|(existing, _)| *existing != column);
-        self.0.push((column, value));
+/// A checked settings change as (column, value) pairs, in the order the fields are declared.
+fn assignments(settings: &TaskSettings) -> Vec<(&'static str, Value)> {
+    fn text(value: &Text) -> Value {
+        Value::Text(value.as_str().to_owned())
     }
-
-    fn touches_schedule(&self) -> bool {
-        self.0
-            .iter()
-            .any(|(column, _)| matches!(*column, "auto_dial" | "task_start_time"))
+    fn flag(value: bool) -> Value {
+        Value::Integer(value as i64)
     }
+    fn integer(value: i64) -> Value {
+        Value::Integer(value)
+    }
+    let s = settings;
+    let columns: [(&'static str, Option<Value>); 18] = [
+        ("group_name", s.group_name.as_ref().map(|v| Value::Text(v.as_str().to_owned()))),
+        ("description", s.description.as_ref().map(text)),
+        ("cid_number", s.cid_number.as_ref().map(text)),
+        ("cid_name", s.cid_name.as_ref().map(text)),
+        ("context", s.context.as_ref().map(text)),
+        ("dest_context", s.dest_context.as_ref().map(text)),
+        ("calling_time", s.calling_time.map(|v| integer(v.get()))),
+        ("max_caps", s.max_caps.map(|v| Value::Real(v.get()))),
+        ("max_concurrency", s.max_concurrency.map(|v| integer(v.get()))),
+        ("task_start_time", s.task_start_time.map(|v| v.map_or(Value::Null, integer))),
+        ("auto_dial", s.auto_dial.map(flag)),
+        ("disable_ring_back", s.disable_ring_back.map(flag)),
+        ("auto_record", s.auto_record.map(flag)),
+        ("group_confirm_key", s.group_confirm_key.as_ref().map(|v| Value::Text(v.as_str().to_owned()))),
+        (
+            "group_confirm_read_timeout",
+            s.group_confirm_read_timeout.map(|v| v.map_or(Value::Null, |t| integer(t.get()))),
+        ),
+        ("group_confirm_file", s.group_confirm_file.as_ref().map(text)),
+        ("action", s.action.map(|v| Value::Text(v.as_str().to_owned()))),
+        ("data", s.data.as_ref().map(text)),
+    ];
+    columns
+        .into_iter()
+        .filter_map(|(column, value)| value.map(|value| (column, value)))
+        .collect()
 }
 
 /// What start/stop did to one task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateChange {
     pub id: i64,
-    pub status: String,
+    pub status: TaskStatus,
     pub updated_at: i64,
     pub task_start_time: Option<i64>,
     pub task_end_time: Option<i64>,
@@ -96,8 +65,7 @@ pub struct StateChange {
 pub struct ListFilter {
     /// Substring of `group_name`.
     pub name: Option<String>,
-    /// Exact status.
-    pub status: Option<String>,
+    pub status: Option<TaskStatus>,
 }
 
 const COLUMNS: &str = "t.id, t.group_name, t.description, t.status, t.cid_number, t.cid_name, t.context,
@@ -117,16 +85,18 @@ fn from_row(row: &Row) -> rusqlite::Result<Task> {
         cid_name: row.get(5)?,
         context: row.get(6)?,
         dest_context: row.get(7)?,
-        calling_time: row.get(8)?,
-        max_caps: row.get(9)?,
-        max_concurrency: row.get(10)?,
+        calling_time: CallingTime::clamped(row.get(8)?),
+        max_caps: MaxCaps::clamped(row.get(9)?),
+        max_concurrency: MaxConcurrency::clamped(row.get(10)?),
         task_start_time: row.get(11)?,
         task_end_time: row.get(12)?,
         auto_dial: row.get(13)?,
         disable_ring_back: row.get(14)?,
         auto_record: row.get(15)?,
         group_confirm_key: row.get(16)?,
-        group_confirm_read_timeout: row.get(17)?,
+        group_confirm_read_timeout: row
+            .get::<_, Option<i64>>(17)?
+            .map(ConfirmTimeout::clamped),
         group_confirm_file: row.get(18)?,
         action: row.get(19)?,
         data: row.get(20)?,
@@ -173,7 +143,7 @@ pub fn list(conn: &Connection, filter: &ListFilter, page: Page) -> DbResult<(Vec
     }
     if let Some(status) = &filter.status {
         condition.push_str(" AND t.status = ?");
-        args.push(Value::Text(status.clone()));
+        args.push(Value::Text(status.as_str().to_owned()));
     }
     let total: i64 = conn.query_row(
         &format!("SELECT count(*) FROM tasks t WHERE {condition}"),
@@ -192,9 +162,13 @@ pub fn list(conn: &Connection, filter: &ListFilter, page: Page) -> DbResult<(Vec
     Ok((tasks, total))
 }
 
-/// Creates a task from a checked patch that includes `group_name`; answers the new id.
-pub fn create(conn: &mut Connection, patch: &TaskPatch, now: i64) -> DbResult<i64> {
-    let name = patch_text(patch, "group_name");
+/// Creates a task from settings that include `group_name`; answers the new id.
+pub fn create(conn: &mut Connection, settings: &TaskSettings, now: i64) -> DbResult<i64> {
+    let name = settings
+        .group_name
+        .as_ref()
+        .map(|name| name.as_str().to_owned())
+        .ok_or_else(|| DbError::Conflict("a new task needs a group_name".into()))?;
     let tx = super::write_transaction(conn)?;
     tx.execute(
         "INSERT INTO tasks (group_name, created_at, updated_at) VALUES (?1, ?2, ?2)",
@@ -202,51 +176,46 @@ pub fn create(conn: &mut Connection, patch: &TaskPatch, now: i64) -> DbResult<i6
     )
     .map_err(|e| name_taken(e, &name))?;
     let id = tx.last_insert_rowid();
-    apply_patch(&tx, id, patch, now)?;
+    apply_settings(&tx, id, settings, now)?;
     tx.commit()?;
     Ok(id)
 }
 
 /// Changes some settings of a live task.
-pub fn update(conn: &mut Connection, id: i64, patch: &TaskPatch, now: i64) -> DbResult<()> {
+pub fn update(
+    conn: &mut Connection,
+    id: i64,
+    settings: &TaskSettings,
+    now: i64,
+) -> DbResult<()> {
     let tx = super::write_transaction(conn)?;
     require_live(&tx, id)?;
-    apply_patch(&tx, id, patch, now)?;
+    apply_settings(&tx, id, settings, now)?;
     tx.commit()?;
     Ok(())
 }
 
-fn patch_text(patch: &TaskPatch, column: &str) -> String {
-    patch
-        .0
-        .iter()
-        .find_map(|(name, value)| match value {
-            Value::Text(text) if *name == column => Some(text.clone()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-fn apply_patch(tx: &Transaction, id: i64, patch: &TaskPatch, now: i64) -> DbResult<()> {
-    if !patch.0.is_empty() {
-        let assignments: Vec<String> = patch
-            .0
+fn apply_settings(tx: &Transaction, id: i64, settings: &TaskSettings, now: i64) -> DbResult<()> {
+    let columns = assignments(settings);
+    if !columns.is_empty() {
+        let assigned: Vec<String> = columns
             .iter()
             .map(|(column, _)| format!("{column} = ?"))
             .collect();
         let sql = format!(
             "UPDATE tasks SET {}, updated_at = ? WHERE id = ?",
-            assignments.join(", ")
+            assigned.join(", ")
         );
-        let values = patch
-            .0
-            .iter()
-            .map(|(_, value)| value.clone())
+        let values = columns
+            .into_iter()
+            .map(|(_, value)| value)
             .chain([Value::Integer(now), Value::Integer(id)]);
-        tx.execute(&sql, params_from_iter(values))
-            .map_err(|e| name_taken(e, &patch_text(patch, "group_name")))?;
+        tx.execute(&sql, params_from_iter(values)).map_err(|e| {
+            let name = settings.group_name.as_ref().map_or("", |n| n.as_str());
+            name_taken(e, name)
+        })?;
     }
-    if patch.touches_schedule() {
+    if settings.touches_schedule() {
         reschedule(tx, id, now)?;
     }
     Ok(())

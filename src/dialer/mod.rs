@@ -20,7 +20,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use self::{pacing::Pacer, runner::TaskRunner};
 use crate::{
     clock,
-    db::{self, tasks::Task, Db},
+    db::{self, Db},
+    domain::{MaxCaps, Task},
     telephony::{CallControl, HangupCause, Telephony},
 };
 
@@ -49,7 +50,7 @@ pub struct GlobalLimits {
 impl GlobalLimits {
     fn new(config: &DialerConfig) -> Self {
         GlobalLimits {
-            pacer: Mutex::new(Pacer::new(config.max_caps)),
+            pacer: Mutex::new(Pacer::new(MaxCaps::clamped(config.max_caps))),
             channels: Arc::new(Semaphore::new(config.max_channels)),
         }
     }
@@ -192,7 +193,7 @@ pub async fn start(
     config: DialerConfig,
 ) -> db::DbResult<(DialerHandle, JoinHandle<()>)> {
     let interrupted = db
-        .run(|conn| db::numbers::finish_interrupted(conn, HangupCause::SYSTEM_SHUTDOWN.name()))
+        .run(|conn| db::numbers::finish_interrupted(conn, HangupCause::SYSTEM_SHUTDOWN))
         .await?;
     if interrupted > 0 {
         tracing::warn!(

@@ -10,13 +10,15 @@
 
 use std::{collections::VecDeque, time::Duration, time::Instant};
 
+use crate::domain::MaxCaps;
+
 /// The window of the hard rule, with a millisecond to spare so that starts measured a little
 /// later by someone else (the back end's own clock) still keep to it.
 pub const WINDOW: Duration = Duration::from_millis(1001);
 
 #[derive(Debug, Clone)]
 pub struct Pacer {
-    caps: f64,
+    caps: MaxCaps,
     interval: Duration,
     per_window: usize,
     /// The last `per_window` starts, oldest first.
@@ -38,10 +40,10 @@ pub enum Decision {
 }
 
 impl Pacer {
-    /// `caps` calls a second; must be positive.
-    pub fn new(caps: f64) -> Self {
+    /// `caps` calls a second.
+    pub fn new(caps: MaxCaps) -> Self {
         let mut pacer = Pacer {
-            caps: 0.0,
+            caps: MaxCaps::clamped(0.0),
             interval: Duration::ZERO,
             per_window: 1,
             recent: VecDeque::new(),
@@ -52,28 +54,25 @@ impl Pacer {
         pacer
     }
 
-    pub fn caps(&self) -> f64 {
+    pub fn caps(&self) -> MaxCaps {
         self.caps
     }
 
-    /// Changes the pace from now on; the starts already made still count.
-    pub fn set_caps(&mut self, caps: f64) {
-        assert!(
-            caps > 0.0 && caps.is_finite(),
-            "caps must be positive, not {caps}"
-        );
-        if caps == self.caps {
+    /// Changes the pace from now on; the starts already made still count. `MaxCaps`'s range
+    /// bounds the interval (at most 1,000 s) and the window (at most 10,000 starts).
+    pub fn set_caps(&mut self, caps: MaxCaps) {
+        if caps == self.caps && self.per_window > 0 && !self.interval.is_zero() {
             return;
         }
         self.caps = caps;
-        self.interval = Duration::from_secs_f64(1.0 / caps);
-        self.per_window = caps.ceil() as usize;
+        self.interval = Duration::try_from_secs_f64(1.0 / caps.get()).unwrap_or(Duration::MAX);
+        self.per_window = (caps.get().ceil() as usize).max(1);
         while self.recent.len() > self.per_window {
             self.recent.pop_front();
         }
         // Re-anchor the grid one new interval after the last start, not one old interval.
-        self.next_slot = self.recent.back().map(|last| *last + self.interval);
-        self.min_next = self.recent.back().map(|last| *last + self.interval / 2);
+        self.next_slot = self.recent.back().map(|last| later(*last, self.interval));
+        self.min_next = self.recent.back().map(|last| later(*last, self.interval / 2));
     }
 
     /// The earliest instant, not before `now`, at which the pace allows a start.
@@ -83,7 +82,8 @@ impl Pacer {
             earliest = earliest.max(bound);
         }
         if self.recent.len() >= self.per_window {
-            earliest = earliest.max(self.recent[self.recent.len() - self.per_window] + WINDOW);
+            let oldest = self.recent[self.recent.len() - self.per_window];
+            earliest = earliest.max(later(oldest, WINDOW));
         }
         earliest
     }
@@ -91,16 +91,30 @@ impl Pacer {
     /// Records a start made at `at`.
     pub fn record_start(&mut self, at: Instant) {
         let on_grid = match self.next_slot {
-            Some(slot) if at.saturating_duration_since(slot) < self.interval * 2 => slot,
+            Some(slot) if at.saturating_duration_since(slot) < self.interval.saturating_mul(2) => slot,
             _ => at,
         };
-        self.next_slot = Some(on_grid + self.interval);
-        self.min_next = Some(at + self.interval / 2);
+        self.next_slot = Some(later(on_grid, self.interval));
+        self.min_next = Some(later(at, self.interval / 2));
         self.recent.push_back(at);
         if self.recent.len() > self.per_window {
             self.recent.pop_front();
         }
     }
+}
+
+/// `at + by`, or as far ahead as the clock can say: arithmetic on instants never panics.
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by).unwrap_or_else(|| {
+        // Halve until it fits: only an absurd pace (ruled out by MaxCaps) gets here.
+        let mut by = by;
+        loop {
+            by /= 2;
+            if let Some(instant) = at.checked_add(by) {
+                return instant;
+            }
+        }
+    })
 }
 
 /// The pacing decision for one task (or for the whole box, with its global pacer).
@@ -120,11 +134,15 @@ pub fn decide(now: Instant, pacer: &Pacer, live_calls: usize, max_concurrency: u
 mod tests {
     use super::*;
 
+    fn caps(value: f64) -> MaxCaps {
+        MaxCaps::new(value).unwrap()
+    }
+
     /// Runs the pacer for `duration` of simulated time with calls that never end and a timer that
     /// fires `latency` late, and answers the start instants.
     fn simulate(caps: f64, duration: Duration, latency: Duration) -> Vec<Instant> {
         let origin = Instant::now();
-        let mut pacer = Pacer::new(caps);
+        let mut pacer = Pacer::new(self::caps(caps));
         let mut now = origin;
         let mut starts = Vec::new();
         while now < origin + duration {
@@ -188,7 +206,7 @@ mod tests {
     #[test]
     fn no_burst_after_a_pause() {
         let origin = Instant::now();
-        let mut pacer = Pacer::new(10.0);
+        let mut pacer = Pacer::new(caps(10.0));
         pacer.record_start(origin);
         // Nothing could start for 5 s (no free slot); then several are possible at once.
         let later = origin + Duration::from_secs(5);
@@ -206,7 +224,7 @@ mod tests {
     fn the_window_rule_holds_when_the_grid_would_allow_more() {
         // Late starts let the grid catch up by half an interval each; the window rule still caps them.
         let origin = Instant::now();
-        let mut pacer = Pacer::new(4.0);
+        let mut pacer = Pacer::new(caps(4.0));
         let mut starts = Vec::new();
         let mut now = origin;
         for _ in 0..40 {
@@ -220,7 +238,7 @@ mod tests {
 
     #[test]
     fn concurrency_caps_live_calls() {
-        let pacer = Pacer::new(100.0);
+        let pacer = Pacer::new(caps(100.0));
         let now = Instant::now();
         assert_eq!(decide(now, &pacer, 4, 5), Decision::StartNow);
         assert_eq!(decide(now, &pacer, 5, 5), Decision::WaitForHangup);
@@ -230,13 +248,34 @@ mod tests {
     #[test]
     fn a_new_pace_applies_from_the_last_start() {
         let origin = Instant::now();
-        let mut pacer = Pacer::new(1.0);
+        let mut pacer = Pacer::new(caps(1.0));
         pacer.record_start(origin);
         assert_eq!(pacer.earliest_start(origin), origin + WINDOW);
-        pacer.set_caps(10.0);
+        pacer.set_caps(caps(10.0));
         assert_eq!(
             pacer.earliest_start(origin),
             origin + Duration::from_millis(100)
         );
+    }
+
+    #[test]
+    fn the_slowest_pace_and_a_stored_absurd_one_never_panic() {
+        let origin = Instant::now();
+        for stored in [1e-20, 0.0, -5.0, f64::NAN, 1e300] {
+            let mut pacer = Pacer::new(MaxCaps::clamped(stored));
+            assert_eq!(decide(origin, &pacer, 0, 1), Decision::StartNow);
+            pacer.record_start(origin);
+            match decide(origin, &pacer, 0, 1) {
+                Decision::WaitUntil(at) => assert!(at > origin),
+                other => panic!("{stored}: {other:?}"),
+            }
+        }
+        let mut pacer = Pacer::new(caps(MaxCaps::MIN));
+        pacer.record_start(origin);
+        assert_eq!(
+            pacer.earliest_start(origin),
+            origin + Duration::from_secs(1000)
+        );
+        assert_eq!(later(origin, Duration::MAX).cmp(&origin), std::cmp::Ordering::Greater);
     }
 }

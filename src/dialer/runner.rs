@@ -17,7 +17,8 @@ use super::{
 };
 use crate::{
     clock,
-    db::{self, numbers::CallResult, tasks::Task},
+    db::{self, numbers::CallResult},
+    domain::{Action, MaxCaps, Task, TaskStatus},
     telephony::{
         AfterAnswer, CallEvent, CallHandle, CallRequest, CallSettings, Confirm, HangupCause,
         MediaRef, DEFAULT_CONFIRM_TIMEOUT,
@@ -33,29 +34,29 @@ pub fn call_settings(task: &Task) -> CallSettings {
         key: task.group_confirm_key.clone(),
         timeout: task
             .group_confirm_read_timeout
-            .map(|s| Duration::from_secs(s as u64))
+            .map(|s| Duration::from_secs(s.get() as u64))
             .unwrap_or(DEFAULT_CONFIRM_TIMEOUT),
         prompt: MediaRef::parse(&task.group_confirm_file),
     });
-    let action = match task.action.as_str() {
-        "playback" => MediaRef::parse(&task.data)
+    let action = match task.action {
+        Action::Playback => MediaRef::parse(&task.data)
             .map(AfterAnswer::Playback)
             .unwrap_or(AfterAnswer::Hangup),
-        "transfer" if !task.data.trim().is_empty() => {
+        Action::Transfer if !task.data.trim().is_empty() => {
             AfterAnswer::Transfer(task.data.trim().to_owned())
         }
-        _ => AfterAnswer::Hangup,
+        Action::Transfer | Action::None => AfterAnswer::Hangup,
     };
     CallSettings {
         task_id: task.id,
         dest_context: task.dest_context.clone(),
         cid_number: task.cid_number.clone(),
         cid_name: task.cid_name.clone(),
-        calling_time: Duration::from_secs(task.calling_time.max(1) as u64),
+        calling_time: Duration::from_secs(task.calling_time.get() as u64),
         confirm,
         action,
-        auto_record: task.auto_record == 1,
-        disable_ring_back: task.disable_ring_back == 1,
+        auto_record: task.auto_record,
+        disable_ring_back: task.disable_ring_back,
     }
 }
 
@@ -102,7 +103,7 @@ impl TaskRunner {
             wake,
             settings: None,
             max_concurrency: 1,
-            pacer: pacer.unwrap_or_else(|| Pacer::new(1.0)),
+            pacer: pacer.unwrap_or_else(|| Pacer::new(MaxCaps::clamped(1.0))),
             live_calls: 0,
             exhausted: false,
             reload: true,
@@ -168,9 +169,9 @@ impl TaskRunner {
             .await?;
         self.reload = false;
         self.exhausted = false;
-        match task.filter(|t| t.status == "running") {
+        match task.filter(|t| t.status == TaskStatus::Running) {
             Some(task) => {
-                self.max_concurrency = task.max_concurrency.max(1) as usize;
+                self.max_concurrency = task.max_concurrency.get() as usize;
                 self.pacer.set_caps(task.max_caps);
                 self.settings = Some(Arc::new(call_settings(&task)));
             }
@@ -318,7 +319,7 @@ async fn follow_call(
             Some(CallEvent::Digit(digit)) => digits.push(digit),
             Some(CallEvent::Ended(outcome)) => {
                 break CallResult {
-                    cause: outcome.cause.name().to_owned(),
+                    cause: outcome.cause,
                     sip_code: outcome.sip_code,
                     answered_at: outcome.answered_at.map(unix_seconds).or(answered_at),
                     ended_at: unix_seconds(outcome.ended_at),
@@ -332,7 +333,7 @@ async fn follow_call(
             None => {
                 tracing::error!(uuid = %request.uuid, "the back end lost the call without a result");
                 break CallResult {
-                    cause: HangupCause::NORMAL_TEMPORARY_FAILURE.name().to_owned(),
+                    cause: HangupCause::NORMAL_TEMPORARY_FAILURE,
                     sip_code: None,
                     answered_at,
                     ended_at: clock::now(),

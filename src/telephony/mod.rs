@@ -9,26 +9,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-/// A FreeSWITCH hangup cause name, whichever back end placed the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HangupCause(pub &'static str);
-
-impl HangupCause {
-    pub const NORMAL_CLEARING: HangupCause = HangupCause("NORMAL_CLEARING");
-    pub const USER_BUSY: HangupCause = HangupCause("USER_BUSY");
-    pub const NO_ANSWER: HangupCause = HangupCause("NO_ANSWER");
-    pub const NO_USER_RESPONSE: HangupCause = HangupCause("NO_USER_RESPONSE");
-    pub const CALL_REJECTED: HangupCause = HangupCause("CALL_REJECTED");
-    pub const UNALLOCATED_NUMBER: HangupCause = HangupCause("UNALLOCATED_NUMBER");
-    pub const NORMAL_TEMPORARY_FAILURE: HangupCause = HangupCause("NORMAL_TEMPORARY_FAILURE");
-    pub const ORIGINATOR_CANCEL: HangupCause = HangupCause("ORIGINATOR_CANCEL");
-    pub const SYSTEM_SHUTDOWN: HangupCause = HangupCause("SYSTEM_SHUTDOWN");
-    pub const MANAGER_REQUEST: HangupCause = HangupCause("MANAGER_REQUEST");
-
-    pub fn name(&self) -> &'static str {
-        self.0
-    }
-}
+pub use crate::domain::HangupCause;
 
 /// A prompt as tasks reference it: XSwitch's media object in a JSON string, or a bare path.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -195,7 +195,7 @@ impl Telephony for SimBackend {
             let outcome = plan.run(&mut channels).await;
             if let Some(call) = calls.lock().expect("sim log lock").get_mut(index) {
                 call.ended = Some(Instant::now());
-                call.cause = Some(outcome.cause.name());
+                call.cause = Some(outcome.cause.as_str());
             }
             let _ = channels.events.send(CallEvent::Ended(outcome));
         });

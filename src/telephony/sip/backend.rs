@@ -41,7 +41,7 @@ use crate::telephony::{
 const WRONG_KEY: HangupCause = HangupCause::CALL_REJECTED;
 const NO_KEY: HangupCause = HangupCause::NO_USER_RESPONSE;
 /// FreeSWITCH's cause for a call hung up at its time limit.
-const ALLOTTED_TIMEOUT: HangupCause = HangupCause("ALLOTTED_TIMEOUT");
+const ALLOTTED_TIMEOUT: HangupCause = HangupCause::ALLOTTED_TIMEOUT;
 /// How long to wait for the far end's final answer to our CANCEL or BYE before giving up on it.
 const SETTLE: Duration = Duration::from_secs(5);
 /// Registration lifetime asked of the registrar; refreshed at three quarters of what it grants.
@@ -262,7 +262,7 @@ impl Call {
         let uuid = self.request.uuid.clone();
         let settings = self.request.settings.clone();
         let Some(trunk) = self.inner.config.trunk_for(&settings.dest_context).cloned() else {
-            return ended(HangupCause("NO_ROUTE_DESTINATION"), None, None);
+            return ended(HangupCause::NO_ROUTE_DESTINATION, None, None);
         };
         let media = match CallMedia::open(self.inner.media.clone(), self.media_ip()).await {
             Ok(media) => media,
@@ -276,7 +276,7 @@ impl Call {
             Ok(option) => option,
             Err(error) => {
                 tracing::error!(%uuid, %error, "could not build the INVITE");
-                return ended(HangupCause("INVALID_NUMBER_FORMAT"), None, None);
+                return ended(HangupCause::INVALID_NUMBER_FORMAT, None, None);
             }
         };
         tracing::info!(%uuid, call_id = %uuid, number = %self.request.dest_number, trunk = %trunk.host_port, "INVITE");
@@ -304,7 +304,7 @@ impl Call {
                 tracing::warn!(%uuid, %reason, "the answer's SDP has nothing we can use");
                 let _ = dialog.bye().await;
                 ended(
-                    HangupCause("INCOMPATIBLE_DESTINATION"),
+                    HangupCause::INCOMPATIBLE_DESTINATION,
                     Some(200),
                     Some(answered_at),
                 )
@@ -427,7 +427,7 @@ impl Call {
                         invite.abort();
                         let _ = dialog.cancel().await;
                         tracing::info!(%uuid, "no reply from the trunk within the ring timeout");
-                        return Ringing::Ended(ended(HangupCause("RECOVERY_ON_TIMER_EXPIRE"), None, None));
+                        return Ringing::Ended(ended(HangupCause::RECOVERY_ON_TIMER_EXPIRE, None, None));
                     }
                     our_cause = Some(HangupCause::NO_ANSWER);
                     let _ = dialog.cancel().await;
@@ -469,11 +469,11 @@ impl Call {
                     Some(cause) if code == 487 => cause,
                     _ => cause_of_sip_status(code),
                 };
-                tracing::info!(%uuid, code, cause = cause.name(), "call failed");
+                tracing::info!(%uuid, code, cause = cause.as_str(), "call failed");
                 Ringing::Ended(ended(cause, Some(code), None))
             }
             Ok(Ok((_, None))) => Ringing::Ended(ended(
-                our_cause.unwrap_or(HangupCause("RECOVERY_ON_TIMER_EXPIRE")),
+                our_cause.unwrap_or(HangupCause::RECOVERY_ON_TIMER_EXPIRE),
                 Some(408),
                 None,
             )),
@@ -526,7 +526,7 @@ impl Call {
                         tracing::info!(%uuid, ?reason, "call ended by the far end");
                         let cause = match reason {
                             TerminatedReason::UasBye => HangupCause::NORMAL_CLEARING,
-                            TerminatedReason::Timeout => HangupCause("MEDIA_TIMEOUT"),
+                            TerminatedReason::Timeout => HangupCause::MEDIA_TIMEOUT,
                             _ => HangupCause::NORMAL_CLEARING,
                         };
                         return ended(cause, Some(200), Some(answered_at));
@@ -605,11 +605,11 @@ impl Call {
             }
             AfterAnswer::Transfer(extension) => {
                 let Some(trunk) = self.inner.config.trunk_for(&settings.dest_context) else {
-                    return HangupCause("NO_ROUTE_DESTINATION");
+                    return HangupCause::NO_ROUTE_DESTINATION;
                 };
                 let target = self.inner.config.request_uri(extension, trunk);
                 let Ok(refer_to) = rsipstack::sip::Uri::try_from(target.as_str()) else {
-                    return HangupCause("INVALID_NUMBER_FORMAT");
+                    return HangupCause::INVALID_NUMBER_FORMAT;
                 };
                 match dialog.refer(refer_to, None, None).await {
                     Ok(Some(response))

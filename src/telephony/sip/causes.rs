@@ -5,28 +5,28 @@ use crate::telephony::HangupCause;
 
 /// The cause FreeSWITCH gives a call that ended with this SIP final response.
 pub fn cause_of_sip_status(code: u16) -> HangupCause {
-    let name = match code {
-        200 => "NORMAL_CLEARING",
-        401 | 402 | 403 | 407 | 603 => "CALL_REJECTED",
-        404 => "UNALLOCATED_NUMBER",
-        485 | 604 => "NO_ROUTE_DESTINATION",
-        408 | 504 => "RECOVERY_ON_TIMER_EXPIRE",
-        410 => "NUMBER_CHANGED",
-        413 | 414 | 416 | 420 | 421 | 423 | 505 | 513 => "INTERWORKING",
-        480 => "NO_USER_RESPONSE",
-        400 | 481 | 500 | 503 => "NORMAL_TEMPORARY_FAILURE",
-        486 | 600 => "USER_BUSY",
-        484 => "INVALID_NUMBER_FORMAT",
-        488 | 606 => "INCOMPATIBLE_DESTINATION",
-        502 => "NETWORK_OUT_OF_ORDER",
-        405 => "SERVICE_UNAVAILABLE",
-        406 | 415 | 501 => "SERVICE_NOT_IMPLEMENTED",
-        482 | 483 => "EXCHANGE_ROUTING_ERROR",
-        487 => "ORIGINATOR_CANCEL",
+    let cause = match code {
+        200 => HangupCause::NORMAL_CLEARING,
+        401 | 402 | 403 | 407 | 603 => HangupCause::CALL_REJECTED,
+        404 => HangupCause::UNALLOCATED_NUMBER,
+        485 | 604 => HangupCause::NO_ROUTE_DESTINATION,
+        408 | 504 => HangupCause::RECOVERY_ON_TIMER_EXPIRE,
+        410 => HangupCause::NUMBER_CHANGED,
+        413 | 414 | 416 | 420 | 421 | 423 | 505 | 513 => HangupCause::INTERWORKING,
+        480 => HangupCause::NO_USER_RESPONSE,
+        400 | 481 | 500 | 503 => HangupCause::NORMAL_TEMPORARY_FAILURE,
+        486 | 600 => HangupCause::USER_BUSY,
+        484 => HangupCause::INVALID_NUMBER_FORMAT,
+        488 | 606 => HangupCause::INCOMPATIBLE_DESTINATION,
+        502 => HangupCause::NETWORK_OUT_OF_ORDER,
+        405 => HangupCause::SERVICE_UNAVAILABLE,
+        406 | 415 | 501 => HangupCause::SERVICE_NOT_IMPLEMENTED,
+        482 | 483 => HangupCause::EXCHANGE_ROUTING_ERROR,
+        487 => HangupCause::ORIGINATOR_CANCEL,
         // FreeSWITCH's default for any other code.
-        _ => "NORMAL_UNSPECIFIED",
+        _ => HangupCause::NORMAL_UNSPECIFIED,
     };
-    HangupCause(name)
+    cause
 }
 
 #[cfg(test)]
@@ -46,7 +46,7 @@ mod tests {
             (488, "INCOMPATIBLE_DESTINATION"),
             (599, "NORMAL_UNSPECIFIED"),
         ] {
-            assert_eq!(cause_of_sip_status(code).name(), cause, "{code}");
+            assert_eq!(cause_of_sip_status(code).as_str(), cause, "{code}");
         }
     }
 }

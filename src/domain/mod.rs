@@ -1,0 +1,16 @@
+//! The typed domain: the states, actions, causes and range-checked values that cross between the
+//! API, the database and the dialer. A value of these types has been checked; the layers on either
+//! side only convert to and from them.
+
+mod cause;
+mod states;
+mod task;
+mod values;
+
+pub use cause::HangupCause;
+pub use states::{Action, CallStatus, TaskStatus};
+pub use task::{Task, TaskSettings};
+pub use values::{
+    CallingTime, ConfirmKey, ConfirmTimeout, DestNumber, MaxCaps, MaxConcurrency, TaskName, Text,
+    ValueError,
+};
