@@ -16,8 +16,49 @@ use crate::{
     telephony::{sim::SimBackend, sip::SipBackend, Telephony},
 };
 
+/// The dialer's own multi-threaded runtime: the supervisor, the runners, their calls and the
+/// telephony back end (SIP signalling, RTP) run here, away from actix's HTTP workers, so nothing
+/// HTTP traffic does can delay a call start.
+pub struct DialerRuntime(Option<tokio::runtime::Runtime>);
+
+impl DialerRuntime {
+    pub fn new() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("outcall-dialer")
+            .enable_all()
+            .build()?;
+        Ok(DialerRuntime(Some(runtime)))
+    }
+
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("the runtime lives until dropped").handle()
+    }
+
+    /// Runs `work` on this runtime and waits for it from any other.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        match self.handle().spawn(work).await {
+            Ok(value) => value,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+}
+
+impl Drop for DialerRuntime {
+    fn drop(&mut self) {
+        // Dropped from async code (the HTTP runtime): shutting down must not block there.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 pub struct Application {
     port: u16,
+    runtime: DialerRuntime,
     server: Server,
     db: Db,
     dialer: DialerHandle,
@@ -49,14 +90,27 @@ pub async fn build_backend(config: &Config) -> anyhow::Result<Arc<dyn Telephony>
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let backend = build_backend(&config).await?;
-        Self::build_with_backend(config, backend).await
+        let runtime = DialerRuntime::new().context("starting the dialer's runtime")?;
+        let backend = {
+            let config = config.clone();
+            runtime.run(async move { build_backend(&config).await }).await?
+        };
+        Self::build_on(config, backend, runtime).await
     }
 
     /// Like `build`, with a back end made by the caller (tests keep a handle on it).
     pub async fn build_with_backend(
         config: Config,
         backend: Arc<dyn Telephony>,
+    ) -> anyhow::Result<Self> {
+        let runtime = DialerRuntime::new().context("starting the dialer's runtime")?;
+        Self::build_on(config, backend, runtime).await
+    }
+
+    async fn build_on(
+        config: Config,
+        backend: Arc<dyn Telephony>,
+        runtime: DialerRuntime,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
@@ -71,7 +125,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let backend_name = backend.name();
         let (dialer, supervisor) =
-            dialer::start(db.clone(), backend, config.dialer.clone()).await?;
+            dialer::start(db.clone(), backend, config.dialer.clone(), runtime.handle()).await?;
         let state = web::Data::new(AppState {
             db: db.clone(),
             time_zone: config.time_zone,
@@ -82,6 +136,7 @@ impl Application {
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(api::security_headers())
                 .wrap(from_fn(api::log_request))
                 .configure(|c| api::configure(c, state.clone()))
         })
@@ -99,6 +154,7 @@ impl Application {
         );
         Ok(Application {
             port,
+            runtime,
             server,
             db,
             dialer,
@@ -128,6 +184,7 @@ impl Application {
         if let Err(error) = self.supervisor.await {
             tracing::error!(%error, "the dialer failed");
         }
+        drop(self.runtime);
         served
     }
 }

@@ -32,6 +32,16 @@ pub struct AppState {
     pub data_dir: std::path::PathBuf,
 }
 
+/// Bodies of task writes (create, update, start/stop, clone) are small: a larger one is refused
+/// before it is parsed. Only imports and uploads may be as large as `--body-limit`.
+pub const WRITE_BODY_LIMIT: usize = 64 * 1024;
+
+impl AppState {
+    pub fn write_body_limit(&self) -> usize {
+        self.body_limit.min(WRITE_BODY_LIMIT)
+    }
+}
+
 /// The token a request was authenticated with.
 #[derive(Debug, Clone)]
 pub struct BearerToken(pub String);
@@ -165,6 +175,20 @@ async fn require_token(
         }
     }
     Ok(next.call(request).await?.map_into_boxed_body())
+}
+
+/// Headers every response carries: the page may load only its own files, is never framed, and
+/// leaks no referrer; no response is content-sniffed. No CORS header is ever sent, so browsers
+/// keep other sites' scripts away from the API.
+pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
 }
 
 /// One log line per request.

@@ -248,7 +248,7 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult
 }
 
 pub async fn create(state: web::Data<AppState>, body: web::Payload) -> ApiResult<HttpResponse> {
-    let body = input::json_object(&input::read_body(body, state.body_limit).await?)?;
+    let body = input::json_object(&input::read_body(body, state.write_body_limit()).await?)?;
     if !body.contains_key("group_name") {
         return Err(ApiError::bad_request("group_name is required"));
     }
@@ -267,7 +267,7 @@ pub async fn update(
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
-    let body = input::json_object(&input::read_body(body, state.body_limit).await?)?;
+    let body = input::json_object(&input::read_body(body, state.write_body_limit()).await?)?;
     let settings = task_settings(&body, state.time_zone)?;
     state
         .db
@@ -282,7 +282,7 @@ pub async fn start_or_stop(
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let body = input::json_object(&input::read_body(body, state.body_limit).await?)?;
+    let body = input::json_object(&input::read_body(body, state.write_body_limit()).await?)?;
     let starting = match body.get("action") {
         Some(Value::String(action)) if action == "start" => true,
         Some(Value::String(action)) if action == "stop" => false,
@@ -396,7 +396,7 @@ fn state_change(change: &StateChange, starting: bool, tz: TimeZone) -> Value {
 }
 
 pub async fn clone(state: web::Data<AppState>, body: web::Payload) -> ApiResult<HttpResponse> {
-    let body = input::json_object(&input::read_body(body, state.body_limit).await?)?;
+    let body = input::json_object(&input::read_body(body, state.write_body_limit()).await?)?;
     let source = input::id(
         "id",
         body.get("id")

@@ -191,6 +191,7 @@ pub async fn start(
     db: Db,
     backend: Arc<dyn Telephony>,
     config: DialerConfig,
+    runtime: &tokio::runtime::Handle,
 ) -> db::DbResult<(DialerHandle, JoinHandle<()>)> {
     let interrupted = db
         .run(|conn| db::numbers::finish_interrupted(conn, HangupCause::SYSTEM_SHUTDOWN))
@@ -221,7 +222,7 @@ pub async fn start(
         runners: HashMap::new(),
         pacers: HashMap::new(),
     };
-    Ok((handle, tokio::spawn(supervisor.run())))
+    Ok((handle, runtime.spawn(supervisor.run())))
 }
 
 struct Supervisor {
@@ -344,6 +345,7 @@ impl Supervisor {
                 let runner = TaskRunner::new(task_id, self.context.clone(), wake.clone(), pacer);
                 RunnerEntry {
                     wake,
+                    // The supervisor runs on the dialer's runtime: so do its runners.
                     join: tokio::spawn(runner.run()),
                 }
             });
