@@ -6,7 +6,9 @@ pub mod runner;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    // A lock poisoned by a panicking runner (a back end bug) still guards consistent data: every
+    // critical section here is a single update.
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -38,6 +40,13 @@ pub struct DialerConfig {
 /// How often the supervisor looks for auto_dial starts and runnerless running tasks, besides
 /// whenever the API reports a change.
 const SUPERVISOR_PERIOD: Duration = Duration::from_millis(500);
+/// A runner that fails (panics) is replaced after a wait that doubles with each failure in a
+/// row, from this…
+const RUNNER_BACKOFF_FIRST: Duration = Duration::from_millis(500);
+/// …up to this.
+const RUNNER_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// After this many failures in a row the task is stopped, with the reason in the log.
+pub const RUNNER_MAX_FAILURES: u32 = 5;
 /// After the grace period and the hang-ups, how long to wait for the results to be written.
 const HANGUP_WAIT: Duration = Duration::from_secs(10);
 
@@ -56,7 +65,7 @@ impl GlobalLimits {
     }
 
     pub fn earliest_start(&self, now: Instant) -> Instant {
-        self.pacer.lock().expect("pacer lock").earliest_start(now)
+        self.pacer.lock().unwrap_or_else(PoisonError::into_inner).earliest_start(now)
     }
 
     /// Waits for the box-wide pace to allow a start, then starts the call with `place` and records
@@ -67,7 +76,7 @@ impl GlobalLimits {
         let mut place = Some(place);
         loop {
             let earliest = {
-                let mut pacer = self.pacer.lock().expect("pacer lock");
+                let mut pacer = self.pacer.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = Instant::now();
                 let earliest = pacer.earliest_start(now);
                 if earliest <= now {
@@ -99,7 +108,7 @@ impl DialerContext {
     pub fn register_call(self: &Arc<Self>, uuid: &str, control: CallControl) -> LiveCall {
         self.live_calls
             .lock()
-            .expect("live calls lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(uuid.to_owned(), control);
         LiveCall {
             context: self.clone(),
@@ -108,7 +117,7 @@ impl DialerContext {
     }
 
     fn hang_up_all(&self, cause: HangupCause) -> usize {
-        let calls = self.live_calls.lock().expect("live calls lock");
+        let calls = self.live_calls.lock().unwrap_or_else(PoisonError::into_inner);
         for control in calls.values() {
             control.hang_up(cause);
         }
@@ -126,7 +135,7 @@ impl Drop for LiveCall {
         self.context
             .live_calls
             .lock()
-            .expect("live calls lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.uuid);
     }
 }
@@ -179,6 +188,12 @@ impl DialerHandle {
     }
 }
 
+/// The failures in a row of a task's runners.
+struct RunnerFailures {
+    count: u32,
+    retry_at: Instant,
+}
+
 struct RunnerEntry {
     wake: Arc<Notify>,
     join: JoinHandle<Pacer>,
@@ -221,6 +236,7 @@ pub async fn start(
         changes,
         runners: HashMap::new(),
         pacers: HashMap::new(),
+        failures: HashMap::new(),
     };
     Ok((handle, runtime.spawn(supervisor.run())))
 }
@@ -231,6 +247,7 @@ struct Supervisor {
     runners: HashMap<i64, RunnerEntry>,
     /// The pacers of tasks whose runner ended, for their next runner.
     pacers: HashMap<i64, Pacer>,
+    failures: HashMap<i64, RunnerFailures>,
 }
 
 impl Supervisor {
@@ -293,6 +310,46 @@ impl Supervisor {
         }
     }
 
+    /// A runner failed: the next one waits longer each time, and after too many failures in a
+    /// row the task is stopped rather than failing forever.
+    async fn runner_failed(&mut self, task_id: i64, error: &str) {
+        let failures = self.failures.entry(task_id).or_insert(RunnerFailures {
+            count: 0,
+            retry_at: Instant::now(),
+        });
+        failures.count += 1;
+        let count = failures.count;
+        if count >= RUNNER_MAX_FAILURES {
+            self.failures.remove(&task_id);
+            tracing::error!(
+                task = task_id,
+                failures = count,
+                %error,
+                "the task's runner failed {count} times in a row; stopping the task"
+            );
+            if let Err(error) = self
+                .context
+                .db
+                .run(move |conn| db::tasks::stop(conn, &[task_id], clock::now()))
+                .await
+            {
+                tracing::error!(task = task_id, %error, "could not stop the task");
+            }
+            return;
+        }
+        let wait = RUNNER_BACKOFF_FIRST
+            .saturating_mul(1 << (count - 1).min(16))
+            .min(RUNNER_BACKOFF_MAX);
+        failures.retry_at = Instant::now() + wait;
+        tracing::error!(
+            task = task_id,
+            failures = count,
+            %error,
+            retry_in_ms = wait.as_millis() as u64,
+            "a task runner failed; a new one takes over after a wait"
+        );
+    }
+
     /// Starts due auto_dial tasks and gives every running task a runner.
     async fn pass(&mut self) {
         match self
@@ -320,10 +377,9 @@ impl Supervisor {
             match runner.join.await {
                 Ok(pacer) => {
                     self.pacers.insert(task_id, pacer);
+                    self.failures.remove(&task_id);
                 }
-                Err(error) => {
-                    tracing::error!(task = task_id, %error, "a task runner failed; a new one takes over")
-                }
+                Err(error) => self.runner_failed(task_id, &error.to_string()).await,
             }
         }
         let running = match self
@@ -338,7 +394,15 @@ impl Supervisor {
                 return;
             }
         };
+        let now = Instant::now();
         for task_id in running {
+            if self
+                .failures
+                .get(&task_id)
+                .is_some_and(|failures| failures.retry_at > now)
+            {
+                continue;
+            }
             self.runners.entry(task_id).or_insert_with(|| {
                 let wake = Arc::new(Notify::new());
                 let pacer = self.pacers.remove(&task_id);
