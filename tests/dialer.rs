@@ -16,7 +16,10 @@ use std::{
 use common::{poll, spawn_app_with_backend, TestApp, DOWNLOAD_HEADER};
 use outcall::{
     config::Config,
-    telephony::sim::{max_concurrent, max_starts_in_window, SimBackend, SimCall},
+    telephony::{
+        sim::{max_concurrent, max_starts_in_window, SimBackend, SimCall},
+        AfterAnswer, CallSettings, Confirm, MediaRef, DEFAULT_CONFIRM_TIMEOUT,
+    },
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -202,37 +205,27 @@ fn start_gaps(calls: &[SimCall]) -> Vec<Duration> {
     starts.windows(2).map(|w| w[1] - w[0]).collect()
 }
 
-fn last_digit(number: &str) -> u8 {
-    number
-        .bytes()
-        .rev()
-        .find(u8::is_ascii_digit)
-        .map(|b| b - b'0')
-        .unwrap()
-}
-
-/// What the sim's callee does with a task whose action is `playback` and calling_time is long
-/// enough for every callee that answers (see src/telephony/sim.rs): (cause, dtmf, answered).
-/// With `confirm_key` "1" and no read timeout (FreeSWITCH's 5 s default), the callee must press
-/// "1" before the action runs.
-fn expected_outcome(number: &str, confirm_key: bool) -> (&'static str, &'static str, bool) {
-    match (last_digit(number), confirm_key) {
-        // Answer and talk 5, 3, 20, 1 s; nothing pressed.
-        (0 | 1 | 3, _) => ("NORMAL_CLEARING", "", true),
-        (2, false) => ("NORMAL_CLEARING", "", true),
-        // Talks 20 s without pressing: the 5 s confirm wait runs out first.
-        (2, true) => ("NO_USER_RESPONSE", "", true),
-        (4, _) => ("USER_BUSY", "", false),
-        (5, _) => ("NO_ANSWER", "", false),
-        (6, _) => ("CALL_REJECTED", "", false),
-        // Presses the confirm key ("1" when the task has none) 1 s after answering.
-        (7, _) => ("NORMAL_CLEARING", "1", true),
-        // Presses a wrong key: only recorded without a confirm key, a rejection with one.
-        (8, false) => ("NORMAL_CLEARING", "9", true),
-        (8, true) => ("CALL_REJECTED", "9", true),
-        (9, _) => ("UNALLOCATED_NUMBER", "", false),
-        _ => unreachable!(),
-    }
+/// What the sim's table says of a number, for a task whose action is `playback`, calling_time
+/// long enough for every callee that answers, and optionally confirm key "1" with FreeSWITCH's
+/// default 5 s wait: (cause, dtmf, answered).
+fn expected_outcome(number: &str, confirm_key: bool) -> (&'static str, String, bool) {
+    let settings = CallSettings {
+        task_id: 1,
+        dest_context: String::new(),
+        cid_number: String::new(),
+        cid_name: String::new(),
+        calling_time: Duration::from_secs(30),
+        confirm: confirm_key.then(|| Confirm {
+            key: "1".into(),
+            timeout: DEFAULT_CONFIRM_TIMEOUT,
+            prompt: None,
+        }),
+        action: AfterAnswer::Playback(MediaRef::parse("prompt.wav").unwrap()),
+        auto_record: false,
+        disable_ring_back: false,
+    };
+    let expected = outcall::telephony::sim::expected_outcome(number, &settings);
+    (expected.cause.as_str(), expected.dtmf, expected.answered)
 }
 
 fn parse_time(text: &str) -> chrono::NaiveDateTime {

@@ -62,6 +62,10 @@ impl Client {
         Client { http, base, token }
     }
 
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let response = self
             .http

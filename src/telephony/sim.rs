@@ -14,7 +14,7 @@ use tokio::time::sleep;
 
 use super::{
     call_channels, AfterAnswer, CallChannels, CallCommand, CallEvent, CallHandle, CallOutcome,
-    CallRequest, HangupCause, Telephony,
+    CallRequest, CallSettings, HangupCause, Telephony,
 };
 
 /// What the simulated callee does.
@@ -105,6 +105,63 @@ pub fn callee_for(dest_number: &str) -> Callee {
             cause: HangupCause::UNALLOCATED_NUMBER,
             sip_code: 404,
         },
+    }
+}
+
+/// How a call to a number ends when the dialer does not hang it up first: the sim's table read
+/// with a task's settings, for whoever checks results (tests, benchmarks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub cause: HangupCause,
+    /// The keys the callee pressed.
+    pub dtmf: String,
+    pub answered: bool,
+}
+
+pub fn expected_outcome(dest_number: &str, settings: &CallSettings) -> Expected {
+    let unanswered = |cause| Expected {
+        cause,
+        dtmf: String::new(),
+        answered: false,
+    };
+    let answered = |cause, dtmf: &str| Expected {
+        cause,
+        dtmf: dtmf.to_owned(),
+        answered: true,
+    };
+    let (talk, press) = match callee_for(dest_number) {
+        Callee::NeverAnswers => return unanswered(HangupCause::NO_ANSWER),
+        Callee::Fails { ring, .. } | Callee::Answers { ring, .. }
+            if ring >= settings.calling_time =>
+        {
+            return unanswered(HangupCause::NO_ANSWER)
+        }
+        Callee::Fails { cause, .. } => return unanswered(cause),
+        Callee::Answers { talk, press, .. } => (talk, press),
+    };
+    let confirm_key = settings.confirm.as_ref().map(|c| c.key.as_str());
+    let pressed = press.map(|press| pressed_keys(press, confirm_key));
+    match &settings.confirm {
+        Some(confirm) => {
+            match pressed.filter(|_| PRESS_AFTER < confirm.timeout && PRESS_AFTER < talk) {
+                Some(keys) if keys == confirm.key => answered(HangupCause::NORMAL_CLEARING, &keys),
+                Some(keys) => answered(HangupCause::CALL_REJECTED, &keys),
+                None if talk <= confirm.timeout => answered(HangupCause::NORMAL_CLEARING, ""),
+                None => answered(HangupCause::NO_USER_RESPONSE, ""),
+            }
+        }
+        None => {
+            let keys = pressed.filter(|_| PRESS_AFTER < talk).unwrap_or_default();
+            answered(HangupCause::NORMAL_CLEARING, &keys)
+        }
+    }
+}
+
+/// The keys a callee presses: the confirm key (`1` without one), or a wrong one.
+fn pressed_keys(press: Press, confirm_key: Option<&str>) -> String {
+    match press {
+        Press::ConfirmKey => confirm_key.unwrap_or("1").to_owned(),
+        Press::WrongKey => wrong_key(confirm_key.unwrap_or("1")).to_string(),
     }
 }
 
@@ -331,10 +388,7 @@ impl CallPlan {
 
         // The key the callee presses, if any, and when.
         let confirm_key = self.confirm.as_ref().map(|(key, _)| key.as_str());
-        let pressed = press.map(|press| match press {
-            Press::ConfirmKey => confirm_key.unwrap_or("1").to_owned(),
-            Press::WrongKey => wrong_key(confirm_key.unwrap_or("1")).to_string(),
-        });
+        let pressed = press.map(|press| pressed_keys(press, confirm_key));
         let press_at = answered + self.scaled(PRESS_AFTER);
 
         if let Some((key, timeout)) = &self.confirm {
@@ -465,5 +519,81 @@ mod tests {
             matches!(callee_for("1#"), Callee::Answers { press: None, .. }),
             "the last digit, not the last key"
         );
+    }
+
+    fn settings(confirm: Option<(&str, u64)>, action: AfterAnswer, calling_time: u64) -> CallSettings {
+        CallSettings {
+            task_id: 1,
+            dest_context: String::new(),
+            cid_number: String::new(),
+            cid_name: String::new(),
+            calling_time: Duration::from_secs(calling_time),
+            confirm: confirm.map(|(key, timeout)| super::super::Confirm {
+                key: key.to_owned(),
+                timeout: Duration::from_secs(timeout),
+                prompt: None,
+            }),
+            action,
+            auto_record: false,
+            disable_ring_back: false,
+        }
+    }
+
+    /// The table the tests read agrees with what a simulated call really does, for every digit.
+    #[tokio::test]
+    async fn calls_end_as_the_table_says() {
+        let playback = AfterAnswer::Playback(super::super::MediaRef {
+            media_id: None,
+            media_path: "p.wav".into(),
+            media_type: String::new(),
+            media_name: String::new(),
+        });
+        let cases = [
+            settings(None, playback.clone(), 30),
+            settings(None, AfterAnswer::Hangup, 30),
+            settings(Some(("1", 5)), playback.clone(), 30),
+            settings(Some(("9", 5)), playback.clone(), 30),
+            settings(Some(("1", 2)), playback.clone(), 30),
+            settings(Some(("1#", 3)), AfterAnswer::Hangup, 30),
+            settings(None, playback, 1),
+        ];
+        let sim = SimBackend::new(0.01);
+        let mut checks = Vec::new();
+        for (case, settings) in cases.into_iter().enumerate() {
+            let settings = Arc::new(settings);
+            for digit in 0..10 {
+                let number = format!("100{digit}");
+                let expected = expected_outcome(&number, &settings);
+                let handle = sim.place_call(CallRequest {
+                    uuid: format!("{case}-{digit}"),
+                    number_id: 1,
+                    dest_number: number.clone(),
+                    settings: settings.clone(),
+                });
+                checks.push(tokio::spawn(async move {
+                    let mut events = handle.events;
+                    let (mut dtmf, mut answered) = (String::new(), false);
+                    loop {
+                        match events.recv().await.expect("a call ends with Ended") {
+                            CallEvent::Digit(key) => dtmf.push(key),
+                            CallEvent::Answered { .. } => answered = true,
+                            CallEvent::Progress { .. } => {}
+                            CallEvent::Ended(outcome) => {
+                                let seen = Expected {
+                                    cause: outcome.cause,
+                                    dtmf,
+                                    answered,
+                                };
+                                assert_eq!(seen, expected, "case {case}, number {number}");
+                                return;
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+        for check in checks {
+            check.await.unwrap();
+        }
     }
 }
