@@ -5,7 +5,7 @@ use crate::telephony::HangupCause;
 
 /// The cause FreeSWITCH gives a call that ended with this SIP final response.
 pub fn cause_of_sip_status(code: u16) -> HangupCause {
-    let cause = match code {
+    match code {
         200 => HangupCause::NORMAL_CLEARING,
         401 | 402 | 403 | 407 | 603 => HangupCause::CALL_REJECTED,
         404 => HangupCause::UNALLOCATED_NUMBER,
@@ -25,8 +25,7 @@ pub fn cause_of_sip_status(code: u16) -> HangupCause {
         487 => HangupCause::ORIGINATOR_CANCEL,
         // FreeSWITCH's default for any other code.
         _ => HangupCause::NORMAL_UNSPECIFIED,
-    };
-    cause
+    }
 }
 
 #[cfg(test)]
