@@ -66,7 +66,9 @@ async fn main() {
     let readers: Vec<_> = (0..READERS)
         .map(|reader| {
             let (base, token, running) = (base.clone(), client.token().to_owned(), running.clone());
-            tokio::spawn(read_until_stopped(reader, base, token, listed, campaign, running))
+            tokio::spawn(read_until_stopped(
+                reader, base, token, listed, campaign, running,
+            ))
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(seconds)).await;

@@ -32,7 +32,10 @@ impl DialerRuntime {
     }
 
     pub fn handle(&self) -> &tokio::runtime::Handle {
-        self.0.as_ref().expect("the runtime lives until dropped").handle()
+        self.0
+            .as_ref()
+            .expect("the runtime lives until dropped")
+            .handle()
     }
 
     /// Runs `work` on this runtime and waits for it from any other.
@@ -93,7 +96,9 @@ impl Application {
         let runtime = DialerRuntime::new().context("starting the dialer's runtime")?;
         let backend = {
             let config = config.clone();
-            runtime.run(async move { build_backend(&config).await }).await?
+            runtime
+                .run(async move { build_backend(&config).await })
+                .await?
         };
         Self::build_on(config, backend, runtime).await
     }

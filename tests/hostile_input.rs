@@ -38,7 +38,9 @@ async fn control_characters_are_refused_in_every_text_field() {
             "a\u{0}b",
             "a\rb",
         ] {
-            let reply = app.put(&format!("{TASKS}/{id}"), json!({ field: bad })).await;
+            let reply = app
+                .put(&format!("{TASKS}/{id}"), json!({ field: bad }))
+                .await;
             assert_error(&reply, 400, field);
             assert!(
                 reply.body["message"]
@@ -81,7 +83,9 @@ async fn a_tiny_or_absurd_max_caps_is_400_and_the_floor_works() {
         json!(10_000.5),
         json!("1e308"),
     ] {
-        let reply = app.put(&format!("{TASKS}/{id}"), json!({ "max_caps": bad })).await;
+        let reply = app
+            .put(&format!("{TASKS}/{id}"), json!({ "max_caps": bad }))
+            .await;
         assert_error(&reply, 400, "max_caps");
         assert!(
             reply.body["message"].as_str().unwrap().contains("0.001"),
@@ -100,11 +104,15 @@ async fn start_and_stop_ids_are_deduplicated_and_capped() {
     // Within the body limit, over the cap on ids.
     let many: Vec<i64> = std::iter::repeat_n(id, 20_000).collect();
     let started = Instant::now();
-    let reply = app.put(TASKS, json!({"action": "start", "data": many})).await;
+    let reply = app
+        .put(TASKS, json!({"action": "start", "data": many}))
+        .await;
     assert_error(&reply, 400, "at most 1000");
     // Over the body limit.
     let many: Vec<String> = std::iter::repeat_n(id.to_string(), 100_000).collect();
-    let reply = app.put(TASKS, json!({"action": "start", "data": many})).await;
+    let reply = app
+        .put(TASKS, json!({"action": "start", "data": many}))
+        .await;
     assert_error(&reply, 413, "limit");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -114,9 +122,17 @@ async fn start_and_stop_ids_are_deduplicated_and_capped() {
     assert_eq!(app.task(id).await["status"], "init");
 
     let repeated: Vec<Value> = (0..1000)
-        .map(|i| if i % 2 == 0 { json!(id) } else { json!(id.to_string()) })
+        .map(|i| {
+            if i % 2 == 0 {
+                json!(id)
+            } else {
+                json!(id.to_string())
+            }
+        })
         .collect();
-    let reply = app.put(TASKS, json!({"action": "stop", "data": repeated})).await;
+    let reply = app
+        .put(TASKS, json!({"action": "stop", "data": repeated}))
+        .await;
     let changes = success_data(&reply);
     assert_eq!(changes.as_array().unwrap().len(), 1, "{changes}");
     assert_eq!(changes[0]["data_id"], id.to_string());

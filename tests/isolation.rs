@@ -99,27 +99,31 @@ async fn a_login_flood_does_not_slow_the_dialer() {
         "the campaign kept its pace during the flood: {achieved:.2} CAPS of {CAPS}"
     );
     // A correct login works again once the flood has passed and the throttle's wait is over.
-    poll(Duration::from_secs(120), "a login after the flood", || async {
-        let reply = app
-            .client
-            .post(app.url("/api/sessions"))
-            .json(&json!({"login": "admin", "password": ADMIN_PASSWORD}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        match reply.status().as_u16() {
-            200 => Ok(()),
-            429 => {
-                let wait: u64 = reply
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                    .expect("a 429 says when to retry");
-                tokio::time::sleep(Duration::from_secs(wait.min(60))).await;
-                Err(format!("429, retry after {wait} s"))
+    poll(
+        Duration::from_secs(120),
+        "a login after the flood",
+        || async {
+            let reply = app
+                .client
+                .post(app.url("/api/sessions"))
+                .json(&json!({"login": "admin", "password": ADMIN_PASSWORD}))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            match reply.status().as_u16() {
+                200 => Ok(()),
+                429 => {
+                    let wait: u64 = reply
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok()?.parse().ok())
+                        .expect("a 429 says when to retry");
+                    tokio::time::sleep(Duration::from_secs(wait.min(60))).await;
+                    Err(format!("429, retry after {wait} s"))
+                }
+                other => Err(format!("status {other}")),
             }
-            other => Err(format!("status {other}")),
-        }
-    })
+        },
+    )
     .await;
 }

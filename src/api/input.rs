@@ -213,6 +213,8 @@ mod tests {
         assert_eq!(text("cid_number", &json!(1000)), Ok("1000".into()));
         assert!(text("cid_number", &json!([1])).is_err());
         let refused = checked("cid_name", crate::domain::Text::new("a\r\nb", 10)).unwrap_err();
-        assert!(refused.message.starts_with("cid_name must not contain control characters"));
+        assert!(refused
+            .message
+            .starts_with("cid_name must not contain control characters"));
     }
 }

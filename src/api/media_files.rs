@@ -72,9 +72,7 @@ pub async fn upload(state: web::Data<AppState>, mut form: Multipart) -> ApiResul
             None if field_name == "name" => {
                 let text = String::from_utf8(bytes)
                     .map_err(|_| ApiError::bad_request("name must be UTF-8 text"))?;
-                name = Some(
-                    input::checked("name", Text::new(text, MAX_NAME_CHARS))?.into_string(),
-                );
+                name = Some(input::checked("name", Text::new(text, MAX_NAME_CHARS))?.into_string());
             }
             None => {}
         }

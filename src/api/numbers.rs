@@ -335,16 +335,31 @@ mod tests {
     #[test]
     fn rows_are_checked_while_parsing() {
         let parse = |body: &str| serde_json::from_str::<ImportBody>(body).unwrap().0;
-        let numbers = parse(r#"{"data":[{"dest_number":"1000"},{"dest_number":2000,"external_id":"x"}],"other":1}"#)
-            .unwrap();
+        let numbers = parse(
+            r#"{"data":[{"dest_number":"1000"},{"dest_number":2000,"external_id":"x"}],"other":1}"#,
+        )
+        .unwrap();
         assert_eq!(numbers.len(), 2);
         assert_eq!(numbers[1].dest_number, "2000");
         assert_eq!(numbers[1].external_id, "x");
-        let refused = parse(r#"{"data":[{"dest_number":"1"},{"dest_number":"1a"},{"dest_number":[]}]}"#)
-            .unwrap_err();
-        assert!(refused.message.starts_with("data[1].dest_number"), "{}", refused.message);
-        let refused = parse(r#"{"data":[{"dest_number":"1","external_id":"a\r\nb"}]}"#).unwrap_err();
-        assert!(refused.message.contains("control characters"), "{}", refused.message);
-        assert!(parse(r#"{"rows":[]}"#).unwrap_err().message.contains("data is required"));
+        let refused =
+            parse(r#"{"data":[{"dest_number":"1"},{"dest_number":"1a"},{"dest_number":[]}]}"#)
+                .unwrap_err();
+        assert!(
+            refused.message.starts_with("data[1].dest_number"),
+            "{}",
+            refused.message
+        );
+        let refused =
+            parse(r#"{"data":[{"dest_number":"1","external_id":"a\r\nb"}]}"#).unwrap_err();
+        assert!(
+            refused.message.contains("control characters"),
+            "{}",
+            refused.message
+        );
+        assert!(parse(r#"{"rows":[]}"#)
+            .unwrap_err()
+            .message
+            .contains("data is required"));
     }
 }

@@ -125,7 +125,10 @@ fn success(data: Value) -> HttpResponse {
 }
 
 fn group_name(value: &Value) -> ApiResult<TaskName> {
-    input::checked("group_name", TaskName::new(input::text("group_name", value)?))
+    input::checked(
+        "group_name",
+        TaskName::new(input::text("group_name", value)?),
+    )
 }
 
 fn text(field: &str, value: &Value, max_chars: usize) -> ApiResult<Text> {

@@ -23,7 +23,12 @@ fn assignments(settings: &TaskSettings) -> Vec<(&'static str, Value)> {
     }
     let s = settings;
     let columns: [(&'static str, Option<Value>); 18] = [
-        ("group_name", s.group_name.as_ref().map(|v| Value::Text(v.as_str().to_owned()))),
+        (
+            "group_name",
+            s.group_name
+                .as_ref()
+                .map(|v| Value::Text(v.as_str().to_owned())),
+        ),
         ("description", s.description.as_ref().map(text)),
         ("cid_number", s.cid_number.as_ref().map(text)),
         ("cid_name", s.cid_name.as_ref().map(text)),
@@ -31,18 +36,36 @@ fn assignments(settings: &TaskSettings) -> Vec<(&'static str, Value)> {
         ("dest_context", s.dest_context.as_ref().map(text)),
         ("calling_time", s.calling_time.map(|v| integer(v.get()))),
         ("max_caps", s.max_caps.map(|v| Value::Real(v.get()))),
-        ("max_concurrency", s.max_concurrency.map(|v| integer(v.get()))),
-        ("task_start_time", s.task_start_time.map(|v| v.map_or(Value::Null, integer))),
+        (
+            "max_concurrency",
+            s.max_concurrency.map(|v| integer(v.get())),
+        ),
+        (
+            "task_start_time",
+            s.task_start_time.map(|v| v.map_or(Value::Null, integer)),
+        ),
         ("auto_dial", s.auto_dial.map(flag)),
         ("disable_ring_back", s.disable_ring_back.map(flag)),
         ("auto_record", s.auto_record.map(flag)),
-        ("group_confirm_key", s.group_confirm_key.as_ref().map(|v| Value::Text(v.as_str().to_owned()))),
+        (
+            "group_confirm_key",
+            s.group_confirm_key
+                .as_ref()
+                .map(|v| Value::Text(v.as_str().to_owned())),
+        ),
         (
             "group_confirm_read_timeout",
-            s.group_confirm_read_timeout.map(|v| v.map_or(Value::Null, |t| integer(t.get()))),
+            s.group_confirm_read_timeout
+                .map(|v| v.map_or(Value::Null, |t| integer(t.get()))),
         ),
-        ("group_confirm_file", s.group_confirm_file.as_ref().map(text)),
-        ("action", s.action.map(|v| Value::Text(v.as_str().to_owned()))),
+        (
+            "group_confirm_file",
+            s.group_confirm_file.as_ref().map(text),
+        ),
+        (
+            "action",
+            s.action.map(|v| Value::Text(v.as_str().to_owned())),
+        ),
         ("data", s.data.as_ref().map(text)),
     ];
     columns
@@ -94,9 +117,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Task> {
         disable_ring_back: row.get(14)?,
         auto_record: row.get(15)?,
         group_confirm_key: row.get(16)?,
-        group_confirm_read_timeout: row
-            .get::<_, Option<i64>>(17)?
-            .map(ConfirmTimeout::clamped),
+        group_confirm_read_timeout: row.get::<_, Option<i64>>(17)?.map(ConfirmTimeout::clamped),
         group_confirm_file: row.get(18)?,
         action: row.get(19)?,
         data: row.get(20)?,
@@ -182,12 +203,7 @@ pub fn create(conn: &mut Connection, settings: &TaskSettings, now: i64) -> DbRes
 }
 
 /// Changes some settings of a live task.
-pub fn update(
-    conn: &mut Connection,
-    id: i64,
-    settings: &TaskSettings,
-    now: i64,
-) -> DbResult<()> {
+pub fn update(conn: &mut Connection, id: i64, settings: &TaskSettings, now: i64) -> DbResult<()> {
     let tx = super::write_transaction(conn)?;
     require_live(&tx, id)?;
     apply_settings(&tx, id, settings, now)?;

@@ -65,7 +65,10 @@ impl GlobalLimits {
     }
 
     pub fn earliest_start(&self, now: Instant) -> Instant {
-        self.pacer.lock().unwrap_or_else(PoisonError::into_inner).earliest_start(now)
+        self.pacer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .earliest_start(now)
     }
 
     /// Waits for the box-wide pace to allow a start, then starts the call with `place` and records
@@ -117,7 +120,10 @@ impl DialerContext {
     }
 
     fn hang_up_all(&self, cause: HangupCause) -> usize {
-        let calls = self.live_calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let calls = self
+            .live_calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for control in calls.values() {
             control.hang_up(cause);
         }

@@ -72,7 +72,10 @@ impl Pacer {
         }
         // Re-anchor the grid one new interval after the last start, not one old interval.
         self.next_slot = self.recent.back().map(|last| later(*last, self.interval));
-        self.min_next = self.recent.back().map(|last| later(*last, self.interval / 2));
+        self.min_next = self
+            .recent
+            .back()
+            .map(|last| later(*last, self.interval / 2));
     }
 
     /// The earliest instant, not before `now`, at which the pace allows a start.
@@ -91,7 +94,9 @@ impl Pacer {
     /// Records a start made at `at`.
     pub fn record_start(&mut self, at: Instant) {
         let on_grid = match self.next_slot {
-            Some(slot) if at.saturating_duration_since(slot) < self.interval.saturating_mul(2) => slot,
+            Some(slot) if at.saturating_duration_since(slot) < self.interval.saturating_mul(2) => {
+                slot
+            }
             _ => at,
         };
         self.next_slot = Some(later(on_grid, self.interval));
@@ -276,6 +281,9 @@ mod tests {
             pacer.earliest_start(origin),
             origin + Duration::from_secs(1000)
         );
-        assert_eq!(later(origin, Duration::MAX).cmp(&origin), std::cmp::Ordering::Greater);
+        assert_eq!(
+            later(origin, Duration::MAX).cmp(&origin),
+            std::cmp::Ordering::Greater
+        );
     }
 }

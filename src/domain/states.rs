@@ -4,7 +4,17 @@ use strum::{AsRefStr, Display, EnumString, IntoStaticStr, VariantNames};
 
 /// A task's `status`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Display, EnumString, AsRefStr, IntoStaticStr, VariantNames,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Display,
+    EnumString,
+    AsRefStr,
+    IntoStaticStr,
+    VariantNames,
 )]
 #[strum(serialize_all = "lowercase")]
 pub enum TaskStatus {
@@ -19,7 +29,17 @@ pub enum TaskStatus {
 
 /// A number's `call_status`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Display, EnumString, AsRefStr, IntoStaticStr, VariantNames,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Display,
+    EnumString,
+    AsRefStr,
+    IntoStaticStr,
+    VariantNames,
 )]
 #[strum(serialize_all = "lowercase")]
 pub enum CallStatus {
@@ -83,7 +103,12 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for status in [TaskStatus::Init, TaskStatus::Running, TaskStatus::Stop, TaskStatus::Done] {
+        for status in [
+            TaskStatus::Init,
+            TaskStatus::Running,
+            TaskStatus::Stop,
+            TaskStatus::Done,
+        ] {
             assert_eq!(status.as_str().parse::<TaskStatus>(), Ok(status));
         }
         assert_eq!(TaskStatus::VARIANTS, ["init", "running", "stop", "done"]);

@@ -178,8 +178,7 @@ impl DestNumber {
     pub fn new(number: impl Into<String>) -> Result<Self, ValueError> {
         let number = number.into();
         let digits = number.strip_prefix('+').unwrap_or(&number);
-        if digits.is_empty() || number.len() > Self::MAX_CHARS || !digits.chars().all(is_dtmf_key)
-        {
+        if digits.is_empty() || number.len() > Self::MAX_CHARS || !digits.chars().all(is_dtmf_key) {
             return refuse(format!(
                 "{number:?} is not dialable: digits with an optional leading +, * or #, 1 to {} characters",
                 Self::MAX_CHARS
@@ -205,7 +204,13 @@ mod tests {
     fn text_refuses_control_characters() {
         assert!(Text::new("张三", 2).is_ok());
         assert!(Text::new("张三丰", 2).is_err());
-        for bad in ["a\r\nP-Asserted-Identity: x", "a\nb", "a\0b", "a\tb", "\u{7f}"] {
+        for bad in [
+            "a\r\nP-Asserted-Identity: x",
+            "a\nb",
+            "a\0b",
+            "a\tb",
+            "\u{7f}",
+        ] {
             let error = Text::new(bad, 100).unwrap_err();
             assert!(error.0.contains("control characters"), "{bad:?}: {error}");
         }

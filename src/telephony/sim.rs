@@ -521,7 +521,11 @@ mod tests {
         );
     }
 
-    fn settings(confirm: Option<(&str, u64)>, action: AfterAnswer, calling_time: u64) -> CallSettings {
+    fn settings(
+        confirm: Option<(&str, u64)>,
+        action: AfterAnswer,
+        calling_time: u64,
+    ) -> CallSettings {
         CallSettings {
             task_id: 1,
             dest_context: String::new(),

@@ -279,7 +279,8 @@ impl Call {
                 return ended(HangupCause::INVALID_NUMBER_FORMAT, None, None);
             }
         };
-        tracing::info!(%uuid, call_id = %uuid, number = %self.request.dest_number, trunk = %trunk.host_port, "INVITE");
+        tracing::info!(%uuid, trunk = %trunk.host_port, "INVITE");
+        tracing::debug!(%uuid, number = %self.request.dest_number, "INVITE to");
         let ringing = self.ring(option, state_sender, &mut states, channels).await;
         let (dialog, answer_sdp) = match ringing {
             Ringing::Answered { dialog, answer_sdp } => (dialog, answer_sdp),
@@ -360,7 +361,7 @@ impl Call {
         };
         let destination = SipAddr::new(transport, trunk.host_port.as_str().try_into()?);
         Ok(InviteOption {
-            caller_display_name: Some(settings.cid_name.clone()).filter(|name| !name.is_empty()),
+            caller_display_name: display_name(&settings.cid_name),
             caller: format!("sip:{caller_user}@{from_domain}")
                 .as_str()
                 .try_into()?,
@@ -660,4 +661,38 @@ fn sipfrag_status(body: &[u8]) -> Option<u16> {
         return None;
     }
     words.next()?.parse().ok()
+}
+/// The caller's display name as the inside of a SIP quoted-string (rsipstack adds the quotes but
+/// escapes nothing): control characters are dropped and `"` and `\` escaped, so no name can end
+/// the quote or the header, whatever reached the database.
+fn display_name(name: &str) -> Option<String> {
+    let mut quoted = String::with_capacity(name.len());
+    for c in name.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    Some(quoted).filter(|name| !name.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_cannot_break_the_header() {
+        assert_eq!(display_name("客服 1000").as_deref(), Some("客服 1000"));
+        assert_eq!(
+            display_name("a\r\nP-Asserted-Identity: <sip:x@y>").as_deref(),
+            Some("aP-Asserted-Identity: <sip:x@y>")
+        );
+        assert_eq!(
+            display_name(r#"x" <sip:evil@y>"#).as_deref(),
+            Some(r#"x\" <sip:evil@y>"#)
+        );
+        assert_eq!(display_name("a\\").as_deref(), Some("a\\\\"));
+        assert_eq!(display_name(""), None);
+        assert_eq!(display_name("\r\n"), None);
+    }
 }
