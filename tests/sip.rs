@@ -449,7 +449,9 @@ async fn spawn_sip_app(options: SipOptions) -> SipApp {
         .await
         .expect("the SIP back end starts");
     let sip_address = backend.local_address();
-    let app = spawn_app_with_backend(Arc::new(backend), |_| {}).await;
+    // One data directory for both, as in production: uploads land in the back end's media store.
+    let data_dir = dir.path().to_owned();
+    let app = spawn_app_with_backend(Arc::new(backend), |config| config.data_dir = data_dir).await;
     SipApp {
         app,
         sip_address,
@@ -470,8 +472,11 @@ fn sine_wav(millis: u32, hz: f64) -> Vec<u8> {
 
 impl SipApp {
     /// Writes a prompt of `millis` ms into the back end's directory; answers its absolute path.
+    /// A prompt written into the back end's media store; answers its path.
     fn prompt(&self, name: &str, millis: u32) -> String {
-        let path = self.dir.path().join(name);
+        let media = self.dir.path().join("media");
+        std::fs::create_dir_all(&media).expect("the media store");
+        let path = media.join(name);
         std::fs::write(&path, sine_wav(millis, 440.0)).expect("the prompt is written");
         path.display().to_string()
     }

@@ -239,14 +239,14 @@ impl Telephony for SipBackend {
             if let Some(prompt) = &confirm.prompt {
                 self.inner
                     .media
-                    .prompt(&prompt.media_path)
+                    .check(prompt)
                     .map_err(|e| format!("group_confirm_file: {e}"))?;
             }
         }
         if let AfterAnswer::Playback(media) = &settings.action {
             self.inner
                 .media
-                .prompt(&media.media_path)
+                .check(media)
                 .map_err(|e| format!("data: {e}"))?;
         }
         Ok(())
@@ -374,6 +374,8 @@ impl Call {
         }
     }
 
+    // rsipstack's own error type, made at most once per call.
+    #[allow(clippy::result_large_err)]
     fn invite_option(&self, trunk: &Trunk, offer: Vec<u8>) -> rsipstack::Result<InviteOption> {
         let config = &self.inner.config;
         let settings = &self.request.settings;
@@ -619,7 +621,7 @@ impl Call {
         let settings = &self.request.settings;
         if let Some(confirm) = &settings.confirm {
             if let Some(prompt) = &confirm.prompt {
-                media.play(&prompt.media_path).await;
+                media.play(prompt).await;
             }
             let mut pressed = String::new();
             let wait = tokio::time::sleep(confirm.timeout);
@@ -637,7 +639,7 @@ impl Call {
         match &settings.action {
             AfterAnswer::Hangup => HangupCause::NORMAL_CLEARING,
             AfterAnswer::Playback(prompt) => {
-                media.play(&prompt.media_path).await;
+                media.play(prompt).await;
                 HangupCause::NORMAL_CLEARING
             }
             AfterAnswer::Transfer(extension) => {
