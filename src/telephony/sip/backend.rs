@@ -77,7 +77,12 @@ impl SipBackend {
             .with_context(|| format!("binding SIP on {}", config.bind))?;
         transport_layer.add_transport(udp.into());
         let live_calls = Arc::new(LiveCalls::default());
-        let guard = Arc::new(IncomingGuard::new(live_calls.clone()));
+        let trunk_addresses: Vec<SocketAddr> = config
+            .trunks
+            .iter()
+            .filter_map(|trunk| trunk.host_port.parse().ok())
+            .collect();
+        let guard = Arc::new(IncomingGuard::new(live_calls.clone(), &trunk_addresses));
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(stop.clone())
             .with_transport_layer(transport_layer)

@@ -1,15 +1,16 @@
 //! Admission of incoming SIP requests, before the stack spends anything on them.
 //!
 //! We place calls and take none, so the only requests that matter are those of our own calls
-//! (their Call-ID is one we chose, unguessable) and the odd OPTIONS ping. Everything else is a
-//! stranger's request: each source gets a small budget, and all strangers together another, so
-//! that a flood costs a constant per datagram (a hash lookup) instead of a transaction, a task
-//! and its timers. Requests over budget are dropped unanswered, as UDP allows.
+//! (their Call-ID is one we chose, unguessable) and the odd OPTIONS ping, mostly from our trunks.
+//! A trunk's address has a budget of its own. Everything else is a stranger's request: each
+//! source IP gets a small budget, and all strangers together another, so that a flood costs a
+//! constant per datagram (a hash lookup) instead of a transaction, a task and its timers, and
+//! cannot starve the trunks. Requests over budget are dropped unanswered, as UDP allows.
 
 use std::{
     collections::{HashMap, HashSet},
     future::Future,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
     time::Instant,
@@ -103,6 +104,8 @@ impl Bucket {
 }
 
 struct Budgets {
+    /// One per configured trunk address.
+    trunks: HashMap<SocketAddr, Bucket>,
     sources: HashMap<IpAddr, Bucket>,
     strangers: Bucket,
     /// When idle sources were last forgotten: at most once a second, so that a flood of new
@@ -121,6 +124,8 @@ pub struct IncomingGuard {
 pub enum Admission {
     /// A response, or a request of one of our calls.
     Ours,
+    /// A request from a trunk's address within its budget.
+    Trunk,
     /// A stranger's request within budget.
     Stranger,
     /// Dropped.
@@ -128,11 +133,17 @@ pub enum Admission {
 }
 
 impl IncomingGuard {
-    pub fn new(calls: Arc<LiveCalls>) -> IncomingGuard {
+    /// `trunks`: the addresses of the trunks (those given as IP addresses), whose requests do not
+    /// compete with strangers'.
+    pub fn new(calls: Arc<LiveCalls>, trunks: &[SocketAddr]) -> IncomingGuard {
         let now = Instant::now();
         IncomingGuard {
             calls,
             budgets: Mutex::new(Budgets {
+                trunks: trunks
+                    .iter()
+                    .map(|address| (*address, Bucket::full(PER_SOURCE_BURST, now)))
+                    .collect(),
                 sources: HashMap::new(),
                 strangers: Bucket::full(STRANGERS_BURST, now),
                 last_purge: now,
@@ -140,11 +151,16 @@ impl IncomingGuard {
         }
     }
 
-    pub fn admit(&self, message: &SipMessage, source: Option<IpAddr>) -> Admission {
+    pub fn admit(&self, message: &SipMessage, source: Option<SocketAddr>) -> Admission {
         self.admit_at(message, source, Instant::now())
     }
 
-    fn admit_at(&self, message: &SipMessage, source: Option<IpAddr>, now: Instant) -> Admission {
+    fn admit_at(
+        &self,
+        message: &SipMessage,
+        source: Option<SocketAddr>,
+        now: Instant,
+    ) -> Admission {
         let SipMessage::Request(request) = message else {
             // A response matches one of our transactions or is dropped by the stack at once.
             return Admission::Ours;
@@ -163,7 +179,14 @@ impl IncomingGuard {
             .budgets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(ip) = source {
+        if let Some(trunk) = source.and_then(|address| budgets.trunks.get_mut(&address)) {
+            return if trunk.take(PER_SOURCE_RATE, PER_SOURCE_BURST, now) {
+                Admission::Trunk
+            } else {
+                Admission::Refused
+            };
+        }
+        if let Some(ip) = source.map(|address| address.ip()) {
             if !budgets.sources.contains_key(&ip)
                 && budgets.sources.len() >= MAX_SOURCES
                 && now.saturating_duration_since(budgets.last_purge).as_secs() >= 1
@@ -206,7 +229,7 @@ impl TransportEventInspector for GuardInspector {
     {
         let admitted = match &event {
             TransportEvent::Incoming(message, _, from) => {
-                let source = from.get_socketaddr().ok().map(|address| address.ip());
+                let source = from.get_socketaddr().ok();
                 self.0.admit(message, source) != Admission::Refused
             }
             _ => true,
@@ -234,10 +257,10 @@ mod tests {
     #[test]
     fn strangers_are_held_to_their_budget_and_our_calls_are_not() {
         let calls = Arc::new(LiveCalls::default());
-        let guard = IncomingGuard::new(calls.clone());
+        let guard = IncomingGuard::new(calls.clone(), &[]);
         let ours = calls.register("ours");
         let start = Instant::now();
-        let attacker = Some(IpAddr::from([10, 0, 0, 1]));
+        let attacker = Some(SocketAddr::from(([10, 0, 0, 1], 5060)));
         let stranger = request("INVITE", "forged");
         let admitted = (0..1000)
             .filter(|_| guard.admit_at(&stranger, attacker, start) == Admission::Stranger)
@@ -250,8 +273,14 @@ mod tests {
                 Admission::Ours
             );
         }
+        // Other ports of the same host share its budget.
+        let attacker_port = Some(SocketAddr::from(([10, 0, 0, 1], 5062)));
+        assert_eq!(
+            guard.admit_at(&request("OPTIONS", "ping"), attacker_port, start),
+            Admission::Refused
+        );
         // Another source still has its budget; the flooder earns tokens back with time.
-        let other = Some(IpAddr::from([10, 0, 0, 2]));
+        let other = Some(SocketAddr::from(([10, 0, 0, 2], 5060)));
         assert_eq!(
             guard.admit_at(&request("OPTIONS", "ping"), other, start),
             Admission::Stranger
@@ -275,16 +304,27 @@ mod tests {
 
     #[test]
     fn many_sources_share_one_budget_and_memory_stays_bounded() {
-        let guard = IncomingGuard::new(Arc::new(LiveCalls::default()));
+        let trunk = SocketAddr::from(([192, 0, 2, 7], 5060));
+        let guard = IncomingGuard::new(Arc::new(LiveCalls::default()), &[trunk]);
         let now = Instant::now();
         let stranger = request("OPTIONS", "spoofed");
         let admitted = (0..100_000u32)
             .filter(|n| {
-                let source = Some(IpAddr::from(n.to_be_bytes()));
+                let source = Some(SocketAddr::from((n.to_be_bytes(), 5060)));
                 guard.admit_at(&stranger, source, now) == Admission::Stranger
             })
             .count();
         assert_eq!(admitted, STRANGERS_BURST as usize);
         assert!(guard.budgets.lock().unwrap().sources.len() <= MAX_SOURCES);
+        // The trunk's keep-alive still gets through, from its own address only.
+        assert_eq!(
+            guard.admit_at(&request("OPTIONS", "keepalive"), Some(trunk), now),
+            Admission::Trunk
+        );
+        let beside_the_trunk = SocketAddr::from(([192, 0, 2, 7], 5070));
+        assert_eq!(
+            guard.admit_at(&request("OPTIONS", "keepalive"), Some(beside_the_trunk), now),
+            Admission::Refused
+        );
     }
 }
