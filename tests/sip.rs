@@ -1634,7 +1634,8 @@ async fn floods_of_forged_requests_leave_calls_and_pings_alone() {
             while flooding.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok((length, _)) = listener.recv_from(&mut buffer) {
                     let text = String::from_utf8_lossy(&buffer[..length]).to_string();
-                    let final_answer = text.starts_with("SIP/2.0 ") && !text.starts_with("SIP/2.0 1");
+                    let final_answer =
+                        text.starts_with("SIP/2.0 ") && !text.starts_with("SIP/2.0 1");
                     let call_id = text
                         .lines()
                         .find_map(|line| line.strip_prefix("Call-ID: "))
@@ -1747,7 +1748,10 @@ async fn floods_of_forged_requests_leave_calls_and_pings_alone() {
         .collect();
     assert_eq!(invites.len(), CALLS);
     let span = invites[CALLS - 1] - invites[0];
-    assert!((4.0..6.5).contains(&span), "10 INVITEs at 2 a second span {span} s");
+    assert!(
+        (4.0..6.5).contains(&span),
+        "10 INVITEs at 2 a second span {span} s"
+    );
     for (i, &at) in invites.iter().enumerate() {
         let in_window = invites[i..].iter().take_while(|&&t| t < at + 0.9).count();
         assert!(in_window <= 3, "{in_window} INVITEs within 0.9 s of {at}");
@@ -1767,5 +1771,8 @@ async fn floods_of_forged_requests_leave_calls_and_pings_alone() {
         "flood: {sent} sent, {answered} answered; {pings} pings, slowest {slowest:?}; RSS +{grown_mib} MiB"
     );
     assert!(slowest < Duration::from_secs(2), "slowest ping {slowest:?}");
-    assert!(grown_mib < 48, "memory grew by {grown_mib} MiB during the flood");
+    assert!(
+        grown_mib < 48,
+        "memory grew by {grown_mib} MiB during the flood"
+    );
 }

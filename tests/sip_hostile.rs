@@ -177,18 +177,13 @@ async fn only_prompts_of_the_media_store_are_played() {
                 json!({"action": "", "data": "", "group_confirm_key": "1", "group_confirm_file": reference})
             };
             app.update_task(id, settings).await;
-            let reply = tokio::time::timeout(
-                Duration::from_secs(10),
-                app.start_stop("start", &[id]),
-            )
-            .await
-            .unwrap_or_else(|_| panic!("starting with {reference} hangs"));
+            let reply =
+                tokio::time::timeout(Duration::from_secs(10), app.start_stop("start", &[id]))
+                    .await
+                    .unwrap_or_else(|_| panic!("starting with {reference} hangs"));
             assert_error(&reply, 400, field);
             let message = reply.body["message"].as_str().unwrap().to_owned();
-            assert!(
-                message.contains("media store"),
-                "{reference}: {message}"
-            );
+            assert!(message.contains("media store"), "{reference}: {message}");
             messages.push((field, reference.clone(), message));
         }
     }
@@ -198,7 +193,11 @@ async fn only_prompts_of_the_media_store_are_played() {
             .filter(|(f, _, _)| *f == field)
             .map(|(_, _, message)| message)
             .collect();
-        assert_eq!(distinct.len(), 1, "one message for every refusal: {messages:#?}");
+        assert_eq!(
+            distinct.len(),
+            1,
+            "one message for every refusal: {messages:#?}"
+        );
     }
     assert_eq!(app.task(id).await["status"], "init");
 
@@ -338,8 +337,8 @@ async fn raw_upload(app: &TestApp, declared: Option<u64>, send: usize) -> String
 
 /// One 1 MiB multipart field that is not a file.
 fn multipart_field_chunk() -> Vec<u8> {
-    let mut field =
-        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"pad\"\r\n\r\n").into_bytes();
+    let mut field = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"pad\"\r\n\r\n")
+        .into_bytes();
     field.resize(1024 * 1024 - 2, b'p');
     field.extend_from_slice(b"\r\n");
     field

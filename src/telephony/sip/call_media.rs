@@ -223,12 +223,16 @@ impl CallMedia {
             .expect("socket lock")
             .take()
             .ok_or_else(|| CallMediaError::Failed("the media session was started twice".into()))?;
-        let (session, digits) = MediaSession::start(socket, remote, SessionOptions {
+        let (session, digits) = MediaSession::start(
+            socket,
+            remote,
+            SessionOptions {
                 recording,
                 ..SessionOptions::default()
-            })
-            .await
-            .map_err(|e| CallMediaError::Failed(e.to_string()))?;
+            },
+        )
+        .await
+        .map_err(|e| CallMediaError::Failed(e.to_string()))?;
         *self.digits.lock().expect("digits lock") = Some(digits);
         let _ = self.session.set(session);
         Ok(())

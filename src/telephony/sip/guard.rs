@@ -323,7 +323,11 @@ mod tests {
         );
         let beside_the_trunk = SocketAddr::from(([192, 0, 2, 7], 5070));
         assert_eq!(
-            guard.admit_at(&request("OPTIONS", "keepalive"), Some(beside_the_trunk), now),
+            guard.admit_at(
+                &request("OPTIONS", "keepalive"),
+                Some(beside_the_trunk),
+                now
+            ),
             Admission::Refused
         );
     }

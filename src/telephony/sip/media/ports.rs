@@ -216,9 +216,7 @@ mod tests {
     #[test]
     fn ports_are_not_predictable() {
         let ports = RtpPorts::new(20000, 29999).unwrap();
-        let drawn: Vec<u16> = (0..50)
-            .map(|_| ports.allocate().unwrap().port())
-            .collect();
+        let drawn: Vec<u16> = (0..50).map(|_| ports.allocate().unwrap().port()).collect();
         // Freed at once, yet the next port is not the one before, nor the one after it.
         let successors = drawn
             .windows(2)

@@ -398,14 +398,12 @@ async fn receive_loop(shared: Arc<Shared>, digits: mpsc::Sender<char>, stop: Can
             }
         };
         let arrival = Instant::now();
-        let admitted = RtpPacket::parse(&buffer[..length])
-            .ok()
-            .and_then(|packet| {
-                Some((
-                    shared.admit(source, packet.payload_type, packet.ssrc)?,
-                    packet,
-                ))
-            });
+        let admitted = RtpPacket::parse(&buffer[..length]).ok().and_then(|packet| {
+            Some((
+                shared.admit(source, packet.payload_type, packet.ssrc)?,
+                packet,
+            ))
+        });
         let Some((media, packet)) = admitted else {
             shared.packets_ignored.fetch_add(1, Ordering::Relaxed);
             continue;
