@@ -1776,3 +1776,95 @@ async fn floods_of_forged_requests_leave_calls_and_pings_alone() {
         "memory grew by {grown_mib} MiB during the flood"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// RTP injection
+// ---------------------------------------------------------------------------------------------
+
+/// A stranger on the callee's host who learns our RTP port (here from the INVITE's SDP, as an
+/// eavesdropper would) and sends first, from another port: one PCMU packet, to take over where
+/// our prompt goes, and RFC 4733 presses of the confirm key. The callee (sipp) answers offering
+/// telephone-events and sends nothing. Neither the audio nor the keys are taken: the call ends
+/// for want of a key, and the stranger hears none of our prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_rtp_and_keys_from_another_port_are_ignored() {
+    use outcall::telephony::sip::media::{RtpPacket, TelephoneEvent};
+
+    let mut sipp = Sipp::start("silent_callee.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 24)).await;
+    let prompt = outcall.prompt("confirm.wav", 2000);
+    let id = outcall
+        .start_task(
+            "injected",
+            json!({"group_confirm_key": "1", "group_confirm_read_timeout": 3,
+                   "group_confirm_file": prompt, "calling_time": 10}),
+            &["6000".to_owned()],
+        )
+        .await;
+
+    // Our RTP address, from the INVITE's SDP in sipp's trace.
+    let rtp_port: u16 = common::poll(Duration::from_secs(5), "the INVITE's SDP", || {
+        let messages = sipp.messages();
+        async move {
+            messages
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("m=audio "))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+                .ok_or(messages)
+        }
+    })
+    .await;
+    let our_rtp = std::net::SocketAddr::from(([127, 0, 0, 1], rtp_port));
+    let injector = UdpSocket::bind("127.0.0.1:0").unwrap();
+    injector
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut heard = 0;
+    let mut buffer = [0u8; 2048];
+    let mut sequence = 1u16;
+    // Every 100 ms for 2.5 s (the call is answered within it): audio, then a whole key press
+    // with a new timestamp each time.
+    for round in 0..25u32 {
+        let timestamp = 10_000 + round * 1600;
+        let audio = RtpPacket::new(0, sequence, timestamp, 0xBAD, &[0xFF; 160])
+            .to_bytes()
+            .unwrap();
+        injector.send_to(&audio, our_rtp).unwrap();
+        sequence = sequence.wrapping_add(1);
+        for (step, end) in [(1, false), (2, false), (5, true), (5, true), (5, true)] {
+            let event = TelephoneEvent {
+                event: 1,
+                end,
+                volume: 10,
+                duration: 160 * step,
+            };
+            let packet = RtpPacket::new(101, sequence, timestamp, 0xBAD, &event.to_bytes())
+                .to_bytes()
+                .unwrap();
+            injector.send_to(&packet, our_rtp).unwrap();
+            sequence = sequence.wrapping_add(1);
+        }
+        let round_end = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < round_end {
+            if injector.recv_from(&mut buffer).is_ok() {
+                heard += 1;
+            }
+        }
+    }
+
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(12), &sipp)
+        .await;
+    sipp.assert_success().await;
+    assert_result(
+        &numbers[0],
+        &Expected {
+            cause: "NO_USER_RESPONSE",
+            sip_code: "200",
+            dtmf: "",
+            answered: true,
+        },
+        Some(&sipp),
+    );
+    assert_eq!(heard, 0, "the injector received {heard} of our RTP packets");
+}
