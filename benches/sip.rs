@@ -197,7 +197,9 @@ async fn main() {
 
     let data_dir = work.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let prompt_path = data_dir.join("prompt.wav");
+    // Prompts are played only from the media store.
+    std::fs::create_dir_all(data_dir.join("media")).unwrap();
+    let prompt_path = data_dir.join("media").join("prompt.wav");
     std::fs::write(&prompt_path, encode_wav(&prompt(), 1, 8000)).unwrap();
     let mut config = Config::for_data_dir(&data_dir);
     config.admin_password = Some("bench".into());

@@ -528,11 +528,14 @@ async fn call_baresip() {
         backend_dir.path(),
     )
     .await;
+    // Prompts are played only from the back end's media store.
+    let stored_prompt = backend_dir.path().join("media").join("prompt.wav");
+    std::fs::copy(&prompt_path, &stored_prompt).unwrap();
     let id = app.create_task("baresip").await;
     app.update_task(
         id,
         json!({"max_caps": 1, "max_concurrency": 1, "calling_time": 8, "auto_record": 1,
-               "action": "playback", "data": prompt_path.display().to_string()}),
+               "action": "playback", "data": stored_prompt.display().to_string()}),
     )
     .await;
     app.import(id, &[NUMBER.to_owned()]).await;

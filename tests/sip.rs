@@ -449,7 +449,9 @@ async fn spawn_sip_app(options: SipOptions) -> SipApp {
         .await
         .expect("the SIP back end starts");
     let sip_address = backend.local_address();
-    let app = spawn_app_with_backend(Arc::new(backend), |_| {}).await;
+    // One data directory for both, as in production: uploads land in the back end's media store.
+    let data_dir = dir.path().to_owned();
+    let app = spawn_app_with_backend(Arc::new(backend), |config| config.data_dir = data_dir).await;
     SipApp {
         app,
         sip_address,
@@ -470,8 +472,11 @@ fn sine_wav(millis: u32, hz: f64) -> Vec<u8> {
 
 impl SipApp {
     /// Writes a prompt of `millis` ms into the back end's directory; answers its absolute path.
+    /// A prompt written into the back end's media store; answers its path.
     fn prompt(&self, name: &str, millis: u32) -> String {
-        let path = self.dir.path().join(name);
+        let media = self.dir.path().join("media");
+        std::fs::create_dir_all(&media).expect("the media store");
+        let path = media.join(name);
         std::fs::write(&path, sine_wav(millis, 440.0)).expect("the prompt is written");
         path.display().to_string()
     }
@@ -1554,4 +1559,312 @@ async fn dest_context_picks_the_trunk() {
         "{}",
         default_trunk.messages()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Floods
+// ---------------------------------------------------------------------------------------------
+
+/// The test process's resident memory (outcall runs in it), in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// A request from `from` outside any of our calls; `to_tag` makes it look in-dialog.
+fn forged_request(
+    method: &str,
+    call_id: &str,
+    to_tag: Option<&str>,
+    from: std::net::SocketAddr,
+    target: std::net::SocketAddr,
+) -> String {
+    let to_tag = to_tag.map(|tag| format!(";tag={tag}")).unwrap_or_default();
+    format!(
+        "{method} sip:outcall@{target} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {from};branch=z9hG4bK{call_id}\r\n\
+         From: <sip:flood@{from}>;tag=f1\r\n\
+         To: <sip:outcall@{target}>{to_tag}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 {method}\r\n\
+         Contact: <sip:flood@{from}>\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// An INVITE flood and a flood of forged in-dialog BYEs (5,000 requests a second for 5 s) while
+/// a campaign runs: the campaign keeps its pace and its calls all succeed, the trunk's OPTIONS
+/// pings are answered promptly throughout (with a User-Agent that carries no version), the
+/// flood's requests are mostly dropped unanswered (each source has a small budget), and memory
+/// does not grow with the flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_of_forged_requests_leave_calls_and_pings_alone() {
+    const CALLS: usize = 10;
+    const FLOOD: Duration = Duration::from_secs(5);
+    const FLOOD_RATE: u32 = 5000;
+    let mut sipp = Sipp::start("campaign_callee.xml", CALLS as u32);
+    // The pinger is a configured trunk, as a PBX sending keep-alives would be.
+    let pinger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let pinger_address = pinger.local_addr().unwrap();
+    let mut options = SipOptions::new(sipp.trunk(), 23);
+    options.other_trunks = vec![format!("keepalive={pinger_address}")];
+    let outcall = spawn_sip_app(options).await;
+    let target = outcall.sip_address;
+    let prompt = outcall.prompt("flood.wav", 300);
+    let baseline = rss_kib();
+
+    // The flood, paced, from one socket; a second thread counts what it gets back.
+    let flooder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let flooder_address = flooder.local_addr().unwrap();
+    flooder
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let listener = flooder.try_clone().unwrap();
+    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let answers = {
+        let flooding = flooding.clone();
+        std::thread::spawn(move || {
+            let mut answered = HashSet::new();
+            let mut buffer = [0u8; 4096];
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((length, _)) = listener.recv_from(&mut buffer) {
+                    let text = String::from_utf8_lossy(&buffer[..length]).to_string();
+                    let final_answer =
+                        text.starts_with("SIP/2.0 ") && !text.starts_with("SIP/2.0 1");
+                    let call_id = text
+                        .lines()
+                        .find_map(|line| line.strip_prefix("Call-ID: "))
+                        .map(str::to_owned);
+                    if let (true, Some(call_id)) = (final_answer, call_id) {
+                        answered.insert(call_id);
+                    }
+                }
+            }
+            answered.len()
+        })
+    };
+    let sender = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut sent = 0u32;
+        while started.elapsed() < FLOOD {
+            // Paced: datagram n leaves at n / FLOOD_RATE seconds.
+            let due = Duration::from_secs_f64(sent as f64 / FLOOD_RATE as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let call_id = format!("flood-{sent}");
+            let request = if sent % 2 == 0 {
+                forged_request("INVITE", &call_id, None, flooder_address, target)
+            } else {
+                forged_request("BYE", &call_id, Some("t1"), flooder_address, target)
+            };
+            let _ = flooder.send_to(request.as_bytes(), target);
+            sent += 1;
+        }
+        sent
+    });
+
+    let numbers: Vec<String> = (0..CALLS).map(|i| format!("5{i:03}")).collect();
+    let id = outcall
+        .start_task(
+            "under the flood",
+            json!({"max_caps": 2, "max_concurrency": 4, "calling_time": 10,
+                   "action": "playback", "data": prompt}),
+            &numbers,
+        )
+        .await;
+
+    // Pings every 200 ms during the flood, each resent every 500 ms until answered.
+    pinger
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut slowest = Duration::ZERO;
+    let mut peak_rss = baseline;
+    let mut pings = 0;
+    let flood_started = Instant::now();
+    while flood_started.elapsed() < FLOOD {
+        let call_id = format!("ping-{pings}");
+        let ping = forged_request("OPTIONS", &call_id, None, pinger_address, target);
+        let sent_at = Instant::now();
+        let answer = 'answered: loop {
+            assert!(
+                sent_at.elapsed() < Duration::from_secs(3),
+                "OPTIONS {pings} unanswered for 3 s during the flood"
+            );
+            pinger.send_to(ping.as_bytes(), target).unwrap();
+            let mut buffer = [0u8; 4096];
+            while let Ok((length, _)) = pinger.recv_from(&mut buffer) {
+                let text = String::from_utf8_lossy(&buffer[..length]).to_string();
+                if text.contains(&call_id) {
+                    break 'answered text;
+                }
+            }
+        };
+        slowest = slowest.max(sent_at.elapsed());
+        assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+        let user_agent = answer
+            .lines()
+            .find(|line| {
+                let lower = line.to_ascii_lowercase();
+                lower.starts_with("user-agent:") || lower.starts_with("server:")
+            })
+            .unwrap_or_default();
+        assert!(
+            !user_agent.contains(env!("CARGO_PKG_VERSION")) && !user_agent.contains('/'),
+            "no version in {user_agent:?}"
+        );
+        pings += 1;
+        peak_rss = peak_rss.max(rss_kib());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sent = tokio::task::spawn_blocking(move || sender.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        sent >= FLOOD_RATE * 4,
+        "the flood sent {sent} requests (the machine is too slow to flood)"
+    );
+
+    let results = outcall
+        .finished_numbers(id, Duration::from_secs(20), &sipp)
+        .await;
+    peak_rss = peak_rss.max(rss_kib());
+    sipp.assert_success().await;
+    for number in &results {
+        assert_eq!(number["cause"], "NORMAL_CLEARING", "{number}");
+    }
+    // The campaign kept its pace: 2 a second, 10 INVITEs over ~4.5 s, never a burst.
+    let mut invited = HashSet::new();
+    let invites: Vec<f64> = sipp
+        .message_log()
+        .iter()
+        .filter(|m| m.received && m.is_request("INVITE") && invited.insert(m.call_id.clone()))
+        .map(|m| m.at)
+        .collect();
+    assert_eq!(invites.len(), CALLS);
+    let span = invites[CALLS - 1] - invites[0];
+    assert!(
+        (4.0..6.5).contains(&span),
+        "10 INVITEs at 2 a second span {span} s"
+    );
+    for (i, &at) in invites.iter().enumerate() {
+        let in_window = invites[i..].iter().take_while(|&&t| t < at + 0.9).count();
+        assert!(in_window <= 3, "{in_window} INVITEs within 0.9 s of {at}");
+    }
+
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let answered = tokio::task::spawn_blocking(move || answers.join().unwrap())
+        .await
+        .unwrap();
+    // One source's budget: a burst of 40 and 20 a second, whatever it sends.
+    assert!(
+        answered <= 40 + 20 * (FLOOD.as_secs() as usize + 2),
+        "{answered} of {sent} forged requests were answered"
+    );
+    let grown_mib = peak_rss.saturating_sub(baseline) / 1024;
+    eprintln!(
+        "flood: {sent} sent, {answered} answered; {pings} pings, slowest {slowest:?}; RSS +{grown_mib} MiB"
+    );
+    assert!(slowest < Duration::from_secs(2), "slowest ping {slowest:?}");
+    assert!(
+        grown_mib < 48,
+        "memory grew by {grown_mib} MiB during the flood"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// RTP injection
+// ---------------------------------------------------------------------------------------------
+
+/// A stranger on the callee's host who learns our RTP port (here from the INVITE's SDP, as an
+/// eavesdropper would) and sends first, from another port: one PCMU packet, to take over where
+/// our prompt goes, and RFC 4733 presses of the confirm key. The callee (sipp) answers offering
+/// telephone-events and sends nothing. Neither the audio nor the keys are taken: the call ends
+/// for want of a key, and the stranger hears none of our prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_rtp_and_keys_from_another_port_are_ignored() {
+    use outcall::telephony::sip::media::{RtpPacket, TelephoneEvent};
+
+    let mut sipp = Sipp::start("silent_callee.xml", 1);
+    let outcall = spawn_sip_app(SipOptions::new(sipp.trunk(), 24)).await;
+    let prompt = outcall.prompt("confirm.wav", 2000);
+    let id = outcall
+        .start_task(
+            "injected",
+            json!({"group_confirm_key": "1", "group_confirm_read_timeout": 3,
+                   "group_confirm_file": prompt, "calling_time": 10}),
+            &["6000".to_owned()],
+        )
+        .await;
+
+    // Our RTP address, from the INVITE's SDP in sipp's trace.
+    let rtp_port: u16 = common::poll(Duration::from_secs(5), "the INVITE's SDP", || {
+        let messages = sipp.messages();
+        async move {
+            messages
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("m=audio "))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+                .ok_or(messages)
+        }
+    })
+    .await;
+    let our_rtp = std::net::SocketAddr::from(([127, 0, 0, 1], rtp_port));
+    let injector = UdpSocket::bind("127.0.0.1:0").unwrap();
+    injector
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut heard = 0;
+    let mut buffer = [0u8; 2048];
+    let mut sequence = 1u16;
+    // Every 100 ms for 2.5 s (the call is answered within it): audio, then a whole key press
+    // with a new timestamp each time.
+    for round in 0..25u32 {
+        let timestamp = 10_000 + round * 1600;
+        let audio = RtpPacket::new(0, sequence, timestamp, 0xBAD, &[0xFF; 160])
+            .to_bytes()
+            .unwrap();
+        injector.send_to(&audio, our_rtp).unwrap();
+        sequence = sequence.wrapping_add(1);
+        for (step, end) in [(1, false), (2, false), (5, true), (5, true), (5, true)] {
+            let event = TelephoneEvent {
+                event: 1,
+                end,
+                volume: 10,
+                duration: 160 * step,
+            };
+            let packet = RtpPacket::new(101, sequence, timestamp, 0xBAD, &event.to_bytes())
+                .to_bytes()
+                .unwrap();
+            injector.send_to(&packet, our_rtp).unwrap();
+            sequence = sequence.wrapping_add(1);
+        }
+        let round_end = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < round_end {
+            if injector.recv_from(&mut buffer).is_ok() {
+                heard += 1;
+            }
+        }
+    }
+
+    let numbers = outcall
+        .finished_numbers(id, Duration::from_secs(12), &sipp)
+        .await;
+    sipp.assert_success().await;
+    assert_result(
+        &numbers[0],
+        &Expected {
+            cause: "NO_USER_RESPONSE",
+            sip_code: "200",
+            dtmf: "",
+            answered: true,
+        },
+        Some(&sipp),
+    );
+    assert_eq!(heard, 0, "the injector received {heard} of our RTP packets");
 }

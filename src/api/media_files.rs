@@ -42,8 +42,31 @@ fn list_item(file: &MediaFile, tz: crate::clock::TimeZone) -> Value {
     item
 }
 
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+        format!("file: the upload is over the limit of {limit} bytes for the whole request"),
+    )
+}
+
 /// `POST /api/media_files`: multipart form with the WAV in a file field and an optional `name`.
-pub async fn upload(state: web::Data<AppState>, mut form: Multipart) -> ApiResult<HttpResponse> {
+/// The body limit holds for the whole request, all fields together: a declared length over it is
+/// refused before anything is read, and reading stops as soon as the fields add up to more.
+pub async fn upload(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    mut form: Multipart,
+) -> ApiResult<HttpResponse> {
+    let limit = state.body_limit;
+    let declared = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let mut received = 0usize;
     let mut name: Option<String> = None;
     let mut upload: Option<(String, Vec<u8>)> = None;
     while let Some(field) = form.next().await {
@@ -59,13 +82,14 @@ pub async fn upload(state: web::Data<AppState>, mut form: Multipart) -> ApiResul
             let chunk = chunk.map_err(|e| {
                 ApiError::bad_request(format!("could not read field {field_name}: {e}"))
             })?;
-            if bytes.len() + chunk.len() > state.body_limit {
-                return Err(ApiError::new(
-                    actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the upload is over the limit of {} bytes", state.body_limit),
-                ));
+            received = received.saturating_add(chunk.len());
+            if received > limit {
+                return Err(too_large(limit));
             }
-            bytes.extend_from_slice(&chunk);
+            // Only the file and the name are kept; other fields are counted and dropped.
+            if file_name.is_some() || field_name == "name" {
+                bytes.extend_from_slice(&chunk);
+            }
         }
         match file_name {
             Some(file_name) => upload = Some((file_name, bytes)),

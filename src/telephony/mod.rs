@@ -16,6 +16,8 @@ pub use crate::domain::HangupCause;
 pub struct MediaRef {
     #[serde(default)]
     pub media_id: Option<serde_json::Value>,
+    /// Empty in an object that names an upload by its `media_id` alone.
+    #[serde(default)]
     pub media_path: String,
     #[serde(default)]
     pub media_type: String,

@@ -24,13 +24,14 @@ use rsipstack::{
     transport::{udp::UdpConnection, SipAddr, TransportLayer},
     EndpointBuilder,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     call_media::{CallMedia, CallMediaError, MediaKit},
     causes::cause_of_sip_status,
     config::{SipConfig, SipTransport, Trunk},
+    guard::{GuardInspector, IncomingGuard, LiveCalls},
 };
 use crate::telephony::{
     call_channels, AfterAnswer, CallChannels, CallCommand, CallEvent, CallHandle, CallOutcome,
@@ -59,6 +60,8 @@ struct SipInner {
     media: Arc<MediaKit>,
     recordings: PathBuf,
     stop: CancellationToken,
+    /// The Call-IDs of our calls in progress: their requests pass the incoming guard.
+    live_calls: Arc<LiveCalls>,
 }
 
 impl SipBackend {
@@ -73,10 +76,19 @@ impl SipBackend {
             .await
             .with_context(|| format!("binding SIP on {}", config.bind))?;
         transport_layer.add_transport(udp.into());
+        let live_calls = Arc::new(LiveCalls::default());
+        let trunk_addresses: Vec<SocketAddr> = config
+            .trunks
+            .iter()
+            .filter_map(|trunk| trunk.host_port.parse().ok())
+            .collect();
+        let guard = Arc::new(IncomingGuard::new(live_calls.clone(), &trunk_addresses));
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(stop.clone())
             .with_transport_layer(transport_layer)
-            .with_user_agent(concat!("outcall/", env!("CARGO_PKG_VERSION")))
+            // No version: anyone can ask with an OPTIONS, and it would tell them what to attack.
+            .with_user_agent("outcall")
+            .with_transport_inspector(Box::new(GuardInspector(guard)))
             .build();
         let local = endpoint
             .get_addrs()
@@ -112,7 +124,11 @@ impl SipBackend {
             });
         }
         tokio::spawn(async move { endpoint.serve().await });
-        tokio::spawn(route_incoming(dialog_layer.clone(), incoming));
+        tokio::spawn(route_incoming(
+            dialog_layer.clone(),
+            live_calls.clone(),
+            incoming,
+        ));
         let recordings = data_dir.join("recordings");
         std::fs::create_dir_all(&recordings)
             .with_context(|| format!("creating {}", recordings.display()))?;
@@ -126,6 +142,7 @@ impl SipBackend {
                 media,
                 recordings,
                 stop,
+                live_calls,
             }),
         })
     }
@@ -141,23 +158,46 @@ impl Drop for SipBackend {
     }
 }
 
-/// Requests that do not belong to one of our calls: we place calls, we take none.
-async fn route_incoming(dialog_layer: Arc<DialogLayer>, mut incoming: TransactionReceiver) {
-    while let Some(transaction) = incoming.recv().await {
+/// Incoming requests handled at once; beyond this, a request is answered 503 on the spot.
+const MAX_INCOMING_HANDLERS: usize = 256;
+
+/// Routes each incoming request (the guard has already dropped strangers over their budget) to
+/// its call's dialog, or answers it. At most [`MAX_INCOMING_HANDLERS`] are handled at once.
+async fn route_incoming(
+    dialog_layer: Arc<DialogLayer>,
+    live_calls: Arc<LiveCalls>,
+    mut incoming: TransactionReceiver,
+) {
+    let handlers = Arc::new(Semaphore::new(MAX_INCOMING_HANDLERS));
+    while let Some(mut transaction) = incoming.recv().await {
         if transaction.original.method == Method::Ack {
             continue;
         }
+        let Ok(permit) = handlers.clone().try_acquire_owned() else {
+            let _ = transaction.reply(StatusCode::ServiceUnavailable).await;
+            continue;
+        };
+        let ours = transaction
+            .original
+            .call_id_header()
+            .is_ok_and(|call_id| live_calls.contains(call_id.value()));
         let dialog_layer = dialog_layer.clone();
-        tokio::spawn(route_request(dialog_layer, transaction));
+        tokio::spawn(async move {
+            route_request(dialog_layer, transaction, ours).await;
+            drop(permit);
+        });
     }
 }
 
-/// How long an in-dialog request may wait for its dialog: the stack registers an answered call's
-/// dialog just after sending the ACK, so a callee quick to send a request can beat it.
+/// How long an in-dialog request of one of our calls may wait for its dialog: the stack
+/// registers an answered call's dialog just after sending the ACK, so a callee quick to send a
+/// request can beat it.
 const DIALOG_MATCH_WAIT: Duration = Duration::from_secs(1);
 
-/// Hands a request to its call's dialog, or answers it when it belongs to none.
-async fn route_request(dialog_layer: Arc<DialogLayer>, mut transaction: Transaction) {
+/// Hands a request to its call's dialog, or answers it when it belongs to none. Only a request
+/// of one of our calls (`ours`) waits for a dialog that is not registered yet; anyone else's is
+/// answered at once.
+async fn route_request(dialog_layer: Arc<DialogLayer>, mut transaction: Transaction, ours: bool) {
     let in_dialog = transaction
         .original
         .to_header()
@@ -166,7 +206,7 @@ async fn route_request(dialog_layer: Arc<DialogLayer>, mut transaction: Transact
         .is_some();
     let give_up = tokio::time::Instant::now() + DIALOG_MATCH_WAIT;
     let mut dialog = dialog_layer.match_dialog(&transaction);
-    while dialog.is_none() && in_dialog && tokio::time::Instant::now() < give_up {
+    while dialog.is_none() && in_dialog && ours && tokio::time::Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(10)).await;
         dialog = dialog_layer.match_dialog(&transaction);
     }
@@ -204,14 +244,14 @@ impl Telephony for SipBackend {
             if let Some(prompt) = &confirm.prompt {
                 self.inner
                     .media
-                    .prompt(&prompt.media_path)
+                    .check(prompt)
                     .map_err(|e| format!("group_confirm_file: {e}"))?;
             }
         }
         if let AfterAnswer::Playback(media) = &settings.action {
             self.inner
                 .media
-                .prompt(&media.media_path)
+                .check(media)
                 .map_err(|e| format!("data: {e}"))?;
         }
         Ok(())
@@ -261,6 +301,8 @@ impl Call {
     async fn run(self, channels: &mut CallChannels) -> CallOutcome {
         let uuid = self.request.uuid.clone();
         let settings = self.request.settings.clone();
+        // The call's requests pass the incoming guard from the INVITE on (its Call-ID is `uuid`).
+        let _live = self.inner.live_calls.register(&uuid);
         let Some(trunk) = self.inner.config.trunk_for(&settings.dest_context).cloned() else {
             return ended(HangupCause::NO_ROUTE_DESTINATION, None, None);
         };
@@ -338,6 +380,8 @@ impl Call {
         }
     }
 
+    // rsipstack's own error type, made at most once per call.
+    #[allow(clippy::result_large_err)]
     fn invite_option(&self, trunk: &Trunk, offer: Vec<u8>) -> rsipstack::Result<InviteOption> {
         let config = &self.inner.config;
         let settings = &self.request.settings;
@@ -583,7 +627,7 @@ impl Call {
         let settings = &self.request.settings;
         if let Some(confirm) = &settings.confirm {
             if let Some(prompt) = &confirm.prompt {
-                media.play(&prompt.media_path).await;
+                media.play(prompt).await;
             }
             let mut pressed = String::new();
             let wait = tokio::time::sleep(confirm.timeout);
@@ -601,7 +645,7 @@ impl Call {
         match &settings.action {
             AfterAnswer::Hangup => HangupCause::NORMAL_CLEARING,
             AfterAnswer::Playback(prompt) => {
-                media.play(&prompt.media_path).await;
+                media.play(prompt).await;
                 HangupCause::NORMAL_CLEARING
             }
             AfterAnswer::Transfer(extension) => {

@@ -8,6 +8,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use std::io::Read;
+
 use tokio::sync::{mpsc, OnceCell};
 
 use super::media::{
@@ -15,15 +17,34 @@ use super::media::{
     session::{MediaSession, SessionOptions},
     wav, RtpPorts, RtpSocket,
 };
+use crate::telephony::MediaRef;
 
-/// Prompts kept decoded, so that a campaign reads and converts its prompt once, not per call.
-const PROMPT_CACHE: usize = 64;
+/// Decoded prompts kept, in samples (32 MiB), so that a campaign reads and converts its prompt
+/// once, not per call.
+const PROMPT_CACHE_SAMPLES: usize = 16 * 1024 * 1024;
+/// The largest prompt file read from the media store. A stored prompt of the longest length
+/// allowed (10 minutes of 8 kHz 16-bit) is 9.6 MB.
+pub const MAX_PROMPT_FILE_BYTES: u64 = 32 * 1024 * 1024;
+/// How much of a file [`MediaKit::check`] reads to see that it is a WAV prompt.
+const HEADER_PROBE_BYTES: u64 = 64 * 1024;
+/// The one answer for every media reference that does not name a prompt of the store, whatever
+/// the reason (outside the store, missing, not a regular file, too large): it must not tell
+/// whether some file exists elsewhere.
+pub const NOT_IN_STORE: &str = "not a prompt of the media store: upload a WAV to \
+     /api/media_files and use the media object it returns (its media_id or media_path)";
 
 /// What every call's media shares: the RTP ports and the decoded prompts.
 pub struct MediaKit {
     ports: RtpPorts,
+    /// `<data-dir>/media`, canonical: every prompt played is a regular file under it.
     media_dir: PathBuf,
-    prompts: Mutex<HashMap<PathBuf, Arc<Vec<i16>>>>,
+    prompts: Mutex<PromptCache>,
+}
+
+#[derive(Default)]
+struct PromptCache {
+    prompts: HashMap<PathBuf, Arc<Vec<i16>>>,
+    samples: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,20 +57,23 @@ pub enum CallMediaError {
 
 impl MediaKit {
     pub fn new(rtp_ports: (u16, u16), data_dir: &Path) -> anyhow::Result<Self> {
+        let media_dir = data_dir.join("media");
+        std::fs::create_dir_all(&media_dir)?;
         Ok(MediaKit {
             ports: RtpPorts::new(rtp_ports.0, rtp_ports.1)?,
-            media_dir: data_dir.join("media"),
+            media_dir: std::fs::canonicalize(&media_dir)?,
             prompts: Mutex::default(),
         })
     }
 
-    /// Where a task's `media_path` is on disk: as given when absolute, else under the media
-    /// directory. FreeSWITCH-only references (`phrase:…`, `say:…`, `tone_stream://…`) have no file.
-    pub fn resolve(&self, media_path: &str) -> Result<PathBuf, String> {
-        let path = media_path.trim();
-        if path.is_empty() {
-            return Err("no media path".into());
-        }
+    /// The file of the media store a task's media reference names: its `media_path` (absolute,
+    /// or relative to the store) when it has one, else its `media_id` (an upload, stored as
+    /// `<id>.wav`). After symbolic links and `..` are resolved it must be a regular file inside
+    /// the store and no larger than [`MAX_PROMPT_FILE_BYTES`]; every other path gets the same
+    /// refusal. FreeSWITCH-only references (`phrase:…`, `say:…`, `tone_stream://…`) are refused
+    /// with their own explanation. Only looks at file metadata: nothing is opened.
+    pub fn resolve(&self, media: &MediaRef) -> Result<PathBuf, String> {
+        let path = media.media_path.trim();
         if let Some((scheme, _)) = path.split_once(':') {
             if scheme.len() > 1 && !scheme.contains('/') {
                 return Err(format!(
@@ -58,31 +82,98 @@ impl MediaKit {
                 ));
             }
         }
-        let path = Path::new(path);
-        Ok(if path.is_absolute() {
-            path.to_owned()
+        let candidate = if path.is_empty() {
+            let id = match &media.media_id {
+                Some(serde_json::Value::Number(number)) => number.as_u64(),
+                Some(serde_json::Value::String(text)) => text.trim().parse::<u64>().ok(),
+                _ => None,
+            };
+            let Some(id) = id else {
+                return Err(match media.media_id {
+                    None => "no media: give the media object of an upload".into(),
+                    Some(_) => NOT_IN_STORE.to_owned(),
+                });
+            };
+            self.media_dir.join(format!("{id}.wav"))
         } else {
             self.media_dir.join(path)
-        })
+        };
+        let refused = || NOT_IN_STORE.to_owned();
+        let canonical = std::fs::canonicalize(&candidate).map_err(|_| refused())?;
+        if !canonical.starts_with(&self.media_dir) {
+            return Err(refused());
+        }
+        let metadata = std::fs::metadata(&canonical).map_err(|_| refused())?;
+        if !metadata.is_file() || metadata.len() > MAX_PROMPT_FILE_BYTES {
+            return Err(refused());
+        }
+        Ok(canonical)
     }
 
-    /// The prompt's samples (8 kHz mono), read and converted once.
-    pub fn prompt(&self, media_path: &str) -> Result<Arc<Vec<i16>>, String> {
-        let path = self.resolve(media_path)?;
-        if let Some(samples) = self.prompts.lock().expect("prompt cache lock").get(&path) {
+    /// Whether the reference names a playable prompt: a file of the store that begins as a WAV
+    /// file we can read. Reads at most the file's first 64 KiB, so it may run anywhere.
+    pub fn check(&self, media: &MediaRef) -> Result<(), String> {
+        let path = self.resolve(media)?;
+        let mut prefix = Vec::new();
+        open_regular(&path)
+            .and_then(|file| file.take(HEADER_PROBE_BYTES).read_to_end(&mut prefix))
+            .map_err(|_| NOT_IN_STORE.to_owned())?;
+        wav::check_header(&prefix).map_err(|e| e.to_string())
+    }
+
+    /// The prompt's samples (8 kHz mono), read and converted once. Blocking: call it off the
+    /// async workers (see [`MediaKit::load`]).
+    pub fn prompt(&self, media: &MediaRef) -> Result<Arc<Vec<i16>>, String> {
+        let path = self.resolve(media)?;
+        if let Some(samples) = self.cache().prompts.get(&path) {
             return Ok(samples.clone());
         }
-        let bytes =
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let samples =
-            Arc::new(wav::prompt_from_wav(&bytes).map_err(|e| format!("{}: {e}", path.display()))?);
-        let mut cache = self.prompts.lock().expect("prompt cache lock");
-        if cache.len() >= PROMPT_CACHE {
-            cache.clear();
+        let mut bytes = Vec::new();
+        open_regular(&path)
+            .and_then(|file| file.take(MAX_PROMPT_FILE_BYTES).read_to_end(&mut bytes))
+            .map_err(|_| NOT_IN_STORE.to_owned())?;
+        let samples = Arc::new(wav::prompt_from_wav(&bytes).map_err(|e| e.to_string())?);
+        let mut cache = self.cache();
+        if cache.samples + samples.len() > PROMPT_CACHE_SAMPLES {
+            cache.prompts.clear();
+            cache.samples = 0;
         }
-        cache.insert(path, samples.clone());
+        if samples.len() <= PROMPT_CACHE_SAMPLES {
+            cache.samples += samples.len();
+            cache.prompts.insert(path, samples.clone());
+        }
         Ok(samples)
     }
+
+    /// [`MediaKit::prompt`] on a blocking thread.
+    pub async fn load(self: &Arc<Self>, media: &MediaRef) -> Result<Arc<Vec<i16>>, String> {
+        let kit = self.clone();
+        let media = media.clone();
+        tokio::task::spawn_blocking(move || kit.prompt(&media))
+            .await
+            .map_err(|e| format!("reading the prompt failed: {e}"))?
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, PromptCache> {
+        self.prompts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Opens a file known to be regular without following a last symbolic link and without blocking
+/// should it have been replaced by a FIFO, and checks again that what was opened is regular.
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK does not change reads of a regular file.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
 }
 
 /// One call's media: its RTP socket from the offer on, its session once answered.
@@ -132,9 +223,16 @@ impl CallMedia {
             .expect("socket lock")
             .take()
             .ok_or_else(|| CallMediaError::Failed("the media session was started twice".into()))?;
-        let (session, digits) = MediaSession::start(socket, remote, SessionOptions { recording })
-            .await
-            .map_err(|e| CallMediaError::Failed(e.to_string()))?;
+        let (session, digits) = MediaSession::start(
+            socket,
+            remote,
+            SessionOptions {
+                recording,
+                ..SessionOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| CallMediaError::Failed(e.to_string()))?;
         *self.digits.lock().expect("digits lock") = Some(digits);
         let _ = self.session.set(session);
         Ok(())
@@ -151,11 +249,11 @@ impl CallMedia {
 
     /// Plays a prompt to the end; a prompt that cannot be played is logged and skipped, so the
     /// call goes on as if it had been played.
-    pub async fn play(&self, media_path: &str) {
+    pub async fn play(&self, media: &MediaRef) {
         let Some(session) = self.session.get() else {
             return;
         };
-        match self.kit.prompt(media_path) {
+        match self.kit.load(media).await {
             Ok(samples) => {
                 if let Err(error) = session.play(&samples).await {
                     tracing::debug!(%error, "prompt stopped");

@@ -4,6 +4,7 @@ mod backend;
 mod call_media;
 pub mod causes;
 pub mod config;
+mod guard;
 pub mod media;
 
 pub use backend::SipBackend;

@@ -1,8 +1,9 @@
 //! RTP ports from the configured range.
 //!
 //! RTP takes even ports, leaving the odd one above for RTCP (RFC 3550 §11), so the range is a set
-//! of pairs. Ports are handed out round-robin rather than lowest-first: a port freed by a call that
-//! just ended may still receive that call's last packets, and should rest before its next call.
+//! of pairs. Each call's port is drawn at random among the free ones, so that a stranger cannot
+//! predict the port of the next call and send to it first (and a port freed by a call that just
+//! ended, which may still receive that call's last packets, is seldom taken again at once).
 
 use std::{
     io,
@@ -10,6 +11,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
+use rand::Rng;
 use tokio::net::UdpSocket;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +39,6 @@ pub struct RtpPorts {
 struct Pool {
     first_port: u16,
     in_use: Vec<bool>,
-    next: usize,
 }
 
 impl RtpPorts {
@@ -53,7 +54,6 @@ impl RtpPorts {
             pool: Arc::new(Mutex::new(Pool {
                 first_port,
                 in_use: vec![false; pairs],
-                next: 0,
             })),
             low,
             high,
@@ -65,11 +65,18 @@ impl RtpPorts {
     pub fn allocate(&self) -> Option<PortLease> {
         let mut pool = lock(&self.pool);
         let pairs = pool.in_use.len();
-        let index = (0..pairs)
-            .map(|offset| (pool.next + offset) % pairs)
-            .find(|&index| !pool.in_use[index])?;
+        // A few random draws find a free port in all but a nearly full range; then the first
+        // free one after a random start.
+        let start = rand::thread_rng().gen_range(0..pairs);
+        let index = (0..8)
+            .map(|_| rand::thread_rng().gen_range(0..pairs))
+            .find(|&index| !pool.in_use[index])
+            .or_else(|| {
+                (0..pairs)
+                    .map(|offset| (start + offset) % pairs)
+                    .find(|&index| !pool.in_use[index])
+            })?;
         pool.in_use[index] = true;
-        pool.next = (index + 1) % pairs;
         Some(PortLease {
             port: pool.first_port + 2 * index as u16,
             pool: self.pool.clone(),
@@ -189,24 +196,35 @@ mod tests {
     }
 
     #[test]
-    fn even_ports_round_robin_freed_on_drop() {
+    fn even_ports_freed_on_drop() {
         let ports = RtpPorts::new(20001, 20007).unwrap();
         let first = ports.allocate().unwrap();
         let second = ports.allocate().unwrap();
         let third = ports.allocate().unwrap();
-        assert_eq!(
-            [first.port(), second.port(), third.port()],
-            [20002, 20004, 20006]
-        );
+        let mut handed_out = [first.port(), second.port(), third.port()];
+        handed_out.sort();
+        assert_eq!(handed_out, [20002, 20004, 20006]);
         assert!(ports.allocate().is_none());
+        let freed = second.port();
         drop(second);
         assert_eq!(ports.available(), 1);
-        let again = ports.allocate().unwrap();
-        assert_eq!(again.port(), 20004);
+        assert_eq!(ports.allocate().unwrap().port(), freed);
         drop(first);
         drop(third);
-        // Round robin: the next search starts after the last port handed out.
-        assert_eq!(ports.allocate().unwrap().port(), 20006);
+    }
+
+    #[test]
+    fn ports_are_not_predictable() {
+        let ports = RtpPorts::new(20000, 29999).unwrap();
+        let drawn: Vec<u16> = (0..50).map(|_| ports.allocate().unwrap().port()).collect();
+        // Freed at once, yet the next port is not the one before, nor the one after it.
+        let successors = drawn
+            .windows(2)
+            .filter(|pair| pair[1].abs_diff(pair[0]) <= 2)
+            .count();
+        assert!(successors < 5, "{drawn:?}");
+        let distinct: HashSet<u16> = drawn.iter().copied().collect();
+        assert!(distinct.len() > 40, "{drawn:?}");
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub enum MediaError {
 pub struct SessionOptions {
     /// Record both directions to this WAV file (its directory must exist).
     pub recording: Option<PathBuf>,
+    /// Symmetric RTP (RFC 4961) for a far end that sends from another port than the one its
+    /// SDP gave: the first packet of a negotiated payload type from the SDP's IP address fixes
+    /// the address we listen to and send to. Off, only the SDP's address and port is heard.
+    pub symmetric_rtp: bool,
 }
 
 /// Counters, for logs and for noticing a far end that went quiet.
@@ -98,10 +102,11 @@ struct Shared {
 
 struct RemoteState {
     media: RemoteMedia,
-    /// Where we send, and the only source we listen to once `latched`.
+    /// Where we send, and the only source we listen to.
     address: SocketAddr,
-    /// Whether a packet from the far end has fixed its source address.
-    latched: bool,
+    /// The far end's stream once its first packet arrived: only that SSRC is heard after it.
+    ssrc: Option<u32>,
+    symmetric: bool,
 }
 
 /// The sending side's position in the RTP stream.
@@ -141,7 +146,8 @@ impl MediaSession {
             remote: Mutex::new(RemoteState {
                 media: remote,
                 address: remote.address,
-                latched: false,
+                ssrc: None,
+                symmetric: options.symmetric_rtp,
             }),
             mix: recording.as_ref().map(|recording| recording.mix.clone()),
             packets_sent: AtomicU64::new(0),
@@ -181,18 +187,19 @@ impl MediaSession {
     }
 
     /// Takes a new negotiation (e.g. a re-INVITE) into use: codec, payload types, direction, and,
-    /// if it changed, the address, which then waits again for the far end's first packet.
+    /// if it changed, the address, which then waits again for the far end's first packet (and
+    /// its stream's SSRC).
     pub fn update_remote(&self, media: RemoteMedia) {
         let mut remote = self.shared.remote();
         if media.address != remote.media.address {
             remote.address = media.address;
-            remote.latched = false;
+            remote.ssrc = None;
         }
         remote.media = media;
     }
 
-    /// The RTP source we send to and listen to: the negotiated address, or the one the far end
-    /// actually sends from once its first packet has arrived.
+    /// The RTP source we send to and listen to: the negotiated address, or with symmetric RTP
+    /// the port of the negotiated IP the far end actually sends from.
     pub fn remote_address(&self) -> SocketAddr {
         self.shared.remote().address
     }
@@ -332,11 +339,12 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The far end's media if a packet from `source` with `payload_type` is theirs. Before the
-    /// first one, any port of the negotiated IP is accepted and becomes the address we use both
-    /// ways (symmetric RTP, RFC 4961): a far end behind NAT, or one that sends from another
-    /// port than it receives on, is heard, and hears us.
-    fn admit(&self, source: SocketAddr, payload_type: u8) -> Option<RemoteMedia> {
+    /// The far end's media if a packet from `source` with `payload_type` and `ssrc` is theirs:
+    /// a negotiated payload type, from the address the SDP gave (or, with symmetric RTP and
+    /// before the first packet, from another port of its IP, which then becomes the address we
+    /// use both ways), and from the stream of the first packet admitted. An injected packet from
+    /// anywhere else can neither redirect our audio nor press keys.
+    fn admit(&self, source: SocketAddr, payload_type: u8, ssrc: u32) -> Option<RemoteMedia> {
         let mut remote = self.remote();
         let media = remote.media;
         let expected =
@@ -344,14 +352,24 @@ impl Shared {
         if !expected {
             return None;
         }
-        if source != remote.address {
-            if remote.latched || source.ip() != remote.address.ip() {
-                return None;
+        match remote.ssrc {
+            Some(locked) => {
+                if source != remote.address || ssrc != locked {
+                    return None;
+                }
             }
-            tracing::debug!(negotiated = %remote.address, actual = %source, "far end sends RTP from another port");
-            remote.address = source;
+            None => {
+                if source != remote.address {
+                    let same_host = source.ip() == media.address.ip();
+                    if !(remote.symmetric && same_host) {
+                        return None;
+                    }
+                    tracing::debug!(negotiated = %remote.address, actual = %source, "far end sends RTP from another port");
+                    remote.address = source;
+                }
+                remote.ssrc = Some(ssrc);
+            }
         }
-        remote.latched = true;
         Some(media)
     }
 }
@@ -380,9 +398,12 @@ async fn receive_loop(shared: Arc<Shared>, digits: mpsc::Sender<char>, stop: Can
             }
         };
         let arrival = Instant::now();
-        let admitted = RtpPacket::parse(&buffer[..length])
-            .ok()
-            .and_then(|packet| Some((shared.admit(source, packet.payload_type)?, packet)));
+        let admitted = RtpPacket::parse(&buffer[..length]).ok().and_then(|packet| {
+            Some((
+                shared.admit(source, packet.payload_type, packet.ssrc)?,
+                packet,
+            ))
+        });
         let Some((media, packet)) = admitted else {
             shared.packets_ignored.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -553,6 +574,7 @@ mod tests {
     }
 
     fn event_packet(
+        ssrc: u32,
         sequence: u16,
         timestamp: u32,
         digit: char,
@@ -566,21 +588,33 @@ mod tests {
             duration,
         };
         let payload = event.to_bytes();
-        let mut packet = RtpPacket::new(TELEPHONE_EVENT, sequence, timestamp, 0x5EED, &payload);
+        let mut packet = RtpPacket::new(TELEPHONE_EVENT, sequence, timestamp, ssrc, &payload);
         packet.marker = duration == 160 && !end;
         packet.to_bytes().unwrap()
     }
 
     /// The packets of one key press: start, updates, and three end packets.
     fn press(first_sequence: u16, timestamp: u32, digit: char) -> Vec<Vec<u8>> {
+        press_in(0x5EED, first_sequence, timestamp, digit)
+    }
+
+    /// A key press in the stream `ssrc`.
+    fn press_in(ssrc: u32, first_sequence: u16, timestamp: u32, digit: char) -> Vec<Vec<u8>> {
         let mut packets = Vec::new();
         let mut sequence = first_sequence;
         for step in 1..=4u16 {
-            packets.push(event_packet(sequence, timestamp, digit, false, 160 * step));
+            packets.push(event_packet(
+                ssrc,
+                sequence,
+                timestamp,
+                digit,
+                false,
+                160 * step,
+            ));
             sequence += 1;
         }
         for _ in 0..3 {
-            packets.push(event_packet(sequence, timestamp, digit, true, 800));
+            packets.push(event_packet(ssrc, sequence, timestamp, digit, true, 800));
             sequence += 1;
         }
         packets
@@ -692,6 +726,7 @@ mod tests {
             remote_media(callee_address, Codec::Pcmu),
             SessionOptions {
                 recording: Some(caller_recording.clone()),
+                ..SessionOptions::default()
             },
         )
         .await
@@ -701,6 +736,7 @@ mod tests {
             remote_media(caller_address, Codec::Pcmu),
             SessionOptions {
                 recording: Some(callee_recording.clone()),
+                ..SessionOptions::default()
             },
         )
         .await
@@ -803,12 +839,83 @@ mod tests {
         session.close().await.unwrap();
     }
 
+    /// Whether `peer` receives an RTP packet from the session within a short wait.
+    async fn hears(peer: &UdpSocket) -> bool {
+        let mut buffer = [0u8; 256];
+        tokio::time::timeout(Duration::from_millis(300), peer.recv_from(&mut buffer))
+            .await
+            .is_ok()
+    }
+
+    async fn assert_no_digit(digits: &mut mpsc::Receiver<char>) {
+        let extra = tokio::time::timeout(Duration::from_millis(200), digits.recv()).await;
+        assert!(extra.is_err(), "unexpected {extra:?}");
+    }
+
+    /// An injector on another port of the far end's host, sending before the far end does:
+    /// neither its audio nor its keys are taken, and our audio still goes where the SDP said.
     #[tokio::test]
-    async fn the_far_end_may_send_from_another_port() {
+    async fn packets_from_another_port_cannot_hijack_the_stream() {
+        let (peer, peer_address) = peer_socket().await;
+        let (injector, _) = peer_socket().await;
+        let (session, mut digits) = session_towards(peer_address, SessionOptions::default()).await;
+        let target = session.local_address();
+        let audio = RtpPacket::new(0, 1, 160, 0xBAD, &[0x55; 160])
+            .to_bytes()
+            .unwrap();
+        injector.send_to(&audio, target).await.unwrap();
+        for packet in press_in(0xBAD, 10, 2000, '1') {
+            injector.send_to(&packet, target).await.unwrap();
+        }
+        assert_no_digit(&mut digits).await;
+        assert_eq!(session.remote_address(), peer_address);
+        assert_eq!(session.stats().packets_received, 0);
+        assert_eq!(session.stats().packets_ignored, 8);
+        session.play(&[0; FRAME_LEN]).await.unwrap();
+        assert!(hears(&peer).await, "the prompt goes to the SDP's address");
+        assert!(!hears(&injector).await, "and not to the injector");
+
+        // The far end's own packets are heard.
+        for packet in press(20, 3000, '2') {
+            peer.send_to(&packet, target).await.unwrap();
+        }
+        assert_eq!(collect_digits(&mut digits, 1).await, "2");
+        session.close().await.unwrap();
+    }
+
+    /// Once the far end's first packet is in, another stream (SSRC) from the same address, e.g.
+    /// spoofed, is ignored: its keys do not count.
+    #[tokio::test]
+    async fn the_first_stream_is_the_only_one_heard() {
+        let (peer, peer_address) = peer_socket().await;
+        let (session, mut digits) = session_towards(peer_address, SessionOptions::default()).await;
+        let target = session.local_address();
+        let audio = RtpPacket::new(0, 1, 160, 0xC0FFEE, &[0x55; 160])
+            .to_bytes()
+            .unwrap();
+        peer.send_to(&audio, target).await.unwrap();
+        for packet in press_in(0xBAD, 10, 2000, '9') {
+            peer.send_to(&packet, target).await.unwrap();
+        }
+        assert_no_digit(&mut digits).await;
+        for packet in press_in(0xC0FFEE, 20, 3000, '4') {
+            peer.send_to(&packet, target).await.unwrap();
+        }
+        assert_eq!(collect_digits(&mut digits, 1).await, "4");
+        assert_eq!(session.stats().packets_received, 8);
+        assert_eq!(session.stats().packets_ignored, 7);
+        session.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn with_symmetric_rtp_the_far_end_may_send_from_another_port() {
         let (_negotiated, negotiated_address) = peer_socket().await;
         let (actual, actual_address) = peer_socket().await;
-        let (session, mut digits) =
-            session_towards(negotiated_address, SessionOptions::default()).await;
+        let symmetric = SessionOptions {
+            symmetric_rtp: true,
+            ..SessionOptions::default()
+        };
+        let (session, mut digits) = session_towards(negotiated_address, symmetric).await;
         assert_eq!(session.remote_address(), negotiated_address);
 
         for packet in press(1, 1000, '3') {
@@ -831,7 +938,7 @@ mod tests {
 
         // Once latched, another port of the same host is a stranger.
         let (other, _) = peer_socket().await;
-        for packet in press(10, 2000, '4') {
+        for packet in press_in(0xBAD, 10, 2000, '4') {
             other
                 .send_to(&packet, session.local_address())
                 .await
@@ -924,6 +1031,7 @@ mod tests {
             remote_media(peer_address, Codec::Pcmu),
             SessionOptions {
                 recording: Some(directory.path().join("no").join("such.wav")),
+                ..SessionOptions::default()
             },
         )
         .await;

@@ -15,6 +15,12 @@ pub const SAMPLE_RATE: u32 = 8000;
 /// output or work explode.
 const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1000..=384_000;
 const MAX_CHANNELS: u16 = 64;
+/// The longest prompt, in seconds (10 minutes): bounds what a conversion produces (4.8 million
+/// samples at 8 kHz) whatever the input's rate.
+pub const MAX_PROMPT_SECONDS: u32 = 600;
+/// The most sample frames read from one file: 10 minutes at 48 kHz. A file of a higher rate may
+/// last less, so that the conversion's work and memory stay bounded too.
+const MAX_INPUT_FRAMES: u64 = MAX_PROMPT_SECONDS as u64 * 48_000;
 
 const FORMAT_PCM: u16 = 1;
 const FORMAT_FLOAT: u16 = 3;
@@ -52,6 +58,33 @@ pub enum PromptError {
     },
     #[error("the WAV file contains no samples")]
     Empty,
+    #[error("the prompt lasts {seconds} s, longer than the {limit} s allowed at {sample_rate} Hz")]
+    TooLong {
+        seconds: u64,
+        limit: u64,
+        sample_rate: u32,
+    },
+}
+
+/// Checks the prompt's length from its header alone, before anything is decoded.
+fn check_length(format: &Format, frames: usize) -> Result<(), PromptError> {
+    let sample_rate = format.sample_rate as u64;
+    let max_frames = (MAX_PROMPT_SECONDS as u64 * sample_rate).min(MAX_INPUT_FRAMES);
+    if frames as u64 > max_frames {
+        return Err(PromptError::TooLong {
+            seconds: (frames as u64).div_ceil(sample_rate),
+            limit: max_frames / sample_rate,
+            sample_rate: format.sample_rate,
+        });
+    }
+    Ok(())
+}
+
+/// Whether `prefix`, the beginning of a file, starts a WAV prompt we can read: the RIFF header,
+/// a supported format and the start of its data. Reads nothing beyond the prefix.
+pub fn check_header(prefix: &[u8]) -> Result<(), PromptError> {
+    let (format, _) = read_chunks(prefix)?;
+    format.encoding().map(|_| ())
 }
 
 /// Reads a WAV file as 8 kHz mono 16-bit samples: other layouts are mixed down to mono and
@@ -63,6 +96,7 @@ pub fn prompt_from_wav(bytes: &[u8]) -> Result<Vec<i16>, PromptError> {
     if frames.len() == 0 {
         return Err(PromptError::Empty);
     }
+    check_length(&format, frames.len())?;
 
     if encoding == Encoding::Pcm16 && format.channels == 1 && format.sample_rate == SAMPLE_RATE {
         return Ok(frames
@@ -431,6 +465,50 @@ mod tests {
         file[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
         file.push(0xAB); // half a sample: dropped
         assert_eq!(prompt_from_wav(&file).unwrap(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn prompts_over_ten_minutes_are_refused_from_the_header() {
+        // 1 kHz 8-bit: 601 s is 601 kB, which upsampled would be 9.6 MB of 8 kHz samples.
+        let long = wav_file(FORMAT_PCM, 1, 1000, 8, &vec![128; 601_000]);
+        assert_eq!(
+            prompt_from_wav(&long).unwrap_err(),
+            PromptError::TooLong {
+                seconds: 601,
+                limit: 600,
+                sample_rate: 1000
+            }
+        );
+        let short = wav_file(FORMAT_PCM, 1, 1000, 8, &vec![128; 10_000]);
+        assert_eq!(prompt_from_wav(&short).unwrap().len(), 80_000);
+        let one_khz = Format {
+            tag: FORMAT_PCM,
+            channels: 1,
+            sample_rate: 1000,
+            block_align: 1,
+            bits: 8,
+        };
+        assert!(check_length(&one_khz, 600_000).is_ok());
+        // High rates get less time, so that the conversion's work stays bounded.
+        let format = Format {
+            tag: FORMAT_PCM,
+            channels: 1,
+            sample_rate: 384_000,
+            block_align: 1,
+            bits: 8,
+        };
+        assert!(check_length(&format, 75 * 384_000).is_ok());
+        assert_eq!(
+            check_length(&format, 76 * 384_000),
+            Err(PromptError::TooLong {
+                seconds: 76,
+                limit: 75,
+                sample_rate: 384_000
+            })
+        );
+        // The header check reads no samples.
+        assert!(check_header(&long[..64]).is_ok());
+        assert_eq!(check_header(b"RIFF"), Err(PromptError::NotWav));
     }
 
     #[test]
