@@ -121,7 +121,9 @@ pub struct SimCall {
 
 pub struct SimBackend {
     time_scale: f64,
-    calls: Arc<Mutex<Vec<SimCall>>>,
+    /// Every call placed, kept only when asked for (`with_history`): a long-running sim would
+    /// otherwise grow without bound.
+    calls: Option<Arc<Mutex<Vec<SimCall>>>>,
     /// One line a call start, appended as the call is placed: survives a crash of the process.
     call_log: Option<Mutex<File>>,
 }
@@ -134,9 +136,15 @@ impl SimBackend {
         );
         SimBackend {
             time_scale,
-            calls: Arc::default(),
+            calls: None,
             call_log: None,
         }
+    }
+
+    /// Keeps every call placed in memory, for [`SimBackend::calls`] (tests and benchmarks).
+    pub fn with_history(mut self) -> Self {
+        self.calls = Some(Arc::default());
+        self
     }
 
     /// Also appends `<unix ms> <uuid> <number>` to `path` for every call placed.
@@ -149,9 +157,12 @@ impl SimBackend {
         Ok(self)
     }
 
-    /// Every call placed so far, in order of placing.
+    /// Every call placed so far, in order of placing; empty unless made `with_history`.
     pub fn calls(&self) -> Vec<SimCall> {
-        self.calls.lock().expect("sim log lock").clone()
+        self.calls
+            .as_ref()
+            .map(|calls| calls.lock().expect("sim log lock").clone())
+            .unwrap_or_default()
     }
 }
 
@@ -162,8 +173,8 @@ impl Telephony for SimBackend {
 
     fn place_call(&self, request: CallRequest) -> CallHandle {
         let (handle, channels) = call_channels();
-        let index = {
-            let mut calls = self.calls.lock().expect("sim log lock");
+        let index = self.calls.as_ref().map(|calls| {
+            let mut calls = calls.lock().expect("sim log lock");
             calls.push(SimCall {
                 task_id: request.settings.task_id,
                 uuid: request.uuid.clone(),
@@ -173,7 +184,7 @@ impl Telephony for SimBackend {
                 cause: None,
             });
             calls.len() - 1
-        };
+        });
         if let Some(log) = &self.call_log {
             let millis = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -193,9 +204,11 @@ impl Telephony for SimBackend {
         let mut channels = channels;
         tokio::spawn(async move {
             let outcome = plan.run(&mut channels).await;
-            if let Some(call) = calls.lock().expect("sim log lock").get_mut(index) {
-                call.ended = Some(Instant::now());
-                call.cause = Some(outcome.cause.name());
+            if let (Some(calls), Some(index)) = (calls, index) {
+                if let Some(call) = calls.lock().expect("sim log lock").get_mut(index) {
+                    call.ended = Some(Instant::now());
+                    call.cause = Some(outcome.cause.name());
+                }
             }
             let _ = channels.events.send(CallEvent::Ended(outcome));
         });
