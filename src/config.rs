@@ -118,16 +118,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API and the dialer (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Copy the database to FILE with SQLite's online backup, safe while outcall is dialing.
     Backup(BackupArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackupArgs {
-    /// The data directory whose outcall.db is copied.
-    #[arg(long, env = "OUTCALL_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    /// The data directory whose outcall.db is copied (default: as for serving, ./data).
+    #[arg(long, env = "OUTCALL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Where the copy is written (replaced if it exists).
     pub file: PathBuf,
 }
@@ -206,7 +206,7 @@ pub struct ServeArgs {
 impl Cli {
     pub fn serve_args(self) -> ServeArgs {
         match self.command {
-            Some(Command::Serve(args)) => args,
+            Some(Command::Serve(args)) => *args,
             Some(Command::Backup(_)) | None => self.serve,
         }
     }

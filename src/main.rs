@@ -1,6 +1,6 @@
 use clap::Parser;
 use outcall::{
-    config::{BackupArgs, Cli, Command},
+    config::{Cli, Command},
     startup::Application,
 };
 use tracing_subscriber::EnvFilter;
@@ -15,7 +15,9 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     if let Some(Command::Backup(args)) = &cli.command {
-        return backup(args);
+        // `outcall --data-dir D backup FILE` reads D too.
+        let data_dir = args.data_dir.as_ref().unwrap_or(&cli.serve.data_dir);
+        return backup(data_dir, &args.file);
     }
     let args = cli.serve_args();
     let config = match args.into_config(std::env::var("OUTCALL_ADMIN_PASSWORD").ok()) {
@@ -35,21 +37,21 @@ async fn main() -> std::process::ExitCode {
 }
 
 /// `outcall backup FILE`: needs no lock on the data directory, so it runs beside a live outcall.
-fn backup(args: &BackupArgs) -> std::process::ExitCode {
+fn backup(data_dir: &std::path::Path, file: &std::path::Path) -> std::process::ExitCode {
     // The copy holds what the database holds: private like it.
     // SAFETY: umask only swaps the process's file creation mask.
     unsafe { libc::umask(0o077) };
-    let source = args.data_dir.join("outcall.db");
+    let source = data_dir.join("outcall.db");
     if !source.is_file() {
         eprintln!("outcall: no database at {}", source.display());
         return std::process::ExitCode::from(2);
     }
-    match outcall::db::backup::backup(&source, &args.file) {
+    match outcall::db::backup::backup(&source, file) {
         Ok(report) => {
             println!(
                 "backed up {} to {} ({} pages, integrity ok)",
                 source.display(),
-                args.file.display(),
+                file.display(),
                 report.pages
             );
             std::process::ExitCode::SUCCESS

@@ -610,11 +610,13 @@ async fn a_damaged_database_is_refused_with_how_to_restore() {
 // A database stall
 // ---------------------------------------------------------------------------------------------
 
-/// The test holds the database's write lock for 30 s in mid-campaign: no result is lost (every
-/// number ends with its real cause, none SYSTEM_SHUTDOWN) and the process idles meanwhile.
+/// The test holds the database's write lock for 70 s in mid-campaign (the audit's stall: long
+/// enough that the old five attempts of a result, 10 s of busy wait each, ran out): no result is
+/// lost (every number ends with its real cause, none SYSTEM_SHUTDOWN) and the process idles
+/// meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_stall_loses_no_result_and_burns_no_core() {
-    const STALL: Duration = Duration::from_secs(30);
+    const STALL: Duration = Duration::from_secs(70);
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let launch = Launch {
