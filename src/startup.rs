@@ -84,8 +84,9 @@ impl Application {
         let descriptor_limit = resources::raise_descriptor_limit();
         let http_connections =
             resources::http_connection_budget(descriptor_limit, config.dialer.max_channels);
-        let db = Db::open_with(&config.database_path(), config.sqlite_synchronous)
-            .with_context(|| format!("opening the database {}", config.database_path().display()))?;
+        let db = Db::open_with(&config.database_path(), config.sqlite_synchronous).with_context(
+            || format!("opening the database {}", config.database_path().display()),
+        )?;
         auth::ensure_admin(&db, &config.data_dir, config.admin_password.clone()).await?;
 
         let listener = TcpListener::bind(&config.listen)

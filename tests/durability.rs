@@ -411,7 +411,11 @@ fn assert_every_number_ended_for_real(dir: &Path, task_id: i64, numbers: &[Strin
         let row = &rows[number];
         assert_eq!(row.call_status, "done", "{number}: {row:?}");
         assert_eq!(row.cause, expected_cause(number), "{number}: {row:?}");
-        assert_eq!(placed.get(number), Some(&row.uuid), "{number} placed once, as its call");
+        assert_eq!(
+            placed.get(number),
+            Some(&row.uuid),
+            "{number} placed once, as its call"
+        );
     }
     assert_eq!(placed.len(), numbers.len(), "one call placed per number");
 }
@@ -443,7 +447,10 @@ async fn a_second_instance_on_the_same_data_dir_is_refused() {
         "another outcall is already running on the data directory {}",
         data_dir(dir).display()
     );
-    assert!(log.contains(&expected), "the refusal names the directory:\n{log}");
+    assert!(
+        log.contains(&expected),
+        "the refusal names the directory:\n{log}"
+    );
 
     let (status, _) = client.health().await;
     assert_eq!(status, 200, "the first instance runs on");
@@ -466,8 +473,11 @@ async fn data_files_are_private_and_a_fresh_start_logs_no_error() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
-    std::fs::set_permissions(data.join("recordings"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        data.join("recordings"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let launch = Launch {
@@ -501,7 +511,10 @@ async fn data_files_are_private_and_a_fresh_start_logs_no_error() {
 
     let log = server.log_text();
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
-    assert!(errors.is_empty(), "a fresh start logs no error: {errors:#?}");
+    assert!(
+        errors.is_empty(),
+        "a fresh start logs no error: {errors:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -567,7 +580,10 @@ async fn a_backup_taken_while_dialing_is_a_sound_database() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let task = client.get(&format!("/api/out_call_tasks/{id}")).await;
-    assert_eq!(task["status"], "running", "dialing went on during the backups");
+    assert_eq!(
+        task["status"], "running",
+        "dialing went on during the backups"
+    );
     client.wait_done(id, Duration::from_secs(60)).await;
     assert_every_number_ended_for_real(dir, id, &all);
 }
@@ -597,7 +613,10 @@ async fn a_damaged_database_is_refused_with_how_to_restore() {
 
     let mut refused = spawn_server(dir, &Launch::default());
     let status = refused.exit_status().await;
-    assert!(!status.success(), "a damaged database stops the start: {status}");
+    assert!(
+        !status.success(),
+        "a damaged database stops the start: {status}"
+    );
     let log = refused.log_text();
     assert!(
         log.contains("is damaged") && log.contains("outcall backup"),
@@ -658,11 +677,12 @@ async fn a_database_stall_loses_no_result_and_burns_no_core() {
         "during the {wall:?} stall: {cpu:?} of CPU = {:.1} % of one core; {done_at_stall} done at its start",
         share * 100.0
     );
-    assert!(share < 0.20, "the process idles while the database is stalled: {:.1} %", share * 100.0);
     assert!(
-        done_at_stall < all.len(),
-        "the stall came in mid-campaign"
+        share < 0.20,
+        "the process idles while the database is stalled: {:.1} %",
+        share * 100.0
     );
+    assert!(done_at_stall < all.len(), "the stall came in mid-campaign");
 
     client.wait_done(id, Duration::from_secs(90)).await;
     assert_every_number_ended_for_real(dir, id, &all);
@@ -678,10 +698,9 @@ async fn a_database_stall_loses_no_result_and_burns_no_core() {
 fn slow_client(port: u16, stop: &AtomicBool, open: &AtomicUsize) {
     const BODY: &[u8] = br#"{"login":"admin","password":"trickled-password-that-takes-long"}"#;
     while !stop.load(Ordering::Relaxed) {
-        let Ok(mut stream) = TcpStream::connect_timeout(
-            &([127, 0, 0, 1], port).into(),
-            Duration::from_secs(5),
-        ) else {
+        let Ok(mut stream) =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))
+        else {
             std::thread::sleep(Duration::from_millis(200));
             continue;
         };
@@ -746,16 +765,20 @@ async fn healthz_and_calls_survive_1100_slow_clients_under_1024_descriptors() {
                 .unwrap()
         })
         .collect();
-    poll(Duration::from_secs(30), "the slow clients connected", || {
-        let open = open.load(Ordering::Relaxed);
-        async move {
-            if open >= CLIENTS * 9 / 10 {
-                Ok(())
-            } else {
-                Err(format!("{open} open"))
+    poll(
+        Duration::from_secs(30),
+        "the slow clients connected",
+        || {
+            let open = open.load(Ordering::Relaxed);
+            async move {
+                if open >= CLIENTS * 9 / 10 {
+                    Ok(())
+                } else {
+                    Err(format!("{open} open"))
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 
     let asked = Instant::now();
@@ -785,11 +808,17 @@ async fn healthz_and_calls_survive_1100_slow_clients_under_1024_descriptors() {
     let most_descriptors = most_descriptors.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     eprintln!("campaign done with {still_open} slow clients connected; at most {most_descriptors} descriptors open");
-    assert!(still_open >= CLIENTS / 2, "the attack went on: {still_open} connected");
+    assert!(
+        still_open >= CLIENTS / 2,
+        "the attack went on: {still_open} connected"
+    );
     assert!(most_descriptors < 1024, "{most_descriptors} descriptors");
     assert_every_number_ended_for_real(dir, id, &all);
     let log = server.log_text();
-    assert!(!log.contains("Too many open files"), "no descriptor ran out");
+    assert!(
+        !log.contains("Too many open files"),
+        "no descriptor ran out"
+    );
     for thread in threads {
         thread.join().unwrap();
     }
@@ -846,10 +875,7 @@ async fn ten_sigkills_in_a_campaign_dial_no_number_twice() {
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
         server.kill();
-        eprintln!(
-            "kill {kill}: {} placed",
-            placed_by_number(dir).len()
-        );
+        eprintln!("kill {kill}: {} placed", placed_by_number(dir).len());
     }
     let id = id.unwrap();
     let mut server = spawn_server(dir, &launch);
@@ -869,7 +895,11 @@ async fn ten_sigkills_in_a_campaign_dial_no_number_twice() {
             }
         } else {
             assert_eq!(row.cause, expected_cause(number), "{number}: {row:?}");
-            assert_eq!(placed.get(number), Some(&row.uuid), "{number} placed once, as its call");
+            assert_eq!(
+                placed.get(number),
+                Some(&row.uuid),
+                "{number} placed once, as its call"
+            );
         }
     }
     for number in placed.keys() {
@@ -880,5 +910,176 @@ async fn ten_sigkills_in_a_campaign_dial_no_number_twice() {
         placed.len(),
         cut.len()
     );
-    assert!(cut.len() < all.len() / 2, "the kills cut {} calls", cut.len());
+    assert!(
+        cut.len() < all.len() / 2,
+        "the kills cut {} calls",
+        cut.len()
+    );
+}
+
+/// The Call-IDs of the INVITEs sipp received (retransmissions counted once).
+fn invites_received(message_log: &Path) -> HashSet<String> {
+    let text = std::fs::read_to_string(message_log).unwrap_or_default();
+    let mut call_ids = HashSet::new();
+    for block in text.split("-----------------------------------------------") {
+        let mut lines = block.lines().map(str::trim).filter(|l| !l.is_empty());
+        let (Some(_stamp), Some(kind)) = (lines.next(), lines.next()) else {
+            continue;
+        };
+        if !kind.contains("received") {
+            continue;
+        }
+        let Some(start) = lines.next() else { continue };
+        if !start.starts_with("INVITE ") {
+            continue;
+        }
+        let call_id = lines.find_map(|line| {
+            let lower = line.to_ascii_lowercase();
+            (lower.starts_with("call-id:") || lower.starts_with("i:"))
+                .then(|| line.split_once(':').unwrap().1.trim().to_owned())
+        });
+        call_ids.insert(call_id.unwrap_or_else(|| panic!("an INVITE without Call-ID: {block}")));
+    }
+    call_ids
+}
+
+/// The same on the sip back end against sipp, with 3 SIGKILLs: every INVITE sipp received is
+/// the call of exactly one number (its uuid is the Call-ID), and every number whose call ended
+/// for real was dialed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sigkills_on_sip_dial_no_number_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let sipp_port = {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().port()
+    };
+    let sipp_control = {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().port()
+    };
+    let message_log = dir.join("sipp-messages.log");
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/campaign_callee.xml");
+    let mut sipp = Command::new("/usr/bin/sipp")
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
+        .args(["-ci", "127.0.0.1", "-cp", &sipp_control.to_string()])
+        .args(["-mi", "127.0.0.1", "-mp", "33400"])
+        .args(["-m", "100000", "-nostdin", "-trace_msg", "-message_file"])
+        .arg(&message_log)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp starts");
+    struct KillOnDrop<'a>(&'a mut Child);
+    impl Drop for KillOnDrop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _sipp = KillOnDrop(&mut sipp);
+
+    let launch = Launch {
+        extra: vec![
+            "--backend".into(),
+            "sip".into(),
+            "--sip-trunk".into(),
+            format!("udp:127.0.0.1:{sipp_port}"),
+            "--sip-bind".into(),
+            "127.0.0.1:0".into(),
+            "--rtp-ports".into(),
+            "33000-33199".into(),
+        ],
+        ..Launch::default()
+    };
+    let all = numbers(7000, 60);
+    let mut rng = rand::thread_rng();
+    let mut id = None;
+    for kill in 0..3 {
+        let mut server = spawn_server(dir, &launch);
+        let client = Client::connect(&mut server).await;
+        if id.is_none() {
+            // No action: each answered call is hung up at once, NORMAL_CLEARING.
+            let reply = client
+                .send(
+                    reqwest::Method::POST,
+                    "/api/out_call_tasks",
+                    Some(json!({"group_name": "sip crash", "description": "test",
+                                "max_caps": 10, "max_concurrency": 5, "calling_time": 10})),
+                )
+                .await;
+            let task = reply["data"].as_i64().unwrap();
+            let rows: Vec<Value> = all
+                .iter()
+                .map(|n| json!({"dest_number": n, "external_id": ""}))
+                .collect();
+            client
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/api/out_call_tasks/{task}/import"),
+                    Some(json!({ "data": rows })),
+                )
+                .await;
+            client
+                .send(
+                    reqwest::Method::PUT,
+                    "/api/out_call_tasks",
+                    Some(json!({"action": "start", "data": [task.to_string()]})),
+                )
+                .await;
+            id = Some(task);
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(500..1500))).await;
+        server.kill();
+        eprintln!(
+            "kill {kill}: sipp has seen {} INVITEs",
+            invites_received(&message_log).len()
+        );
+    }
+    let id = id.unwrap();
+    let mut server = spawn_server(dir, &launch);
+    let client = Client::connect(&mut server).await;
+    client.wait_done(id, Duration::from_secs(60)).await;
+
+    let rows = snapshot(dir, id);
+    let invites = invites_received(&message_log);
+    let uuid_to_number: HashMap<&str, &str> = rows
+        .iter()
+        .map(|(number, row)| (row.uuid.as_str(), number.as_str()))
+        .collect();
+    for call_id in &invites {
+        assert!(
+            uuid_to_number.contains_key(call_id.as_str()),
+            "sipp got INVITE {call_id}, which is no number's recorded call: a number was dialed twice"
+        );
+    }
+    let mut cut = 0;
+    for number in &all {
+        let row = &rows[number];
+        assert_eq!(row.call_status, "done", "{number}: {row:?}");
+        if row.cause == "SYSTEM_SHUTDOWN" {
+            cut += 1;
+        } else {
+            assert_eq!(row.cause, "NORMAL_CLEARING", "{number}: {row:?}");
+            assert!(invites.contains(&row.uuid), "{number}'s call reached sipp");
+        }
+    }
+    let dialed = rows
+        .values()
+        .filter(|row| invites.contains(&row.uuid))
+        .count();
+    eprintln!(
+        "{} INVITEs, {dialed} numbers dialed, {cut} cut by the kills",
+        invites.len()
+    );
+    assert_eq!(
+        invites.len(),
+        dialed,
+        "sipp's INVITE count is the numbers dialed"
+    );
+    assert!(dialed >= all.len() - cut, "every number not cut was dialed");
 }

@@ -28,27 +28,24 @@ pub async fn body_deadline(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let payload = request.take_payload();
     let started = Instant::now();
-    let stream = futures_util::stream::unfold(
-        Some((payload, 0u64)),
-        move |state| async move {
-            let (mut payload, received) = state?;
-            let allowed =
-                started + BODY_GRACE + Duration::from_secs_f64(received as f64 / MIN_BODY_RATE);
-            match tokio::time::timeout_at(allowed.into(), payload.next()).await {
-                Ok(Some(Ok(bytes))) => {
-                    let received = received + bytes.len() as u64;
-                    Some((Ok(bytes), Some((payload, received))))
-                }
-                Ok(Some(Err(error))) => Some((Err(error), None)),
-                Ok(None) => None,
-                Err(_elapsed) => Some((Err(timed_out()), None)),
+    let stream = futures_util::stream::unfold(Some((payload, 0u64)), move |state| async move {
+        let (mut payload, received) = state?;
+        let allowed =
+            started + BODY_GRACE + Duration::from_secs_f64(received as f64 / MIN_BODY_RATE);
+        match tokio::time::timeout_at(allowed.into(), payload.next()).await {
+            Ok(Some(Ok(bytes))) => {
+                let received = received + bytes.len() as u64;
+                Some((Ok(bytes), Some((payload, received))))
             }
-        },
-    );
-    request.set_payload(Payload::from(
-        Box::pin(stream)
-            as std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, PayloadError>>>>
-    ));
+            Ok(Some(Err(error))) => Some((Err(error), None)),
+            Ok(None) => None,
+            Err(_elapsed) => Some((Err(timed_out()), None)),
+        }
+    });
+    request.set_payload(Payload::from(Box::pin(stream)
+        as std::pin::Pin<
+            Box<dyn futures_util::Stream<Item = Result<Bytes, PayloadError>>>,
+        >));
     next.call(request).await
 }
 
@@ -66,4 +63,3 @@ pub fn is_timeout(error: &actix_web::Error) -> bool {
         Some(PayloadError::Io(error)) if error.kind() == std::io::ErrorKind::TimedOut
     )
 }
-
