@@ -42,7 +42,8 @@ pub async fn body_deadline(
             Err(_elapsed) => Some((Err(timed_out()), None)),
         }
     });
-    request.set_payload(Payload::from(Box::pin(stream)
+    // Fused: multipart reads on after the end, which a bare `unfold` does not allow.
+    request.set_payload(Payload::from(Box::pin(stream.fuse())
         as std::pin::Pin<
             Box<dyn futures_util::Stream<Item = Result<Bytes, PayloadError>>>,
         >));

@@ -242,6 +242,33 @@ mod tests {
     }
 
     #[test]
+    fn synchronous_is_set_on_every_pooled_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        for (setting, expected) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
+            let db = Db::open_with(&dir.path().join(format!("{setting:?}.db")), setting).unwrap();
+            let connections: Vec<_> = (0..3).map(|_| db.connection().unwrap()).collect();
+            for conn in &connections {
+                let value: i64 = conn
+                    .pragma_query_value(None, "synchronous", |r| r.get(0))
+                    .unwrap();
+                assert_eq!(value, expected, "{setting:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_naming_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outcall.db");
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let error = Db::open(&path).err().expect("refused");
+        assert!(matches!(error, DbError::Corrupt { .. }), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("outcall backup"), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+
+    #[test]
     fn an_older_database_is_brought_up_to_date_keeping_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
