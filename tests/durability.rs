@@ -1083,3 +1083,62 @@ async fn three_sigkills_on_sip_dial_no_number_twice() {
     );
     assert!(dialed >= all.len() - cut, "every number not cut was dialed");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Health
+// ---------------------------------------------------------------------------------------------
+
+/// A sim whose trunk is down, as a back end reports it.
+struct DownBackend(outcall::telephony::sim::SimBackend);
+
+impl outcall::telephony::Telephony for DownBackend {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn health(&self) -> outcall::telephony::BackendHealth {
+        outcall::telephony::BackendHealth {
+            healthy: false,
+            detail: "the trunk does not answer".into(),
+        }
+    }
+
+    fn place_call(
+        &self,
+        request: outcall::telephony::CallRequest,
+    ) -> outcall::telephony::CallHandle {
+        self.0.place_call(request)
+    }
+}
+
+/// /healthz reports the dialer's last pass and the back end's state besides the database, and
+/// answers 503 naming what is wrong when the back end says it cannot place calls.
+#[tokio::test]
+async fn healthz_reports_the_dialer_and_the_back_end() {
+    let app = common::spawn_app().await;
+    let reply = app.get("/healthz").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = &reply.body;
+    assert_eq!(body["status"], "ok");
+    assert!(body["schema_version"].as_u64().unwrap() >= 1, "{body}");
+    assert_eq!(body["dialer"]["status"], "ok", "{body}");
+    let since = body["dialer"]["last_pass_seconds_ago"].as_f64().unwrap();
+    assert!((0.0..5.0).contains(&since), "{body}");
+    assert_eq!(body["backend"]["name"], "sim");
+    assert_eq!(body["backend"]["status"], "ok");
+
+    let down = Arc::new(DownBackend(outcall::telephony::sim::SimBackend::new(0.01)));
+    let app = common::spawn_app_with_backend(down, |_| {}).await;
+    let reply = app.get("/healthz").await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    let body = &reply.body;
+    assert_eq!(body["code"], 503);
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["backend"]["status"], "unhealthy");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("back end") && message.contains("the trunk does not answer"),
+        "{message}"
+    );
+    assert_eq!(body["dialer"]["status"], "ok", "{body}");
+}

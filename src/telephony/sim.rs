@@ -441,6 +441,49 @@ mod tests {
         }
     }
 
+    fn request(number: &str) -> CallRequest {
+        CallRequest {
+            uuid: "u".into(),
+            number_id: 1,
+            dest_number: number.into(),
+            settings: Arc::new(super::super::CallSettings {
+                task_id: 1,
+                dest_context: String::new(),
+                cid_number: String::new(),
+                cid_name: String::new(),
+                calling_time: Duration::from_secs(30),
+                confirm: None,
+                action: AfterAnswer::Hangup,
+                auto_record: false,
+                disable_ring_back: false,
+            }),
+        }
+    }
+
+    async fn ended(mut handle: CallHandle) -> CallOutcome {
+        loop {
+            match handle.events.recv().await.expect("the call ends") {
+                CallEvent::Ended(outcome) => return outcome,
+                _ => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_are_remembered_only_when_asked() {
+        let plain = SimBackend::new(0.001);
+        let outcome = ended(plain.place_call(request("1009"))).await;
+        assert_eq!(outcome.cause, HangupCause::UNALLOCATED_NUMBER);
+        assert!(plain.calls().is_empty(), "no history by default");
+        assert!(plain.calls.is_none());
+
+        let remembering = SimBackend::new(0.001).with_history();
+        ended(remembering.place_call(request("1009"))).await;
+        let calls = remembering.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].dest_number, "1009");
+    }
+
     #[test]
     fn window_and_concurrency_counts() {
         let origin = Instant::now();
