@@ -37,8 +37,8 @@ struct Launch {
     scale: f64,
     /// Set `OUTCALL_ADMIN_PASSWORD` (else the password is generated and saved in the data dir).
     password: bool,
-    /// Run under `prlimit --nofile=N:N`.
-    descriptor_limit: Option<u32>,
+    /// Run under `prlimit --nofile=SOFT:HARD`.
+    descriptor_limit: Option<(u32, u32)>,
     extra: Vec<String>,
 }
 
@@ -165,10 +165,10 @@ fn spawn_server(dir: &Path, launch: &Launch) -> Server {
     let log = dir.join(format!("server-{port}.log"));
     let out = File::create(&log).expect("the server log file");
     let mut command = match launch.descriptor_limit {
-        Some(limit) => {
+        Some((soft, hard)) => {
             let mut command = Command::new("prlimit");
             command
-                .arg(format!("--nofile={limit}:{limit}"))
+                .arg(format!("--nofile={soft}:{hard}"))
                 .arg(env!("CARGO_BIN_EXE_outcall"));
             for (name, _) in std::env::vars() {
                 if name.starts_with("OUTCALL_") {
@@ -748,7 +748,7 @@ async fn healthz_and_calls_survive_1100_slow_clients_under_1024_descriptors() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let launch = Launch {
-        descriptor_limit: Some(1024),
+        descriptor_limit: Some((1024, 1024)),
         ..Launch::default()
     };
     let mut server = spawn_server(dir, &launch);
@@ -822,6 +822,27 @@ async fn healthz_and_calls_survive_1100_slow_clients_under_1024_descriptors() {
     for thread in threads {
         thread.join().unwrap();
     }
+}
+
+/// Started with a soft limit of 512 open files under a hard limit of 4,096, outcall raises its
+/// soft limit to 4,096.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let launch = Launch {
+        descriptor_limit: Some((512, 4096)),
+        ..Launch::default()
+    };
+    let mut server = spawn_server(dir, &launch);
+    Client::connect(&mut server).await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["4096", "4096"], "{line}");
 }
 
 /// A body trickled slower than the server accepts is cut off with 408, naming the body.
