@@ -38,7 +38,7 @@ async fn main() {
     config.admin_password = Some("bench".into());
     config.dialer.max_caps = CAPS_PER_TASK * TASKS as f64;
     config.dialer.max_channels = CONCURRENCY_PER_TASK * TASKS;
-    let sim = Arc::new(SimBackend::new(TIME_SCALE));
+    let sim = Arc::new(SimBackend::new(TIME_SCALE).with_history());
     let app = Application::build_with_backend(config, sim.clone())
         .await
         .unwrap();

@@ -34,7 +34,7 @@ async fn main() {
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_data_dir(data_dir.path());
     config.admin_password = Some("bench-password".into());
-    let sim = Arc::new(SimBackend::new(1.0));
+    let sim = Arc::new(SimBackend::new(1.0).with_history());
     let app = Application::build_with_backend(config, sim.clone())
         .await
         .unwrap();

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
     clock::TimeZone,
+    db::Synchronous,
     dialer::DialerConfig,
     telephony::sip::config::{parse_port_range, SipConfig, Trunk, DEFAULT_REQUEST_URI},
 };
@@ -35,6 +36,8 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// Box-wide ceilings and shutdown behaviour of the dialer.
     pub dialer: DialerConfig,
+    /// SQLite's `synchronous`: `full` also survives a power cut with the last commits.
+    pub sqlite_synchronous: Synchronous,
     pub sim: SimConfig,
     pub sip: SipConfig,
 }
@@ -63,6 +66,7 @@ impl Config {
                 max_channels: DEFAULT_MAX_CHANNELS,
                 shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECONDS),
             },
+            sqlite_synchronous: Synchronous::Normal,
             sim: SimConfig {
                 time_scale: 1.0,
                 call_log: None,
@@ -114,7 +118,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API and the dialer (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Copy the database to FILE with SQLite's online backup, safe while outcall is dialing.
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackupArgs {
+    /// The data directory whose outcall.db is copied (default: as for serving, ./data).
+    #[arg(long, env = "OUTCALL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where the copy is written (replaced if it exists).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -147,6 +162,10 @@ pub struct ServeArgs {
     /// On SIGTERM, seconds live calls may go on before they are hung up with SYSTEM_SHUTDOWN.
     #[arg(long, env = "OUTCALL_SHUTDOWN_GRACE", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECONDS)]
     pub shutdown_grace: u64,
+    /// SQLite durability: `normal` may lose the last commits on a power cut (never on a crash of
+    /// outcall), `full` syncs every commit.
+    #[arg(long, env = "OUTCALL_SQLITE_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Normal)]
+    pub sqlite_synchronous: Synchronous,
     /// sim back end: multiplies every simulated duration (0.01 makes a 5 s call last 50 ms).
     #[arg(long, env = "OUTCALL_SIM_TIME_SCALE", default_value_t = 1.0)]
     pub sim_time_scale: f64,
@@ -187,8 +206,8 @@ pub struct ServeArgs {
 impl Cli {
     pub fn serve_args(self) -> ServeArgs {
         match self.command {
-            Some(Command::Serve(args)) => args,
-            None => self.serve,
+            Some(Command::Serve(args)) => *args,
+            Some(Command::Backup(_)) | None => self.serve,
         }
     }
 }
@@ -232,6 +251,7 @@ impl ServeArgs {
                 max_channels: self.max_channels,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace),
             },
+            sqlite_synchronous: self.sqlite_synchronous,
             sim: SimConfig {
                 time_scale: self.sim_time_scale,
                 call_log: self.sim_call_log,

@@ -1,5 +1,8 @@
 use clap::Parser;
-use outcall::{config::Cli, startup::Application};
+use outcall::{
+    config::{Cli, Command},
+    startup::Application,
+};
 use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]
@@ -10,7 +13,13 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("info,rsipstack=warn")),
         )
         .init();
-    let args = Cli::parse().serve_args();
+    let cli = Cli::parse();
+    if let Some(Command::Backup(args)) = &cli.command {
+        // `outcall --data-dir D backup FILE` reads D too.
+        let data_dir = args.data_dir.as_ref().unwrap_or(&cli.serve.data_dir);
+        return backup(data_dir, &args.file);
+    }
+    let args = cli.serve_args();
     let config = match args.into_config(std::env::var("OUTCALL_ADMIN_PASSWORD").ok()) {
         Ok(config) => config,
         Err(message) => {
@@ -22,6 +31,33 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("outcall stopped: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `outcall backup FILE`: needs no lock on the data directory, so it runs beside a live outcall.
+fn backup(data_dir: &std::path::Path, file: &std::path::Path) -> std::process::ExitCode {
+    // The copy holds what the database holds: private like it.
+    // SAFETY: umask only swaps the process's file creation mask.
+    unsafe { libc::umask(0o077) };
+    let source = data_dir.join("outcall.db");
+    if !source.is_file() {
+        eprintln!("outcall: no database at {}", source.display());
+        return std::process::ExitCode::from(2);
+    }
+    match outcall::db::backup::backup(&source, file) {
+        Ok(report) => {
+            println!(
+                "backed up {} to {} ({} pages, integrity ok)",
+                source.display(),
+                file.display(),
+                report.pages
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("outcall: backup of {} failed: {error}", source.display());
             std::process::ExitCode::FAILURE
         }
     }

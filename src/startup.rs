@@ -1,9 +1,9 @@
 //! Builds the application from a configuration: opens the database, binds the listener, starts
 //! the dialer, and runs the HTTP server until stopped.
 
-use std::{net::TcpListener, sync::Arc};
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_web::{dev::Server, middleware::from_fn, web, App, HttpServer};
+use actix_web::{dev::Server, http::KeepAlive, middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 use tokio::task::JoinHandle;
 
@@ -11,10 +11,20 @@ use crate::{
     api::{self, AppState},
     auth,
     config::{BackendKind, Config},
+    data_dir::{self, DataDirLock},
     db::Db,
     dialer::{self, DialerHandle},
+    resources,
     telephony::{sim::SimBackend, sip::SipBackend, Telephony},
 };
+
+/// HTTP limits: a client has this long to send a request's head, then its body is read under
+/// `api::body_deadline`; an idle kept-alive connection is closed after `KEEP_ALIVE`.
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Connections waiting to be accepted when every HTTP slot is taken.
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// The dialer's own multi-threaded runtime: the supervisor, the runners, their calls and the
 /// telephony back end (SIP signalling, RTP) run here, away from actix's HTTP workers, so nothing
@@ -66,6 +76,8 @@ pub struct Application {
     db: Db,
     dialer: DialerHandle,
     supervisor: JoinHandle<()>,
+    /// Held until the application ends: no second outcall on the same data directory.
+    _data_dir_lock: DataDirLock,
 }
 
 /// The back end the configuration names.
@@ -93,6 +105,8 @@ pub async fn build_backend(config: &Config) -> anyhow::Result<Arc<dyn Telephony>
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // The lock first: a second instance must not even bind the SIP port.
+        let lock = data_dir::prepare(&config.data_dir)?;
         let runtime = DialerRuntime::new().context("starting the dialer's runtime")?;
         let backend = {
             let config = config.clone();
@@ -100,7 +114,7 @@ impl Application {
                 .run(async move { build_backend(&config).await })
                 .await?
         };
-        Self::build_on(config, backend, runtime).await
+        Self::build_locked(config, backend, lock, runtime).await
     }
 
     /// Like `build`, with a back end made by the caller (tests keep a handle on it).
@@ -108,25 +122,29 @@ impl Application {
         config: Config,
         backend: Arc<dyn Telephony>,
     ) -> anyhow::Result<Self> {
+        let lock = data_dir::prepare(&config.data_dir)?;
         let runtime = DialerRuntime::new().context("starting the dialer's runtime")?;
-        Self::build_on(config, backend, runtime).await
+        Self::build_locked(config, backend, lock, runtime).await
     }
 
-    async fn build_on(
+    async fn build_locked(
         config: Config,
         backend: Arc<dyn Telephony>,
+        data_dir_lock: DataDirLock,
         runtime: DialerRuntime,
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("creating the data directory {}", config.data_dir.display())
-        })?;
-        let db = Db::open(&config.database_path()).with_context(|| {
-            format!("opening the database {}", config.database_path().display())
-        })?;
+        let descriptor_limit = resources::raise_descriptor_limit();
+        let http_connections =
+            resources::http_connection_budget(descriptor_limit, config.dialer.max_channels);
+        let db = Db::open_with(&config.database_path(), config.sqlite_synchronous).with_context(
+            || format!("opening the database {}", config.database_path().display()),
+        )?;
         auth::ensure_admin(&db, &config.data_dir, config.admin_password.clone()).await?;
 
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("listening on {}", config.listen))?;
+        resources::set_listen_backlog(&listener, LISTEN_BACKLOG)
+            .with_context(|| format!("setting the backlog of {}", config.listen))?;
         let port = listener.local_addr()?.port();
         let backend_name = backend.name();
         let (dialer, supervisor) =
@@ -139,12 +157,21 @@ impl Application {
             dialer: dialer.clone(),
             data_dir: config.data_dir.clone(),
         });
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(api::security_headers())
                 .wrap(from_fn(api::log_request))
+                .wrap(from_fn(api::body_deadline::body_deadline))
                 .configure(|c| api::configure(c, state.clone()))
         })
+        .workers(workers)
+        // Per worker: all workers together stay within the descriptors left over by the calls.
+        .max_connections((http_connections / workers).max(1))
+        .max_connection_rate(256)
+        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+        .keep_alive(KeepAlive::Timeout(KEEP_ALIVE))
         .listen(listener)?
         // Shutdown is ours to order (HTTP first, then the dialer), not actix's.
         .disable_signals()
@@ -155,6 +182,8 @@ impl Application {
             data_dir = %config.data_dir.display(),
             backend = backend_name,
             time_zone = config.time_zone.name(),
+            descriptor_limit,
+            http_connections,
             "outcall is ready"
         );
         Ok(Application {
@@ -164,6 +193,7 @@ impl Application {
             db,
             dialer,
             supervisor,
+            _data_dir_lock: data_dir_lock,
         })
     }
 
@@ -190,6 +220,7 @@ impl Application {
             tracing::error!(%error, "the dialer failed");
         }
         drop(self.runtime);
+        drop(self._data_dir_lock);
         served
     }
 }

@@ -41,7 +41,7 @@ async fn spawn_dialer_with(
     scale: f64,
     adjust: impl FnOnce(&mut Config),
 ) -> (TestApp, Arc<SimBackend>) {
-    let sim = Arc::new(SimBackend::new(scale));
+    let sim = Arc::new(SimBackend::new(scale).with_history());
     let app = spawn_app_with_backend(sim.clone(), adjust).await;
     (app, sim)
 }

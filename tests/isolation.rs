@@ -16,7 +16,7 @@ const CAPS: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_flood_does_not_slow_the_dialer() {
-    let sim = Arc::new(SimBackend::new(1.0));
+    let sim = Arc::new(SimBackend::new(1.0).with_history());
     let app = spawn_app_with_backend(sim.clone(), |_| {}).await;
     let id = app.create_task("campaign").await;
     app.update_task(

@@ -15,6 +15,10 @@ const DEFAULT_PER_PAGE: u32 = 20;
 pub async fn read_body(payload: web::Payload, limit: usize) -> ApiResult<web::Bytes> {
     match payload.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) if super::body_deadline::is_timeout(&error) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive in time: {error}"),
+        )),
         Ok(Err(error)) => Err(ApiError::bad_request(format!(
             "could not read the request body: {error}"
         ))),

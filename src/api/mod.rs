@@ -1,5 +1,6 @@
 //! The HTTP API: XSwitch's `/api/out_call_tasks` contract, sessions, health, and the admin page.
 
+pub mod body_deadline;
 pub mod error;
 mod input;
 mod media_files;
@@ -118,16 +119,58 @@ fn error_response(error: ApiError) -> HttpResponse {
     actix_web::ResponseError::error_response(&error)
 }
 
+/// The dialer counts as stuck when its supervisor has not finished a pass for this long (a pass
+/// takes at most a few seconds of database waits; it runs twice a second).
+const DIALER_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// 200 with `"status":"ok"` when the database answers, the dialer's supervisor is alive and the
+/// back end can place calls; else 503 in the error envelope, with the same details.
 async fn health(state: web::Data<AppState>) -> HttpResponse {
-    match state.db.schema_version().await {
-        Ok(version) => {
-            HttpResponse::Ok().json(json!({ "status": "ok", "schema_version": version }))
-        }
+    let since_last_pass = state.dialer.since_last_pass();
+    let dialer_ok = since_last_pass < DIALER_STALE_AFTER;
+    let backend = state.dialer.backend_health();
+    let details = json!({
+        "dialer": {
+            "status": if dialer_ok { "ok" } else { "stalled" },
+            "last_pass_seconds_ago": since_last_pass.as_secs_f64(),
+        },
+        "backend": {
+            "name": state.dialer.backend_name(),
+            "status": if backend.healthy { "ok" } else { "unhealthy" },
+            "detail": backend.detail,
+        },
+    });
+    let (schema_version, mut problems) = match state.db.schema_version().await {
+        Ok(version) => (Some(version), Vec::new()),
         Err(error) => {
-            tracing::error!(%error, "health check failed");
-            HttpResponse::ServiceUnavailable()
-                .json(json!({ "code": 503, "message": "the database is not usable" }))
+            tracing::error!(%error, "health check: the database is not usable");
+            (None, vec!["the database is not usable".to_owned()])
         }
+    };
+    if !dialer_ok {
+        problems.push(format!(
+            "the dialer has not run for {} s",
+            since_last_pass.as_secs()
+        ));
+    }
+    if !backend.healthy {
+        problems.push(format!(
+            "the {} back end is unhealthy: {}",
+            state.dialer.backend_name(),
+            backend.detail
+        ));
+    }
+    let mut body = details;
+    body["schema_version"] = json!(schema_version);
+    if problems.is_empty() {
+        body["status"] = json!("ok");
+        HttpResponse::Ok().json(body)
+    } else {
+        tracing::error!(problems = ?problems, "health check failed");
+        body["code"] = json!(503);
+        body["message"] = json!(problems.join("; "));
+        body["status"] = json!("unhealthy");
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 

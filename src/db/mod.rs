@@ -1,5 +1,6 @@
 //! The SQLite database: the connection pool, the schema migrations, and all SQL (one file per table).
 
+pub mod backup;
 pub mod media_files;
 pub mod numbers;
 pub mod sessions;
@@ -32,6 +33,31 @@ pub enum DbError {
     Pool(#[from] r2d2::Error),
     #[error("database worker failed: {0}")]
     Worker(String),
+    #[error(
+        "the database {path} is damaged ({detail}); outcall will not run on it. Restore it from a \
+         backup made with `outcall backup <file>`: stop outcall, copy the backup over {path}, \
+         delete {path}-wal and {path}-shm if present, and start outcall again"
+    )]
+    Corrupt { path: String, detail: String },
+}
+
+/// SQLite's `synchronous` setting: how hard a commit is pushed to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Synchronous {
+    /// With WAL, a crash of outcall loses nothing; a power cut may lose the last commits.
+    #[default]
+    Normal,
+    /// Every commit is synced: survives a power cut too, at the cost of write speed.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
 }
 
 pub type DbResult<T> = Result<T, DbError>;
@@ -45,14 +71,30 @@ pub struct Db {
 impl Db {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> DbResult<Self> {
+        Self::open_with(path, Synchronous::Normal)
+    }
+
+    /// Like `open`, with the given `synchronous`. An existing file must pass SQLite's
+    /// `quick_check` first: a damaged database is refused, not written to.
+    pub fn open_with(path: &Path, synchronous: Synchronous) -> DbResult<Self> {
+        {
+            // One connection checks the file and switches it to WAL (a setting kept in the file)
+            // before the pool opens its connections: pool connections racing to switch the
+            // journal mode of a new file fail with "database is locked".
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            quick_check(&conn, path)?;
+            let _mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        }
         // Every pooled connection gets the same settings, whoever opens it.
-        let manager = SqliteConnectionManager::file(path).with_init(|conn| {
-            conn.busy_timeout(Duration::from_secs(10))?;
-            conn.execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
+        let manager = SqliteConnectionManager::file(path).with_init(move |conn| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.execute_batch(&format!(
+                "PRAGMA synchronous = {};
                  PRAGMA foreign_keys = ON;",
-            )
+                synchronous.pragma_value()
+            ))
         });
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
         migrate(&mut *pool.get()?)?;
@@ -79,6 +121,46 @@ impl Db {
         self.run(|conn| Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?))
             .await
     }
+}
+
+/// How long a statement waits for another connection's write lock before failing with BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLite's quick integrity check (a new, empty file passes). A file that is not a database at
+/// all counts as damaged too.
+pub fn quick_check(conn: &Connection, path: &Path) -> DbResult<()> {
+    let corrupt = |detail: String| DbError::Corrupt {
+        path: path.display().to_string(),
+        detail,
+    };
+    let mut statement = match conn.prepare("PRAGMA quick_check") {
+        Ok(statement) => statement,
+        Err(error) if is_damage(&error) => return Err(corrupt(error.to_string())),
+        Err(error) => return Err(error.into()),
+    };
+    let findings: Vec<String> = match statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect())
+    {
+        Ok(findings) => findings,
+        Err(error) if is_damage(&error) => return Err(corrupt(error.to_string())),
+        Err(error) => return Err(error.into()),
+    };
+    if findings.len() == 1 && findings[0] == "ok" {
+        return Ok(());
+    }
+    let mut detail = findings.into_iter().take(3).collect::<Vec<_>>().join("; ");
+    if detail.is_empty() {
+        detail = "quick_check reported nothing".into();
+    }
+    Err(corrupt(format!("quick_check: {detail}")))
+}
+
+fn is_damage(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 /// The `-- step N` blocks of schema.sql, in order.
@@ -205,6 +287,33 @@ mod tests {
         drop(db);
         // Reopening applies nothing again (a second CREATE TABLE would fail).
         Db::open(&path).unwrap();
+    }
+
+    #[test]
+    fn synchronous_is_set_on_every_pooled_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        for (setting, expected) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
+            let db = Db::open_with(&dir.path().join(format!("{setting:?}.db")), setting).unwrap();
+            let connections: Vec<_> = (0..3).map(|_| db.connection().unwrap()).collect();
+            for conn in &connections {
+                let value: i64 = conn
+                    .pragma_query_value(None, "synchronous", |r| r.get(0))
+                    .unwrap();
+                assert_eq!(value, expected, "{setting:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_naming_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outcall.db");
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let error = Db::open(&path).err().expect("refused");
+        assert!(matches!(error, DbError::Corrupt { .. }), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("outcall backup"), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
     }
 
     #[test]

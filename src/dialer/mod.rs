@@ -24,7 +24,7 @@ use crate::{
     clock,
     db::{self, Db},
     domain::{MaxCaps, Task},
-    telephony::{CallControl, HangupCause, Telephony},
+    telephony::{BackendHealth, CallControl, HangupCause, Telephony},
 };
 
 #[derive(Debug, Clone)]
@@ -104,6 +104,8 @@ pub struct DialerContext {
     /// Every call being followed, so that shutdown can wait for their results.
     pub calls: TaskTracker,
     live_calls: Mutex<HashMap<String, CallControl>>,
+    /// When the supervisor last finished a pass, for `/healthz`.
+    last_pass: Mutex<Instant>,
 }
 
 impl DialerContext {
@@ -171,6 +173,20 @@ impl DialerHandle {
         self.context.backend.name()
     }
 
+    pub fn backend_health(&self) -> BackendHealth {
+        self.context.backend.health()
+    }
+
+    /// How long ago the supervisor last finished a pass (it makes one at least every
+    /// `SUPERVISOR_PERIOD` while it is alive and the database answers).
+    pub fn since_last_pass(&self) -> Duration {
+        self.context
+            .last_pass
+            .lock()
+            .expect("last pass lock")
+            .elapsed()
+    }
+
     /// Stops starting calls, lets live calls go on for the grace period, hangs up the rest with
     /// SYSTEM_SHUTDOWN, and waits (bounded) for every result to be written. Tasks stay `running`
     /// in the database, so they resume at the next start.
@@ -230,6 +246,7 @@ pub async fn start(
         shutdown: CancellationToken::new(),
         calls: TaskTracker::new(),
         live_calls: Mutex::default(),
+        last_pass: Mutex::new(Instant::now()),
     });
     let (changes_sender, changes) = mpsc::unbounded_channel();
     let handle = DialerHandle {
@@ -272,6 +289,7 @@ impl Supervisor {
                 }
             }
             self.pass().await;
+            *self.context.last_pass.lock().expect("last pass lock") = Instant::now();
         }
         // Shutdown: wake every runner so it sees it, and wait for them to end with their calls.
         for (_, runner) in self.runners.drain() {

@@ -27,6 +27,10 @@ use crate::{
 
 /// How long to back off after a database error before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// A call result that could not be written is tried again after this, doubling up to
+/// [`RESULT_RETRY_MOST`]: a result is never given up on.
+const RESULT_RETRY_FIRST: Duration = Duration::from_millis(100);
+const RESULT_RETRY_MOST: Duration = Duration::from_secs(5);
 
 /// The call settings a task's settings give.
 pub fn call_settings(task: &Task) -> CallSettings {
@@ -192,10 +196,12 @@ impl TaskRunner {
                 tracing::info!(task = id, "task done: every number has been called");
                 Step::Exit
             }
-            // Numbers arrived, or the task was stopped meanwhile: look again.
+            // Numbers arrived, or the task was stopped meanwhile: look again. Not at once: when
+            // neither happened (a number still `calling` with no live call of this runner), going
+            // round at once would spin on the database; a change of the task wakes the wait.
             Ok(false) => {
                 self.reload = true;
-                Step::Continue
+                Step::Wait(Some(Instant::now() + RETRY_AFTER))
             }
             Err(error) => {
                 tracing::error!(task = id, %error, "could not finish the task; retrying");
@@ -349,10 +355,12 @@ async fn follow_call(
     let _ = ended.send(());
 }
 
-/// Writes a result, retrying for a while: a result lost here would leave the number `calling`
-/// until the next start, which then finishes it with SYSTEM_SHUTDOWN.
+/// Writes a result, retrying until it is written (a database stall only delays it), with a
+/// capped exponential backoff between attempts. A result lost here would leave the number
+/// `calling` until the next start, which would finish it with SYSTEM_SHUTDOWN.
 async fn write_result(context: &DialerContext, request: &CallRequest, result: &CallResult) {
-    for attempt in 1..=5u32 {
+    let mut backoff = RESULT_RETRY_FIRST;
+    for attempt in 1u64.. {
         let (id, uuid, result) = (request.number_id, request.uuid.clone(), result.clone());
         match context
             .db
@@ -364,12 +372,12 @@ async fn write_result(context: &DialerContext, request: &CallRequest, result: &C
                 return;
             }
             Err(error) => {
-                tracing::warn!(%error, attempt, uuid = %request.uuid, "could not write a call result");
-                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                tracing::warn!(%error, attempt, uuid = %request.uuid, "could not write a call result; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RESULT_RETRY_MOST);
             }
         }
     }
-    tracing::error!(uuid = %request.uuid, "gave up writing a call result");
 }
 
 fn unix_seconds(time: SystemTime) -> i64 {

@@ -157,8 +157,30 @@ pub fn call_channels() -> (CallHandle, CallChannels) {
     )
 }
 
+/// A back end's own view of whether it can place calls, for `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackendHealth {
+    pub healthy: bool,
+    /// What is wrong, or what state it is in.
+    pub detail: String,
+}
+
+impl BackendHealth {
+    pub fn ready() -> Self {
+        BackendHealth {
+            healthy: true,
+            detail: "ready".into(),
+        }
+    }
+}
+
 pub trait Telephony: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+
+    /// Whether the back end can place calls now (e.g. its trunk registration holds).
+    fn health(&self) -> BackendHealth {
+        BackendHealth::ready()
+    }
 
     /// Refuses, before any call, a task this back end cannot run (e.g. media it cannot play).
     fn check_task(&self, _settings: &CallSettings) -> Result<(), String> {

@@ -178,7 +178,9 @@ pub struct SimCall {
 
 pub struct SimBackend {
     time_scale: f64,
-    calls: Arc<Mutex<Vec<SimCall>>>,
+    /// Every call placed, kept only when asked for (`with_history`): a long-running sim would
+    /// otherwise grow without bound.
+    calls: Option<Arc<Mutex<Vec<SimCall>>>>,
     /// One line a call start, appended as the call is placed: survives a crash of the process.
     call_log: Option<Mutex<File>>,
 }
@@ -191,9 +193,15 @@ impl SimBackend {
         );
         SimBackend {
             time_scale,
-            calls: Arc::default(),
+            calls: None,
             call_log: None,
         }
+    }
+
+    /// Keeps every call placed in memory, for [`SimBackend::calls`] (tests and benchmarks).
+    pub fn with_history(mut self) -> Self {
+        self.calls = Some(Arc::default());
+        self
     }
 
     /// Also appends `<unix ms> <uuid> <number>` to `path` for every call placed.
@@ -206,9 +214,12 @@ impl SimBackend {
         Ok(self)
     }
 
-    /// Every call placed so far, in order of placing.
+    /// Every call placed so far, in order of placing; empty unless made `with_history`.
     pub fn calls(&self) -> Vec<SimCall> {
-        self.calls.lock().expect("sim log lock").clone()
+        self.calls
+            .as_ref()
+            .map(|calls| calls.lock().expect("sim log lock").clone())
+            .unwrap_or_default()
     }
 }
 
@@ -219,8 +230,8 @@ impl Telephony for SimBackend {
 
     fn place_call(&self, request: CallRequest) -> CallHandle {
         let (handle, channels) = call_channels();
-        let index = {
-            let mut calls = self.calls.lock().expect("sim log lock");
+        let index = self.calls.as_ref().map(|calls| {
+            let mut calls = calls.lock().expect("sim log lock");
             calls.push(SimCall {
                 task_id: request.settings.task_id,
                 uuid: request.uuid.clone(),
@@ -230,7 +241,7 @@ impl Telephony for SimBackend {
                 cause: None,
             });
             calls.len() - 1
-        };
+        });
         if let Some(log) = &self.call_log {
             let millis = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -250,9 +261,11 @@ impl Telephony for SimBackend {
         let mut channels = channels;
         tokio::spawn(async move {
             let outcome = plan.run(&mut channels).await;
-            if let Some(call) = calls.lock().expect("sim log lock").get_mut(index) {
-                call.ended = Some(Instant::now());
-                call.cause = Some(outcome.cause.as_str());
+            if let (Some(calls), Some(index)) = (calls, index) {
+                if let Some(call) = calls.lock().expect("sim log lock").get_mut(index) {
+                    call.ended = Some(Instant::now());
+                    call.cause = Some(outcome.cause.as_str());
+                }
             }
             let _ = channels.events.send(CallEvent::Ended(outcome));
         });
@@ -480,6 +493,49 @@ mod tests {
             ended: Some(origin + Duration::from_millis(ended_ms)),
             cause: None,
         }
+    }
+
+    fn request(number: &str) -> CallRequest {
+        CallRequest {
+            uuid: "u".into(),
+            number_id: 1,
+            dest_number: number.into(),
+            settings: Arc::new(super::super::CallSettings {
+                task_id: 1,
+                dest_context: String::new(),
+                cid_number: String::new(),
+                cid_name: String::new(),
+                calling_time: Duration::from_secs(30),
+                confirm: None,
+                action: AfterAnswer::Hangup,
+                auto_record: false,
+                disable_ring_back: false,
+            }),
+        }
+    }
+
+    async fn ended(mut handle: CallHandle) -> CallOutcome {
+        loop {
+            match handle.events.recv().await.expect("the call ends") {
+                CallEvent::Ended(outcome) => return outcome,
+                _ => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_are_remembered_only_when_asked() {
+        let plain = SimBackend::new(0.001);
+        let outcome = ended(plain.place_call(request("1009"))).await;
+        assert_eq!(outcome.cause, HangupCause::UNALLOCATED_NUMBER);
+        assert!(plain.calls().is_empty(), "no history by default");
+        assert!(plain.calls.is_none());
+
+        let remembering = SimBackend::new(0.001).with_history();
+        ended(remembering.place_call(request("1009"))).await;
+        let calls = remembering.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].dest_number, "1009");
     }
 
     #[test]

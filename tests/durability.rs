@@ -1,0 +1,1165 @@
+//! Durability and robustness with the real binary: one instance per data directory, private data
+//! files, integrity check and online backup, a database stall that loses no result, slow HTTP
+//! clients under a 1,024 descriptor limit, and repeated SIGKILLs in a campaign.
+
+mod common;
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs::File,
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use common::poll;
+use outcall::db::rusqlite::Connection;
+use rand::Rng;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "durability-test-password";
+const MEDIA: &str = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
+
+// ---------------------------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------------------------
+
+/// How to start the binary.
+#[derive(Clone)]
+struct Launch {
+    scale: f64,
+    /// Set `OUTCALL_ADMIN_PASSWORD` (else the password is generated and saved in the data dir).
+    password: bool,
+    /// Run under `prlimit --nofile=SOFT:HARD`.
+    descriptor_limit: Option<(u32, u32)>,
+    extra: Vec<String>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Launch {
+            scale: 0.01,
+            password: true,
+            descriptor_limit: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// A running `outcall`; killed (SIGKILL) when dropped. When a test fails, the end of its log is
+/// printed.
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!(
+                "--- last lines of {} ---\n{}",
+                self.log.display(),
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
+    }
+}
+
+impl Server {
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("the server process")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server process").id()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("the server process");
+        child.kill().expect("SIGKILL the server");
+        child.wait().expect("reap the server");
+    }
+
+    /// Waits (bounded) for the process to exit by itself.
+    async fn exit_status(&mut self) -> ExitStatus {
+        let status = poll(Duration::from_secs(20), "the server to exit", || {
+            let exited = self.child().try_wait().expect("try_wait");
+            async move { exited.ok_or_else(|| "still running".to_owned()) }
+        })
+        .await;
+        self.child = None;
+        status
+    }
+
+    /// CPU time (user + system) the process has used so far.
+    fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name (which is in parentheses): utime is the 14th field of
+        // the line, stime the 15th.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf only reads a system constant.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+
+    fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn data_dir(dir: &Path) -> PathBuf {
+    dir.join("data")
+}
+
+fn call_log(dir: &Path) -> PathBuf {
+    dir.join("calls.log")
+}
+
+fn database(dir: &Path) -> PathBuf {
+    data_dir(dir).join("outcall.db")
+}
+
+/// The binary with no `OUTCALL_` variable of the test's environment.
+fn outcall_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_outcall"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("OUTCALL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn spawn_server(dir: &Path, launch: &Launch) -> Server {
+    let port = free_port();
+    let log = dir.join(format!("server-{port}.log"));
+    let out = File::create(&log).expect("the server log file");
+    let mut command = match launch.descriptor_limit {
+        Some((soft, hard)) => {
+            let mut command = Command::new("prlimit");
+            command
+                .arg(format!("--nofile={soft}:{hard}"))
+                .arg(env!("CARGO_BIN_EXE_outcall"));
+            for (name, _) in std::env::vars() {
+                if name.starts_with("OUTCALL_") {
+                    command.env_remove(name);
+                }
+            }
+            command
+        }
+        None => outcall_command(),
+    };
+    command
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir(dir))
+        .arg("--sim-time-scale")
+        .arg(launch.scale.to_string())
+        .arg("--sim-call-log")
+        .arg(call_log(dir))
+        .args(["--tz", "UTC"])
+        .args(&launch.extra)
+        .env("OUTCALL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    if launch.password {
+        command.env("OUTCALL_ADMIN_PASSWORD", PASSWORD);
+    }
+    Server {
+        child: Some(command.spawn().expect("the outcall binary starts")),
+        port,
+        log,
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    /// Waits (bounded) for /healthz, then logs in with `password`.
+    async fn connect_with(server: &mut Server, password: &str) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", server.port);
+        poll(Duration::from_secs(30), "GET /healthz", || {
+            let exited = server.child().try_wait().expect("try_wait");
+            let request = http.get(format!("{base}/healthz")).send();
+            async move {
+                if let Some(status) = exited {
+                    panic!("the server exited before it was ready: {status}");
+                }
+                match request.await {
+                    Ok(reply) if reply.status().is_success() => Ok(()),
+                    Ok(reply) => Err(format!("status {}", reply.status())),
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+        })
+        .await;
+        let reply: Value = http
+            .post(format!("{base}/api/sessions"))
+            .json(&json!({"login": "admin", "password": password}))
+            .send()
+            .await
+            .expect("log in")
+            .json()
+            .await
+            .expect("a JSON login reply");
+        let token = reply["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a token: {reply}"))
+            .to_owned();
+        Client { http, base, token }
+    }
+
+    async fn connect(server: &mut Server) -> Client {
+        Self::connect_with(server, PASSWORD).await
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("X-XTRA-AUTH-ID", &self.token);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let reply = request.send().await.expect("the server answers");
+        let status = reply.status();
+        let body: Value = reply.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{method} {path}: {status} {body}");
+        body
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    async fn health(&self) -> (u16, Value) {
+        let reply = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await
+            .expect("/healthz answers");
+        let status = reply.status().as_u16();
+        (status, reply.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A playback task with `numbers` at `caps` and `concurrency`, started; answers its id.
+    async fn start_campaign(&self, numbers: &[String], caps: u32, concurrency: u32) -> i64 {
+        let reply = self
+            .send(
+                reqwest::Method::POST,
+                "/api/out_call_tasks",
+                Some(json!({"group_name": "durability", "description": "test",
+                            "max_caps": caps, "max_concurrency": concurrency, "calling_time": 5,
+                            "action": "playback", "data": MEDIA})),
+            )
+            .await;
+        let id = reply["data"].as_i64().expect("the new task's id");
+        let rows: Vec<Value> = numbers
+            .iter()
+            .map(|n| json!({"dest_number": n, "external_id": ""}))
+            .collect();
+        self.send(
+            reqwest::Method::POST,
+            &format!("/api/out_call_tasks/{id}/import"),
+            Some(json!({ "data": rows })),
+        )
+        .await;
+        let reply = self
+            .send(
+                reqwest::Method::PUT,
+                "/api/out_call_tasks",
+                Some(json!({"action": "start", "data": [id.to_string()]})),
+            )
+            .await;
+        assert_eq!(reply["data"][0]["status"], "running", "{reply}");
+        id
+    }
+
+    async fn wait_done(&self, id: i64, timeout: Duration) {
+        poll(timeout, &format!("task {id} to be done"), || async {
+            let task = self.get(&format!("/api/out_call_tasks/{id}")).await;
+            if task["status"] == "done" {
+                Ok(())
+            } else {
+                Err(format!("{} {}", task["status"], task["done_total"]))
+            }
+        })
+        .await;
+    }
+
+    async fn done_count(&self, id: i64) -> usize {
+        let task = self.get(&format!("/api/out_call_tasks/{id}")).await;
+        task["done_total"]
+            .as_str()
+            .and_then(|t| t.split('/').next())
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The database and the call log, read from outside
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    call_status: String,
+    uuid: String,
+    cause: String,
+}
+
+fn snapshot(dir: &Path, task_id: i64) -> HashMap<String, Row> {
+    let conn = Connection::open(database(dir)).expect("the database opens");
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut statement = conn
+        .prepare("SELECT dest_number, call_status, uuid, cause FROM numbers WHERE group_id = ?1")
+        .unwrap();
+    let rows = statement
+        .query_map([task_id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                Row {
+                    call_status: row.get(1)?,
+                    uuid: row.get(2)?,
+                    cause: row.get(3)?,
+                },
+            ))
+        })
+        .unwrap()
+        .collect::<Result<HashMap<_, _>, _>>()
+        .unwrap();
+    rows
+}
+
+/// The sim's call log as number → uuid, asserting that no number was placed twice.
+fn placed_by_number(dir: &Path) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(call_log(dir)).unwrap_or_default();
+    let mut placed = HashMap::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts.len(), 3, "a call log line: {line:?}");
+        if let Some(earlier) = placed.insert(parts[2].to_owned(), parts[1].to_owned()) {
+            panic!("number {} was placed twice: {earlier} and {line}", parts[2]);
+        }
+    }
+    placed
+}
+
+/// The sim's cause for a playback task without a confirm key, by last digit.
+fn expected_cause(number: &str) -> &'static str {
+    match number.bytes().last().unwrap() {
+        b'0'..=b'3' | b'7' | b'8' => "NORMAL_CLEARING",
+        b'4' => "USER_BUSY",
+        b'5' => "NO_ANSWER",
+        b'6' => "CALL_REJECTED",
+        _ => "UNALLOCATED_NUMBER",
+    }
+}
+
+fn numbers(first: u32, count: u32) -> Vec<String> {
+    (first..first + count).map(|n| n.to_string()).collect()
+}
+
+/// Every number of the task ended with the sim's real cause and was placed exactly once, as its
+/// recorded call.
+fn assert_every_number_ended_for_real(dir: &Path, task_id: i64, numbers: &[String]) {
+    let rows = snapshot(dir, task_id);
+    let placed = placed_by_number(dir);
+    assert_eq!(rows.len(), numbers.len());
+    for number in numbers {
+        let row = &rows[number];
+        assert_eq!(row.call_status, "done", "{number}: {row:?}");
+        assert_eq!(row.cause, expected_cause(number), "{number}: {row:?}");
+        assert_eq!(
+            placed.get(number),
+            Some(&row.uuid),
+            "{number} placed once, as its call"
+        );
+    }
+    assert_eq!(placed.len(), numbers.len(), "one call placed per number");
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+// ---------------------------------------------------------------------------------------------
+// One instance, private files, a clean first start
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut first = spawn_server(dir, &Launch::default());
+    let client = Client::connect(&mut first).await;
+
+    let mut second = spawn_server(dir, &Launch::default());
+    let status = second.exit_status().await;
+    assert!(!status.success(), "the second instance exits: {status}");
+    let log = second.log_text();
+    let expected = format!(
+        "another outcall is already running on the data directory {}",
+        data_dir(dir).display()
+    );
+    assert!(
+        log.contains(&expected),
+        "the refusal names the directory:\n{log}"
+    );
+
+    let (status, _) = client.health().await;
+    assert_eq!(status, 200, "the first instance runs on");
+    // Once the first is gone (even by SIGKILL), the directory is free again.
+    first.kill();
+    let mut third = spawn_server(dir, &Launch::default());
+    Client::connect(&mut third).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_files_are_private_and_a_fresh_start_logs_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // A data directory left open by an older outcall: tightened at start.
+    let data = data_dir(dir);
+    std::fs::create_dir_all(data.join("recordings")).unwrap();
+    std::fs::write(data.join("recordings/old.wav"), b"RIFF").unwrap();
+    std::fs::set_permissions(
+        data.join("recordings/old.wav"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        data.join("recordings"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let launch = Launch {
+        password: false,
+        ..Launch::default()
+    };
+    let mut server = spawn_server(dir, &launch);
+    // The generated password is in the data directory.
+    let password_file = data.join("admin-password.txt");
+    let password = poll(Duration::from_secs(20), "the password file", || {
+        let text = std::fs::read_to_string(&password_file);
+        async move { text.map_err(|e| e.to_string()) }
+    })
+    .await;
+    let client = Client::connect_with(&mut server, password.trim()).await;
+    let id = client.start_campaign(&numbers(1000, 20), 100, 20).await;
+    client.wait_done(id, Duration::from_secs(20)).await;
+
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    assert_eq!(mode(&data.join("recordings")), 0o700);
+    for file in [
+        "outcall.db",
+        "outcall.db-wal",
+        "outcall.db-shm",
+        "admin-password.txt",
+        "outcall.lock",
+        "recordings/old.wav",
+    ] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+
+    let log = server.log_text();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "a fresh start logs no error: {errors:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Integrity check and online backup
+// ---------------------------------------------------------------------------------------------
+
+fn integrity(path: &Path) -> String {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_dialing_is_a_sound_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let launch = Launch {
+        scale: 0.05,
+        ..Launch::default()
+    };
+    let mut server = spawn_server(dir, &launch);
+    let client = Client::connect(&mut server).await;
+    let all = numbers(2000, 300);
+    let id = client.start_campaign(&all, 50, 20).await;
+    poll(Duration::from_secs(20), "some numbers done", || async {
+        let done = client.done_count(id).await;
+        if done >= 20 {
+            Ok(())
+        } else {
+            Err(format!("{done} done"))
+        }
+    })
+    .await;
+
+    for round in 0..3 {
+        let copy = dir.join(format!("backup-{round}.db"));
+        let output = outcall_command()
+            .arg("backup")
+            .arg("--data-dir")
+            .arg(data_dir(dir))
+            .arg(&copy)
+            .output()
+            .expect("outcall backup runs");
+        assert!(
+            output.status.success(),
+            "outcall backup: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(String::from_utf8_lossy(&output.stdout).contains("integrity ok"));
+        assert_eq!(mode(&copy), 0o600, "the copy is private");
+        assert_eq!(integrity(&copy), "ok");
+        let conn = Connection::open(&copy).unwrap();
+        let (count, done): (i64, i64) = conn
+            .query_row(
+                "SELECT count(*), count(*) FILTER (WHERE call_status = 'done') FROM numbers WHERE group_id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(count, all.len() as i64, "the copy has every number");
+        eprintln!("backup {round}: {done} numbers done in the copy");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let task = client.get(&format!("/api/out_call_tasks/{id}")).await;
+    assert_eq!(
+        task["status"], "running",
+        "dialing went on during the backups"
+    );
+    client.wait_done(id, Duration::from_secs(60)).await;
+    assert_every_number_ended_for_real(dir, id, &all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_database_is_refused_with_how_to_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut server = spawn_server(dir, &Launch::default());
+    let client = Client::connect(&mut server).await;
+    let id = client.start_campaign(&numbers(3000, 50), 100, 20).await;
+    client.wait_done(id, Duration::from_secs(20)).await;
+    server.kill();
+    {
+        // Everything into the main file, then damage a page in its middle.
+        let conn = Connection::open(database(dir)).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+    }
+    let mut bytes = std::fs::read(database(dir)).unwrap();
+    let pages = bytes.len() / 4096;
+    assert!(pages >= 3, "a database of {pages} pages");
+    for byte in &mut bytes[4096..(pages - 1) * 4096] {
+        *byte = 0xA5;
+    }
+    std::fs::write(database(dir), &bytes).unwrap();
+
+    let mut refused = spawn_server(dir, &Launch::default());
+    let status = refused.exit_status().await;
+    assert!(
+        !status.success(),
+        "a damaged database stops the start: {status}"
+    );
+    let log = refused.log_text();
+    assert!(
+        log.contains("is damaged") && log.contains("outcall backup"),
+        "the message says how to restore:\n{log}"
+    );
+    assert!(log.contains(&database(dir).display().to_string()), "{log}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A database stall
+// ---------------------------------------------------------------------------------------------
+
+/// The test holds the database's write lock for 70 s in mid-campaign (the audit's stall: long
+/// enough that the old five attempts of a result, 10 s of busy wait each, ran out): no result is
+/// lost (every number ends with its real cause, none SYSTEM_SHUTDOWN) and the process idles
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_stall_loses_no_result_and_burns_no_core() {
+    const STALL: Duration = Duration::from_secs(70);
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let launch = Launch {
+        scale: 0.05,
+        ..Launch::default()
+    };
+    let mut server = spawn_server(dir, &launch);
+    let client = Client::connect(&mut server).await;
+    let all = numbers(4000, 120);
+    let id = client.start_campaign(&all, 20, 10).await;
+    poll(Duration::from_secs(20), "some numbers done", || async {
+        let done = client.done_count(id).await;
+        if done >= 10 {
+            Ok(())
+        } else {
+            Err(format!("{done} done"))
+        }
+    })
+    .await;
+
+    let staller = Connection::open(database(dir)).unwrap();
+    staller.busy_timeout(Duration::from_secs(10)).unwrap();
+    staller.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let cpu_before = server.cpu_time();
+    let stalled_at = Instant::now();
+    let done_at_stall = snapshot(dir, id)
+        .values()
+        .filter(|row| row.call_status == "done")
+        .count();
+    let (status, health) = client.health().await;
+    eprintln!("health during the stall: {status} {health}");
+    tokio::time::sleep_until((stalled_at + STALL).into()).await;
+    let cpu = server.cpu_time() - cpu_before;
+    let wall = stalled_at.elapsed();
+    staller.execute_batch("ROLLBACK").unwrap();
+    drop(staller);
+    let share = cpu.as_secs_f64() / wall.as_secs_f64();
+    eprintln!(
+        "during the {wall:?} stall: {cpu:?} of CPU = {:.1} % of one core; {done_at_stall} done at its start",
+        share * 100.0
+    );
+    assert!(
+        share < 0.20,
+        "the process idles while the database is stalled: {:.1} %",
+        share * 100.0
+    );
+    assert!(done_at_stall < all.len(), "the stall came in mid-campaign");
+
+    client.wait_done(id, Duration::from_secs(90)).await;
+    assert_every_number_ended_for_real(dir, id, &all);
+    let log = server.log_text();
+    assert!(!log.contains("gave up"), "no result was given up");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slow HTTP clients
+// ---------------------------------------------------------------------------------------------
+
+/// A login head, then a body trickled a byte a second: what held every descriptor.
+fn slow_client(port: u16, stop: &AtomicBool, open: &AtomicUsize) {
+    const BODY: &[u8] = br#"{"login":"admin","password":"trickled-password-that-takes-long"}"#;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut stream) =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))
+        else {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        let head = format!(
+            "POST /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            BODY.len()
+        );
+        if stream.write_all(head.as_bytes()).is_err() {
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        for byte in BODY {
+            if stop.load(Ordering::Relaxed) || stream.write_all(&[*byte]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// 1,100 clients trickling login bodies at a server limited to 1,024 descriptors: /healthz
+/// answers, a campaign started meanwhile completes with every call's real cause, and the
+/// server's descriptors stay under its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_and_calls_survive_1100_slow_clients_under_1024_descriptors() {
+    const CLIENTS: usize = 1100;
+    // The clients need their own descriptors.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct given.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    assert!(
+        limit.rlim_cur >= 2 * CLIENTS as u64,
+        "the test needs {} descriptors, has {}",
+        2 * CLIENTS,
+        limit.rlim_cur
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let launch = Launch {
+        descriptor_limit: Some((1024, 1024)),
+        ..Launch::default()
+    };
+    let mut server = spawn_server(dir, &launch);
+    Client::connect(&mut server).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let open = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (stop, open, port) = (stop.clone(), open.clone(), server.port);
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || slow_client(port, &stop, &open))
+                .unwrap()
+        })
+        .collect();
+    poll(
+        Duration::from_secs(30),
+        "the slow clients connected",
+        || {
+            let open = open.load(Ordering::Relaxed);
+            async move {
+                if open >= CLIENTS * 9 / 10 {
+                    Ok(())
+                } else {
+                    Err(format!("{open} open"))
+                }
+            }
+        },
+    )
+    .await;
+
+    let asked = Instant::now();
+    let client = Client::connect(&mut server).await;
+    eprintln!(
+        "/healthz and a login answered {:?} into the attack, {} slow clients connected, {} descriptors open in the server",
+        asked.elapsed(),
+        open.load(Ordering::Relaxed),
+        server.open_descriptors()
+    );
+    let all = numbers(5000, 100);
+    let id = client.start_campaign(&all, 50, 20).await;
+    let most_descriptors = AtomicUsize::new(0);
+    poll(Duration::from_secs(60), "the campaign done", || async {
+        most_descriptors.fetch_max(server.open_descriptors(), Ordering::Relaxed);
+        let (status, health) = client.health().await;
+        assert_eq!(status, 200, "{health}");
+        let task = client.get(&format!("/api/out_call_tasks/{id}")).await;
+        if task["status"] == "done" {
+            Ok(())
+        } else {
+            Err(format!("{} {}", task["status"], task["done_total"]))
+        }
+    })
+    .await;
+    let still_open = open.load(Ordering::Relaxed);
+    let most_descriptors = most_descriptors.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    eprintln!("campaign done with {still_open} slow clients connected; at most {most_descriptors} descriptors open");
+    assert!(
+        still_open >= CLIENTS / 2,
+        "the attack went on: {still_open} connected"
+    );
+    assert!(most_descriptors < 1024, "{most_descriptors} descriptors");
+    assert_every_number_ended_for_real(dir, id, &all);
+    let log = server.log_text();
+    assert!(
+        !log.contains("Too many open files"),
+        "no descriptor ran out"
+    );
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+/// Started with a soft limit of 512 open files under a hard limit of 4,096, outcall raises its
+/// soft limit to 4,096.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let launch = Launch {
+        descriptor_limit: Some((512, 4096)),
+        ..Launch::default()
+    };
+    let mut server = spawn_server(dir, &launch);
+    Client::connect(&mut server).await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["4096", "4096"], "{line}");
+}
+
+/// A body trickled slower than the server accepts is cut off with 408, naming the body.
+#[tokio::test]
+async fn a_trickled_body_is_cut_off_with_408() {
+    let app = common::spawn_app().await;
+    let port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let started = Instant::now();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .write_all(b"POST /api/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"login\"")
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request body"), "{answer}");
+    assert!(took < Duration::from_secs(20), "cut off after {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crashes
+// ---------------------------------------------------------------------------------------------
+
+/// 500 numbers, 10 SIGKILLs at random moments: every number is dialed at most once and ends
+/// exactly once (its real cause, or SYSTEM_SHUTDOWN when a kill cut its call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_sigkills_in_a_campaign_dial_no_number_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let launch = Launch {
+        scale: 0.05,
+        ..Launch::default()
+    };
+    let all = numbers(6000, 500);
+    let mut rng = rand::thread_rng();
+    let mut id = None;
+    for kill in 0..10 {
+        let mut server = spawn_server(dir, &launch);
+        let client = Client::connect(&mut server).await;
+        if id.is_none() {
+            id = Some(client.start_campaign(&all, 25, 20).await);
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
+        server.kill();
+        eprintln!("kill {kill}: {} placed", placed_by_number(dir).len());
+    }
+    let id = id.unwrap();
+    let mut server = spawn_server(dir, &launch);
+    let client = Client::connect(&mut server).await;
+    client.wait_done(id, Duration::from_secs(60)).await;
+
+    let rows = snapshot(dir, id);
+    let placed = placed_by_number(dir);
+    let mut cut = HashSet::new();
+    for number in &all {
+        let row = &rows[number];
+        assert_eq!(row.call_status, "done", "{number}: {row:?}");
+        if row.cause == "SYSTEM_SHUTDOWN" {
+            cut.insert(number.clone());
+            if let Some(uuid) = placed.get(number) {
+                assert_eq!(uuid, &row.uuid, "{number}: the cut call is its call");
+            }
+        } else {
+            assert_eq!(row.cause, expected_cause(number), "{number}: {row:?}");
+            assert_eq!(
+                placed.get(number),
+                Some(&row.uuid),
+                "{number} placed once, as its call"
+            );
+        }
+    }
+    for number in placed.keys() {
+        assert!(rows.contains_key(number), "{number} is one of the task's");
+    }
+    eprintln!(
+        "{} placed, {} cut by the kills (SYSTEM_SHUTDOWN)",
+        placed.len(),
+        cut.len()
+    );
+    assert!(
+        cut.len() < all.len() / 2,
+        "the kills cut {} calls",
+        cut.len()
+    );
+}
+
+/// The Call-IDs of the INVITEs sipp received (retransmissions counted once).
+fn invites_received(message_log: &Path) -> HashSet<String> {
+    let text = std::fs::read_to_string(message_log).unwrap_or_default();
+    let mut call_ids = HashSet::new();
+    for block in text.split("-----------------------------------------------") {
+        let mut lines = block.lines().map(str::trim).filter(|l| !l.is_empty());
+        let (Some(_stamp), Some(kind)) = (lines.next(), lines.next()) else {
+            continue;
+        };
+        if !kind.contains("received") {
+            continue;
+        }
+        let Some(start) = lines.next() else { continue };
+        if !start.starts_with("INVITE ") {
+            continue;
+        }
+        let call_id = lines.find_map(|line| {
+            let lower = line.to_ascii_lowercase();
+            (lower.starts_with("call-id:") || lower.starts_with("i:"))
+                .then(|| line.split_once(':').unwrap().1.trim().to_owned())
+        });
+        call_ids.insert(call_id.unwrap_or_else(|| panic!("an INVITE without Call-ID: {block}")));
+    }
+    call_ids
+}
+
+/// The same on the sip back end against sipp, with 3 SIGKILLs: every INVITE sipp received is
+/// the call of exactly one number (its uuid is the Call-ID), and every number whose call ended
+/// for real was dialed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sigkills_on_sip_dial_no_number_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let sipp_port = {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().port()
+    };
+    let sipp_control = {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().port()
+    };
+    let message_log = dir.join("sipp-messages.log");
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/campaign_callee.xml");
+    let mut sipp = Command::new("/usr/bin/sipp")
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
+        .args(["-ci", "127.0.0.1", "-cp", &sipp_control.to_string()])
+        .args(["-mi", "127.0.0.1", "-mp", "33400"])
+        .args(["-m", "100000", "-nostdin", "-trace_msg", "-message_file"])
+        .arg(&message_log)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp starts");
+    struct KillOnDrop<'a>(&'a mut Child);
+    impl Drop for KillOnDrop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _sipp = KillOnDrop(&mut sipp);
+
+    let launch = Launch {
+        extra: vec![
+            "--backend".into(),
+            "sip".into(),
+            "--sip-trunk".into(),
+            format!("udp:127.0.0.1:{sipp_port}"),
+            "--sip-bind".into(),
+            "127.0.0.1:0".into(),
+            "--rtp-ports".into(),
+            "33000-33199".into(),
+        ],
+        ..Launch::default()
+    };
+    let all = numbers(7000, 60);
+    let mut rng = rand::thread_rng();
+    let mut id = None;
+    for kill in 0..3 {
+        let mut server = spawn_server(dir, &launch);
+        let client = Client::connect(&mut server).await;
+        if id.is_none() {
+            // No action: each answered call is hung up at once, NORMAL_CLEARING.
+            let reply = client
+                .send(
+                    reqwest::Method::POST,
+                    "/api/out_call_tasks",
+                    Some(json!({"group_name": "sip crash", "description": "test",
+                                "max_caps": 10, "max_concurrency": 5, "calling_time": 10})),
+                )
+                .await;
+            let task = reply["data"].as_i64().unwrap();
+            let rows: Vec<Value> = all
+                .iter()
+                .map(|n| json!({"dest_number": n, "external_id": ""}))
+                .collect();
+            client
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/api/out_call_tasks/{task}/import"),
+                    Some(json!({ "data": rows })),
+                )
+                .await;
+            client
+                .send(
+                    reqwest::Method::PUT,
+                    "/api/out_call_tasks",
+                    Some(json!({"action": "start", "data": [task.to_string()]})),
+                )
+                .await;
+            id = Some(task);
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(500..1500))).await;
+        server.kill();
+        eprintln!(
+            "kill {kill}: sipp has seen {} INVITEs",
+            invites_received(&message_log).len()
+        );
+    }
+    let id = id.unwrap();
+    let mut server = spawn_server(dir, &launch);
+    let client = Client::connect(&mut server).await;
+    client.wait_done(id, Duration::from_secs(60)).await;
+
+    let rows = snapshot(dir, id);
+    let invites = invites_received(&message_log);
+    let uuid_to_number: HashMap<&str, &str> = rows
+        .iter()
+        .map(|(number, row)| (row.uuid.as_str(), number.as_str()))
+        .collect();
+    for call_id in &invites {
+        assert!(
+            uuid_to_number.contains_key(call_id.as_str()),
+            "sipp got INVITE {call_id}, which is no number's recorded call: a number was dialed twice"
+        );
+    }
+    let mut cut = 0;
+    for number in &all {
+        let row = &rows[number];
+        assert_eq!(row.call_status, "done", "{number}: {row:?}");
+        if row.cause == "SYSTEM_SHUTDOWN" {
+            cut += 1;
+        } else {
+            assert_eq!(row.cause, "NORMAL_CLEARING", "{number}: {row:?}");
+            assert!(invites.contains(&row.uuid), "{number}'s call reached sipp");
+        }
+    }
+    let dialed = rows
+        .values()
+        .filter(|row| invites.contains(&row.uuid))
+        .count();
+    eprintln!(
+        "{} INVITEs, {dialed} numbers dialed, {cut} cut by the kills",
+        invites.len()
+    );
+    assert_eq!(
+        invites.len(),
+        dialed,
+        "sipp's INVITE count is the numbers dialed"
+    );
+    assert!(dialed >= all.len() - cut, "every number not cut was dialed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health
+// ---------------------------------------------------------------------------------------------
+
+/// A sim whose trunk is down, as a back end reports it.
+struct DownBackend(outcall::telephony::sim::SimBackend);
+
+impl outcall::telephony::Telephony for DownBackend {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn health(&self) -> outcall::telephony::BackendHealth {
+        outcall::telephony::BackendHealth {
+            healthy: false,
+            detail: "the trunk does not answer".into(),
+        }
+    }
+
+    fn place_call(
+        &self,
+        request: outcall::telephony::CallRequest,
+    ) -> outcall::telephony::CallHandle {
+        self.0.place_call(request)
+    }
+}
+
+/// /healthz reports the dialer's last pass and the back end's state besides the database, and
+/// answers 503 naming what is wrong when the back end says it cannot place calls.
+#[tokio::test]
+async fn healthz_reports_the_dialer_and_the_back_end() {
+    let app = common::spawn_app().await;
+    let reply = app.get("/healthz").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = &reply.body;
+    assert_eq!(body["status"], "ok");
+    assert!(body["schema_version"].as_u64().unwrap() >= 1, "{body}");
+    assert_eq!(body["dialer"]["status"], "ok", "{body}");
+    let since = body["dialer"]["last_pass_seconds_ago"].as_f64().unwrap();
+    assert!((0.0..5.0).contains(&since), "{body}");
+    assert_eq!(body["backend"]["name"], "sim");
+    assert_eq!(body["backend"]["status"], "ok");
+
+    let down = Arc::new(DownBackend(outcall::telephony::sim::SimBackend::new(0.01)));
+    let app = common::spawn_app_with_backend(down, |_| {}).await;
+    let reply = app.get("/healthz").await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    let body = &reply.body;
+    assert_eq!(body["code"], 503);
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["backend"]["status"], "unhealthy");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("back end") && message.contains("the trunk does not answer"),
+        "{message}"
+    );
+    assert_eq!(body["dialer"]["status"], "ok", "{body}");
+}
