@@ -1,0 +1,179 @@
+//! The OpenAPI document: served without a token, valid JSON of OpenAPI 3, and listing exactly the
+//! routes that `src/api/mod.rs` registers, each with the error envelope for its 4xx answers.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::spawn_app_without_login;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// `(METHOD, path)` of every route registered in `src/api/mod.rs`, read from its source: a
+/// `resource("…")` inside the `/api` scope, followed by its `.route(web::get()…)` calls, plus the
+/// top-level `/healthz`. The admin page's catch-all routes are not part of the API.
+fn registered_routes() -> BTreeSet<(String, String)> {
+    let source = include_str!("../src/api/mod.rs");
+    let mut routes = BTreeSet::new();
+    let mut current: Option<String> = None;
+    for line in source.lines().map(str::trim) {
+        if let Some(rest) = line.split("resource(\"").nth(1) {
+            let path = rest.split('"').next().expect("a quoted path");
+            current = Some(format!("/api{path}"));
+        }
+        if let Some(rest) = line.strip_prefix(".route(\"/healthz\", web::") {
+            let method = rest.split("()").next().unwrap().to_uppercase();
+            routes.insert((method, "/healthz".to_owned()));
+            continue;
+        }
+        for method in ["get", "post", "put", "delete", "patch"] {
+            if line.contains(&format!("route(web::{method}()")) {
+                let path = current.clone().expect("a route inside a resource");
+                routes.insert((method.to_uppercase(), path));
+            }
+        }
+    }
+    routes
+}
+
+fn documented_routes(document: &Value) -> BTreeSet<(String, String)> {
+    let mut routes = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("a path item").keys() {
+            routes.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    routes
+}
+
+#[test]
+fn the_route_scan_sees_the_known_routes() {
+    let routes = registered_routes();
+    for (method, path) in [
+        ("GET", "/healthz"),
+        ("POST", "/api/sessions"),
+        ("PUT", "/api/out_call_tasks"),
+        ("DELETE", "/api/out_call_tasks/{id}"),
+        ("POST", "/api/media_files"),
+    ] {
+        assert!(
+            routes.contains(&(method.to_owned(), path.to_owned())),
+            "{method} {path} not found in src/api/mod.rs by the scan: {routes:?}"
+        );
+    }
+    assert!(routes.len() >= 16, "{routes:?}");
+}
+
+#[tokio::test]
+async fn the_document_is_served_without_a_token_and_lists_every_route() {
+    let app = spawn_app_without_login(|_| {}).await;
+    let response = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let document: Value = response.json().await.expect("JSON");
+
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        document["openapi"]
+    );
+    let documented = documented_routes(&document);
+    let registered = registered_routes();
+    let undocumented: Vec<_> = registered.difference(&documented).collect();
+    let unregistered: Vec<_> = documented.difference(&registered).collect();
+    assert!(
+        undocumented.is_empty() && unregistered.is_empty(),
+        "routes without documentation: {undocumented:?}; documented routes the server lacks: {unregistered:?}"
+    );
+
+    // Both ways of presenting a token are described, and required unless a route is exempt.
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["token"]["in"], "header");
+    assert_eq!(schemes["token"]["name"], "X-XTRA-AUTH-ID");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    let exempt = [
+        ("GET", "/healthz"),
+        ("GET", "/api/openapi.json"),
+        ("POST", "/api/sessions"),
+    ];
+    for (method, path) in &documented {
+        let operation = &document["paths"][path][method.to_lowercase()];
+        let responses = operation["responses"].as_object().unwrap();
+        let is_exempt = exempt.contains(&(method.as_str(), path.as_str()));
+        let mut errors = vec!["400", "404", "405", "413"];
+        if !is_exempt {
+            errors.push("401");
+            assert!(operation.get("security").is_none(), "{method} {path}");
+        } else {
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{}]),
+                "{method} {path}"
+            );
+        }
+        for status in errors {
+            assert_eq!(
+                responses[status]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorEnvelope",
+                "{method} {path} {status}"
+            );
+        }
+    }
+    let envelope = &document["components"]["schemas"]["ErrorEnvelope"];
+    assert_eq!(envelope["properties"]["code"]["type"], "integer");
+    assert_eq!(envelope["properties"]["message"]["type"], "string");
+
+    // The value types of the contract: strings in the list, numbers by id.
+    let schemas = &document["components"]["schemas"];
+    for field in ["id", "calling_time", "max_caps", "auto_dial", "status"] {
+        assert_eq!(
+            schemas["TaskListItem"]["properties"][field]["type"], "string",
+            "{field}"
+        );
+    }
+    for field in ["total", "done"] {
+        assert_eq!(
+            schemas["TaskListItem"]["properties"][field]["type"], "integer",
+            "{field}"
+        );
+    }
+    for field in [
+        "id",
+        "calling_time",
+        "max_concurrency",
+        "auto_dial",
+        "auto_record",
+    ] {
+        assert_eq!(
+            schemas["Task"]["properties"][field]["type"], "integer",
+            "{field}"
+        );
+    }
+    assert_eq!(schemas["Task"]["properties"]["max_caps"]["type"], "number");
+    assert_eq!(
+        schemas["CreatedAnswer"]["properties"]["data"]["type"],
+        "integer"
+    );
+    assert_eq!(schemas["IdAnswer"]["properties"]["data"]["type"], "string");
+
+    // Other /api routes still need the token.
+    let refused = app
+        .client
+        .get(app.url("/api/out_call_tasks"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
