@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use common::spawn_app_without_login;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
+use std::time::Duration;
 
 /// `(METHOD, path)` of every route registered in `src/api/mod.rs`, read from its source: a
 /// `resource("…")` inside the `/api` scope, followed by its `.route(web::get()…)` calls, plus the
@@ -176,4 +177,51 @@ async fn the_document_is_served_without_a_token_and_lists_every_route() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
+
+// ---- What schemathesis found ----
+
+/// `max_caps` as small as 1e-300 was accepted, and starting the task made its runner panic over
+/// and over (a pace of one call every 1e300 s overflows the dialer's timers). The floor is now
+/// 0.0001, one call every 10,000 s, and a task at that pace runs.
+#[tokio::test]
+async fn max_caps_has_a_floor_the_dialer_can_run() {
+    let app = common::spawn_app().await;
+    for tiny in [json!(1e-300), json!("1e-300"), json!(0.00009)] {
+        let reply = app
+            .post(
+                "/api/out_call_tasks",
+                json!({"group_name": "too slow", "max_caps": tiny}),
+            )
+            .await;
+        common::assert_error(&reply, 400, "max_caps");
+    }
+    let id = app.create_task("slowest").await;
+    app.update_task(id, json!({"max_caps": 0.0001})).await;
+    assert_eq!(app.task(id).await["max_caps"], json!(0.0001));
+    app.import(id, &["1003".to_owned(), "1013".to_owned()])
+        .await;
+    app.start(&[id]).await;
+    let number = |numbers: &[Value], dest: &str| {
+        numbers
+            .iter()
+            .find(|n| n["dest_number"] == dest)
+            .cloned()
+            .expect("an imported number")
+    };
+    let numbers = common::poll(Duration::from_secs(15), "the first call to end", || async {
+        let numbers = app.all_numbers(id).await;
+        if number(&numbers, "1003")["call_status"] == "done" {
+            Ok(numbers)
+        } else {
+            Err(format!("{numbers:?}"))
+        }
+    })
+    .await;
+    assert_eq!(number(&numbers, "1003")["cause"], "NORMAL_CLEARING");
+    assert_eq!(
+        number(&numbers, "1013")["call_status"],
+        "init",
+        "the second call waits 10,000 s"
+    );
 }

@@ -156,8 +156,8 @@ pub fn integer(field: &str, value: &Value, min: i64, max: i64) -> ApiResult<i64>
     Ok(n)
 }
 
-/// A positive number (fractions allowed) given as a JSON number or a numeric string, at most `max`.
-pub fn positive_number(field: &str, value: &Value, max: f64) -> ApiResult<f64> {
+/// A number (fractions allowed) within `min..=max`, given as a JSON number or a numeric string.
+pub fn number_in(field: &str, value: &Value, min: f64, max: f64) -> ApiResult<f64> {
     let parsed = match value {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
@@ -165,9 +165,9 @@ pub fn positive_number(field: &str, value: &Value, max: f64) -> ApiResult<f64> {
     }
     .filter(|f| f.is_finite());
     let n = parsed.ok_or_else(|| type_error(field, "a number", value))?;
-    if n <= 0.0 || n > max {
+    if n < min || n > max {
         return Err(ApiError::bad_request(format!(
-            "{field} must be greater than 0 and at most {max}, not {n}"
+            "{field} must be from {min} to {max}, not {n}"
         )));
     }
     Ok(n)
@@ -205,9 +205,10 @@ mod tests {
             .contains("calling_time"));
         assert!(integer("calling_time", &json!(""), 5, 300).is_err());
         assert!(integer("calling_time", &json!(4), 5, 300).is_err());
-        assert_eq!(positive_number("max_caps", &json!("0.2"), 1000.0), Ok(0.2));
-        assert!(positive_number("max_caps", &json!(0), 1000.0).is_err());
-        assert!(positive_number("max_caps", &json!(-1), 1000.0).is_err());
+        assert_eq!(number_in("max_caps", &json!("0.2"), 0.01, 1000.0), Ok(0.2));
+        assert!(number_in("max_caps", &json!(0), 0.01, 1000.0).is_err());
+        assert!(number_in("max_caps", &json!(-1), 0.01, 1000.0).is_err());
+        assert!(number_in("max_caps", &json!(1e-300), 0.01, 1000.0).is_err());
         assert_eq!(flag("auto_dial", &json!(true)), Ok(1));
         assert_eq!(flag("auto_dial", &json!("0")), Ok(0));
         assert!(flag("auto_dial", &json!(2)).is_err());

@@ -372,8 +372,9 @@ fn text_input(max_chars: usize) -> Schema {
         .into()
 }
 
-/// An integer within `min..=max`, as a JSON integer or a string of one.
-fn integer_input(min: i64, max: i64) -> Schema {
+/// An integer within `min..=max`, as a JSON integer or a string of one (`text_pattern` spells
+/// the same range as text; the server also trims spaces around it).
+fn integer_input(min: i64, max: i64, text_pattern: &str) -> Schema {
     OneOfBuilder::new()
         .item(
             integer()
@@ -382,7 +383,7 @@ fn integer_input(min: i64, max: i64) -> Schema {
         )
         .item(
             string()
-                .pattern(Some("^\\s*-?[0-9]+\\s*$"))
+                .pattern(Some(text_pattern))
                 .description(Some(format!("an integer from {min} to {max}, as text"))),
         )
         .description(Some(format!(
@@ -392,7 +393,7 @@ fn integer_input(min: i64, max: i64) -> Schema {
 }
 
 fn task_id_input() -> Schema {
-    integer_input(1, i64::MAX)
+    integer_input(1, i64::MAX, "^[1-9][0-9]{0,17}$")
 }
 
 /// A 0/1 switch.
@@ -418,6 +419,7 @@ fn group_name_input() -> Schema {
         .schema_type(SchemaType::Array(vec![Type::String, Type::Number]))
         .min_length(Some(1))
         .max_length(Some(128))
+        .pattern(Some("\\S"))
         .description(Some(
             "task name, 1 to 128 characters, not blank, unique among live tasks",
         ))
@@ -425,7 +427,7 @@ fn group_name_input() -> Schema {
 }
 
 fn calling_time_input() -> Schema {
-    integer_input(5, 300)
+    integer_input(5, 300, "^([5-9]|[1-9][0-9]|[12][0-9]{2}|300)$")
 }
 
 fn max_caps_input() -> Schema {
@@ -433,20 +435,20 @@ fn max_caps_input() -> Schema {
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::Number)
-                .exclusive_minimum(Some(0))
+                .minimum(Some(0.0001))
                 .maximum(Some(10_000)),
         )
         .item(string().pattern(Some(
-            "^\\s*[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?\\s*$",
+            "^(0\\.0{0,3}[1-9][0-9]*|[1-9][0-9]{0,3}(\\.[0-9]+)?|10000(\\.0+)?)$",
         )))
         .description(Some(
-            "calls started per second, greater than 0 and at most 10000 (fractions allowed), as a number or a numeric string",
+            "calls started per second, from 0.0001 to 10000 (fractions allowed: 0.2 is a call every 5 s), as a number or a numeric string",
         ))
         .into()
 }
 
 fn max_concurrency_input() -> Schema {
-    integer_input(1, 100_000)
+    integer_input(1, 100_000, "^([1-9][0-9]{0,4}|100000)$")
 }
 
 fn task_start_time_input() -> Schema {
@@ -469,6 +471,8 @@ fn confirm_key_input() -> Schema {
             Type::Null,
         ]))
         .pattern(Some("^[0-9*#]{0,8}$"))
+        .minimum(Some(0))
+        .maximum(Some(99_999_999))
         .description(Some("DTMF keys (0-9, *, #), at most 8"))
         .into()
 }
@@ -476,7 +480,7 @@ fn confirm_key_input() -> Schema {
 fn read_timeout_input() -> Schema {
     OneOfBuilder::new()
         .item(integer().minimum(Some(1)).maximum(Some(600)))
-        .item(string().pattern(Some("^(\\s*-?[0-9]+\\s*)?$")))
+        .item(string().pattern(Some("^([1-9][0-9]?|[1-5][0-9]{2}|600)?$")))
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .description(Some(
             "seconds from 1 to 600, as a number or a numeric string; \"\" or null: the default (5)",

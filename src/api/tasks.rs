@@ -20,6 +20,8 @@ pub const STATUSES: &[&str] = &["init", "running", "stop", "done"];
 pub const ACTIONS: &[&str] = &["", "playback", "transfer"];
 const MAX_NAME_CHARS: usize = 128;
 const MAX_CAPS: f64 = 10_000.0;
+/// One call every 10,000 s; slower paces overflow the dialer's timers.
+const MIN_CAPS: f64 = 0.0001;
 const MAX_CONCURRENCY: i64 = 100_000;
 
 /// Whole-valued floats print as integers (`1`, not `1.0`), as the vendor shows `max_caps`.
@@ -139,7 +141,7 @@ fn task_patch(body: &Map<String, Value>, tz: TimeZone) -> ApiResult<TaskPatch> {
                 SqlValue::Text(input::text(column, value, 128)?)
             }
             "calling_time" => SqlValue::Integer(input::integer(column, value, 5, 300)?),
-            "max_caps" => SqlValue::Real(input::positive_number(column, value, MAX_CAPS)?),
+            "max_caps" => SqlValue::Real(input::number_in(column, value, MIN_CAPS, MAX_CAPS)?),
             "max_concurrency" => {
                 SqlValue::Integer(input::integer(column, value, 1, MAX_CONCURRENCY)?)
             }
