@@ -225,3 +225,46 @@ async fn max_caps_has_a_floor_the_dialer_can_run() {
         "the second call waits 10,000 s"
     );
 }
+
+/// JSON Schema counts `1000.0` as an integer, so the document's "a whole number" includes it: an
+/// import row's number written as a whole float is that integer, not a refused "fractional".
+#[tokio::test]
+async fn import_reads_whole_floats_as_integers() {
+    let app = common::spawn_app().await;
+    let id = app.create_task("floats").await;
+    app.import_rows(
+        id,
+        vec![
+            json!({"dest_number": 13800138000.0, "external_id": 7.0}),
+            json!({"dest_number": 1000, "external_id": 8}),
+        ],
+    )
+    .await;
+    let numbers = app.all_numbers(id).await;
+    let mut seen: Vec<(String, String)> = numbers
+        .iter()
+        .map(|n| {
+            (
+                n["dest_number"].as_str().unwrap().to_owned(),
+                n["external_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("1000".to_owned(), "8".to_owned()),
+            ("13800138000".to_owned(), "7".to_owned())
+        ]
+    );
+    for row in [json!({"dest_number": 1000.5}), json!({"dest_number": 1e20})] {
+        let reply = app
+            .post(
+                &format!("/api/out_call_tasks/{id}/import"),
+                json!({ "data": [row] }),
+            )
+            .await;
+        common::assert_error(&reply, 400, "data[0].dest_number");
+    }
+}

@@ -17,6 +17,8 @@ use std::sync::OnceLock;
 use actix_web::HttpResponse;
 use utoipa::{
     openapi::{
+        extensions::Extensions,
+        link::LinkBuilder,
         schema::{
             ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
             SchemaType, Type,
@@ -67,9 +69,9 @@ pub async fn serve() -> HttpResponse {
         paths::list_media_files,
         paths::upload_media_file,
     ),
-    components(schemas(ErrorEnvelope, TaskStatus)),
+    components(schemas(ErrorEnvelope, TaskStatus, TaskStatusFilter)),
     security(("token" = []), ("bearer" = [])),
-    modifiers(&SecuritySchemes, &StandardErrors),
+    modifiers(&SecuritySchemes, &StandardErrors, &NewTaskLinks),
 )]
 pub struct ApiDoc;
 
@@ -150,6 +152,54 @@ impl Modify for StandardErrors {
     }
 }
 
+/// Create and clone answer the new task's id: these links tell a client (and schemathesis's
+/// stateful phase) which operations take it.
+struct NewTaskLinks;
+
+const TASK_OPERATIONS: &[&str] = &[
+    "get_task",
+    "update_task",
+    "delete_task",
+    "import_numbers",
+    "list_numbers",
+    "download_numbers",
+];
+
+impl Modify for NewTaskLinks {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let creating = [
+            ("/api/out_call_tasks", "create_task"),
+            ("/api/out_call_tasks/clone", "clone_task"),
+        ];
+        for (path, operation_id) in creating {
+            let Some(RefOr::T(answer)) = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.responses.responses.get_mut("200"))
+            else {
+                panic!("{operation_id} has a 200 answer");
+            };
+            for target in TASK_OPERATIONS {
+                // utoipa 5 writes `LinkBuilder::operation_id` as `operation_id`, which no OpenAPI
+                // tool reads: the key is spelled through the link's extensions instead.
+                let mut operation = Extensions::default();
+                operation.insert("operationId".to_owned(), (*target).into());
+                answer.links.insert(
+                    target.to_string(),
+                    RefOr::T(
+                        LinkBuilder::new()
+                            .parameter("id", "$response.body#/data")
+                            .extensions(Some(operation))
+                            .build(),
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn is_empty_requirement(requirement: &utoipa::openapi::security::SecurityRequirement) -> bool {
     serde_json::to_value(requirement).is_ok_and(|value| value == serde_json::json!({}))
 }
@@ -195,7 +245,7 @@ mod paths {
             ("page" = Option<i64>, Query, minimum = 1, maximum = 2147483647, description = "1-based page, default 1"),
             ("perPage" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "rows a page, default 20"),
             ("name" = Option<String>, Query, description = "a substring of `group_name`"),
-            ("status" = Option<TaskStatus>, Query, description = "exact status"),
+            ("status" = Option<TaskStatusFilter>, Query, description = "exact status; empty: any"),
         ),
         responses((status = 200, description = "a page of tasks", body = TaskList)))]
     fn list_tasks() {}
@@ -513,6 +563,9 @@ fn media_reference_input() -> Schema {
         .into()
 }
 
+/// Whole numbers up to 2^53 - 1 are exact whether written `1000` or `1000.0`.
+const MAX_EXACT_INTEGER: isize = 9_007_199_254_740_991;
+
 fn dest_number_input() -> Schema {
     OneOfBuilder::new()
         .item(
@@ -520,9 +573,9 @@ fn dest_number_input() -> Schema {
                 .pattern(Some("^\\+?[0-9*#]{1,31}$"))
                 .max_length(Some(32)),
         )
-        .item(integer().minimum(Some(0)))
+        .item(integer().minimum(Some(0)).maximum(Some(MAX_EXACT_INTEGER)))
         .description(Some(
-            "digits with an optional leading +, and * or #, at most 32 characters",
+            "digits with an optional leading +, and * or #, at most 32 characters; or a whole number",
         ))
         .into()
 }
@@ -535,6 +588,8 @@ fn external_id_input() -> Schema {
             Type::Null,
         ]))
         .max_length(Some(128))
+        .minimum(Some(-MAX_EXACT_INTEGER))
+        .maximum(Some(MAX_EXACT_INTEGER))
         .description(Some("the caller's own reference, at most 128 characters"))
         .into()
 }
@@ -603,6 +658,19 @@ impl PartialSchema for TaskStatus {
 }
 
 impl ToSchema for TaskStatus {}
+
+/// The list's `status` filter: a status, or empty (as a form sends an unset field) for any.
+pub struct TaskStatusFilter;
+
+impl PartialSchema for TaskStatusFilter {
+    fn schema() -> RefOr<Schema> {
+        string()
+            .enum_values(Some(["", "init", "running", "stop", "done"]))
+            .into()
+    }
+}
+
+impl ToSchema for TaskStatusFilter {}
 
 /// A task in the list: every field a string except `total` and `done`.
 #[derive(ToSchema)]
