@@ -1140,3 +1140,33 @@ pub struct MediaUploadAnswer {
     message: String,
     data: MediaObject,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telephony::sip::media::wav;
+
+    #[test]
+    fn the_upload_example_is_a_wav_the_server_takes() {
+        let samples = wav::prompt_from_wav(tiny_wav().as_bytes()).expect("a readable WAV");
+        assert_eq!(samples.len(), 64);
+    }
+
+    #[test]
+    fn links_name_their_operation_the_way_openapi_spells_it() {
+        let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let links = &document["paths"]["/api/out_call_tasks"]["post"]["responses"]["200"]["links"];
+        assert_eq!(links["get_task"]["operationId"], "get_task");
+        assert!(links["get_task"].get("operation_id").is_none());
+        let operation_ids: Vec<&str> = document["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|operation| operation["operationId"].as_str())
+            .collect();
+        for target in TASK_OPERATIONS {
+            assert!(operation_ids.contains(target), "{target}");
+        }
+    }
+}
