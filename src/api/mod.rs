@@ -5,6 +5,7 @@ pub mod error;
 mod input;
 mod media_files;
 mod numbers;
+pub mod openapi;
 mod sessions;
 mod tasks;
 
@@ -55,6 +56,7 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .service(
             web::scope("/api")
                 .wrap(from_fn(require_token))
+                .service(resource("/openapi.json").route(web::get().to(openapi::serve)))
                 .service(
                     resource("/sessions")
                         .route(web::post().to(sessions::log_in))
@@ -188,12 +190,13 @@ fn presented_token(request: &ServiceRequest) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// Every `/api` route but logging in needs a live token.
+/// Every `/api` route but logging in and the OpenAPI document needs a live token.
 async fn require_token(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let exempt = request.method() == Method::POST && request.path() == "/api/sessions";
+    let exempt = (request.method() == Method::POST && request.path() == "/api/sessions")
+        || (request.method() == Method::GET && request.path() == "/api/openapi.json");
     if !exempt {
         let Some(token) = presented_token(&request) else {
             let error = ApiError::unauthorized(

@@ -51,8 +51,15 @@ impl<'de> Deserialize<'de> for Scalar {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
                 Ok(Scalar::Text(v.to_string()))
             }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Scalar, E> {
-                Ok(Scalar::Other("a fractional number"))
+            /// A whole number written as a float (`1000.0`, `1.38e10`) is that integer, when
+            /// exact: JSON Schema, and so the OpenAPI document, counts it as an integer.
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+                if v.fract() == 0.0 && v.abs() < EXACT {
+                    Ok(Scalar::Text((v as i64).to_string()))
+                } else {
+                    Ok(Scalar::Other("a fractional or inexact number"))
+                }
             }
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar, E> {
                 Ok(Scalar::Other("a boolean"))
