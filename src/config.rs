@@ -213,6 +213,10 @@ impl ServeArgs {
         if self.max_channels == 0 {
             return Err("--max-channels must be at least 1".into());
         }
+        let admin_password = admin_password.filter(|p| !p.is_empty());
+        if let Some(password) = &admin_password {
+            crate::auth::check_new_password("OUTCALL_ADMIN_PASSWORD", password)?;
+        }
         if !(self.sim_time_scale > 0.0 && self.sim_time_scale.is_finite()) {
             return Err(format!(
                 "--sim-time-scale must be a positive number, not {}",
@@ -226,7 +230,7 @@ impl ServeArgs {
             time_zone,
             body_limit: self.body_limit,
             token_ttl: Duration::from_secs(self.token_ttl),
-            admin_password: admin_password.filter(|p| !p.is_empty()),
+            admin_password,
             dialer: DialerConfig {
                 max_caps: self.max_caps,
                 max_channels: self.max_channels,

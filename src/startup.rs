@@ -79,6 +79,7 @@ impl Application {
             body_limit: config.body_limit,
             dialer: dialer.clone(),
             data_dir: config.data_dir.clone(),
+            accounts: auth::Accounts::new(db.clone(), config.token_ttl.as_secs() as i64),
         });
         let server = HttpServer::new(move || {
             App::new()
