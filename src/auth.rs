@@ -93,7 +93,9 @@ pub struct Login {
 #[derive(Debug)]
 pub enum AuthError {
     /// Too many failed attempts lately: try again after this many seconds.
-    Throttled { retry_after_seconds: u64 },
+    Throttled {
+        retry_after_seconds: u64,
+    },
     /// The hashing pool is full: try again in a moment.
     Busy,
     Db(DbError),
@@ -189,7 +191,10 @@ impl Accounts {
                 self.throttle.succeeded(attempt);
                 Ok(user.map(|u| u.id))
             }
-            Ok(false) => Ok(None),
+            Ok(false) => {
+                self.throttle.failed(attempt, Instant::now());
+                Ok(None)
+            }
         }
     }
 
@@ -294,8 +299,7 @@ fn write_new_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
             );
         }
         Err(error) => {
-            return Err(anyhow::Error::new(error)
-                .context(format!("creating {}", path.display())))
+            return Err(anyhow::Error::new(error).context(format!("creating {}", path.display())))
         }
     };
     file.write_all(contents.as_bytes())?;
@@ -323,7 +327,10 @@ mod tests {
         // Characters, not bytes.
         assert!(check_new_password("password", "密码密码密码").is_err());
         let message = check_new_password("new_password", "short").unwrap_err();
-        assert!(message.contains("new_password") && message.contains("10"), "{message}");
+        assert!(
+            message.contains("new_password") && message.contains("10"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -82,7 +82,11 @@ fn auth_failure(error: AuthError) -> ApiResult<HttpResponse> {
 /// `GET /api/users` (admins): every user, without password hashes.
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> ApiResult<HttpResponse> {
     require_admin(&request)?;
-    let users = state.accounts.db().run(|conn| db::users::list(conn)).await?;
+    let users = state
+        .accounts
+        .db()
+        .run(|conn| db::users::list(conn))
+        .await?;
     let data: Vec<Value> = users.iter().map(|u| user_json(&state, u)).collect();
     Ok(HttpResponse::Ok().json(json!({ "code": 200, "message": "success", "data": data })))
 }

@@ -62,7 +62,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
     /// How long `key` must still wait, if it must.
     fn wait(&self, key: &K, now: Instant, rules: &ThrottleRules) -> Option<Duration> {
         let entry = self.entries.get(key)?;
-        if entry.failures < rules.burst || now.duration_since(entry.last_attempt) >= rules.forget_after
+        if entry.failures < rules.burst
+            || now.duration_since(entry.last_attempt) >= rules.forget_after
         {
             return None;
         }
@@ -88,6 +89,12 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
         entry.failures = entry.failures.saturating_add(1);
         entry.last_attempt = now;
+    }
+
+    fn touch(&mut self, key: &K, now: Instant) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.last_attempt = entry.last_attempt.max(now);
+        }
     }
 
     fn give_back(&mut self, key: &K) {
@@ -186,6 +193,14 @@ impl LoginThrottle {
         Ok(Attempt { client, login })
     }
 
+    /// The password was wrong: the wait runs from now, the answer, rather than from the start of
+    /// a check that may have queued a while.
+    pub fn failed(&self, attempt: Attempt, now: Instant) {
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        tables.by_login.touch(&attempt.login, now);
+        tables.by_client.touch(&attempt.client, now);
+    }
+
     /// The password was right: the login starts afresh, the client gets its attempt back.
     pub fn succeeded(&self, attempt: Attempt) {
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
@@ -203,7 +218,10 @@ impl LoginThrottle {
     /// Keys held, clients and logins (for tests and figures).
     pub fn sizes(&self) -> (usize, usize) {
         let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        (tables.by_client.entries.len(), tables.by_login.entries.len())
+        (
+            tables.by_client.entries.len(),
+            tables.by_login.entries.len(),
+        )
     }
 }
 
@@ -225,7 +243,9 @@ mod tests {
         let throttle = LoginThrottle::new(rules());
         let start = Instant::now();
         for _ in 0..5 {
-            throttle.begin(HOME, "admin", start).expect("inside the burst");
+            throttle
+                .begin(HOME, "admin", start)
+                .expect("inside the burst");
         }
         let mut now = start;
         let mut waits = Vec::new();
@@ -250,8 +270,25 @@ mod tests {
         throttle.succeeded(attempt);
         // The login is clear; the client's earlier failures still count.
         let other = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
-        throttle.begin(other, "admin", now + wait).expect("admin is free again");
+        throttle
+            .begin(other, "admin", now + wait)
+            .expect("admin is free again");
         assert!(throttle.begin(HOME, "someone", now + wait).is_err());
+    }
+
+    #[test]
+    fn the_wait_runs_from_the_failed_answer() {
+        let throttle = LoginThrottle::new(rules());
+        let start = Instant::now();
+        let answered = start + Duration::from_secs(3);
+        for _ in 0..5 {
+            let attempt = throttle.begin(HOME, "admin", start).unwrap();
+            throttle.failed(attempt, answered);
+        }
+        let wait = throttle
+            .begin(HOME, "admin", answered)
+            .expect_err("throttled");
+        assert_eq!(wait, Duration::from_secs(1));
     }
 
     #[test]

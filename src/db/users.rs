@@ -46,7 +46,9 @@ pub fn insert(
         Err(rusqlite::Error::SqliteFailure(error, _))
             if error.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
         {
-            Err(DbError::Conflict(format!("login {login:?} is already taken")))
+            Err(DbError::Conflict(format!(
+                "login {login:?} is already taken"
+            )))
         }
         Err(error) => Err(error.into()),
     }
