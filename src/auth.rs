@@ -188,7 +188,7 @@ impl Accounts {
                 Err(AuthError::Busy)
             }
             Ok(true) => {
-                self.throttle.succeeded(attempt);
+                self.throttle.succeeded(attempt, Instant::now());
                 Ok(user.map(|u| u.id))
             }
             Ok(false) => {

@@ -776,6 +776,55 @@ async fn a_login_flood_keeps_memory_bounded_is_throttled_and_the_admin_gets_in_a
     drop(server);
 }
 
+/// Guessers elsewhere can throttle `admin` for everyone else, not for the address the admin
+/// logged in from before.
+#[tokio::test]
+async fn guessers_elsewhere_do_not_lock_the_admin_out_of_their_usual_address() {
+    // spawn_app logged admin in from 127.0.0.1.
+    let app = spawn_app().await;
+    let url = app.url("/api/sessions");
+    let from = |address: Ipv4Addr| {
+        reqwest::Client::builder()
+            .local_address(IpAddr::V4(address))
+            .build()
+            .unwrap()
+    };
+    let guess = |client: reqwest::Client, password: &'static str| {
+        let request = client
+            .post(&url)
+            .json(&json!({"login": "admin", "password": password}))
+            .send();
+        async move { status_and_retry_after(request.await.expect("the server answers")) }
+    };
+    let mut statuses = Vec::new();
+    for n in 1..=20 {
+        statuses.push(
+            guess(from(Ipv4Addr::new(127, 0, 2, n)), "a-wrong-guess")
+                .await
+                .0,
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        15,
+        "{statuses:?}"
+    );
+    // A stranger with the right password waits; the admin's own address does not.
+    let (status, retry_after) = guess(from(Ipv4Addr::new(127, 0, 2, 99)), ADMIN_PASSWORD).await;
+    assert_eq!(status, 429);
+    assert!(retry_after.is_some());
+    let (status, _) = guess(from(Ipv4Addr::LOCALHOST), ADMIN_PASSWORD).await;
+    assert_eq!(
+        status, 200,
+        "admin gets in from where they logged in before"
+    );
+}
+
 fn status_and_retry_after(reply: reqwest::Response) -> (u16, Option<u64>) {
     let retry_after = reply
         .headers()

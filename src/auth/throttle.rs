@@ -6,6 +6,9 @@
 //! it starts (so a concurrent flood cannot slip a hundred guesses through before the first fails)
 //! and is given back when it succeeds or was never checked. Each table holds a bounded number of
 //! keys; when full, entries long quiet are forgotten first, then the least recently used.
+//!
+//! A client address that logged in as a user before is not held back by that user's count: a
+//! guesser elsewhere hammering `admin` cannot keep the admin out from their usual address.
 
 use std::{
     collections::HashMap,
@@ -25,8 +28,10 @@ pub struct ThrottleRules {
     pub max_delay: Duration,
     /// A key with no attempt for this long starts afresh.
     pub forget_after: Duration,
-    /// Most keys kept per table (addresses, logins).
+    /// Most keys kept per table (addresses, logins, known address and login pairs).
     pub capacity: usize,
+    /// How long an address stays known for a login after a right password from it.
+    pub known_for: Duration,
 }
 
 impl Default for ThrottleRules {
@@ -37,6 +42,7 @@ impl Default for ThrottleRules {
             max_delay: Duration::from_secs(60),
             forget_after: Duration::from_secs(15 * 60),
             capacity: 4096,
+            known_for: Duration::from_secs(30 * 24 * 60 * 60),
         }
     }
 }
@@ -148,6 +154,34 @@ impl From<IpAddr> for ClientKey {
 struct Tables {
     by_client: Table<ClientKey>,
     by_login: Table<String>,
+    /// Address and login pairs with a right password lately, and when.
+    known: HashMap<(ClientKey, String), Instant>,
+}
+
+impl Tables {
+    fn is_known(&self, key: &(ClientKey, String), now: Instant, rules: &ThrottleRules) -> bool {
+        self.known
+            .get(key)
+            .is_some_and(|since| now.duration_since(*since) < rules.known_for)
+    }
+
+    fn remember(&mut self, key: (ClientKey, String), now: Instant, rules: &ThrottleRules) {
+        if !self.known.contains_key(&key) && self.known.len() >= rules.capacity {
+            self.known
+                .retain(|_, since| now.duration_since(*since) < rules.known_for);
+            if self.known.len() >= rules.capacity {
+                let oldest = self
+                    .known
+                    .iter()
+                    .min_by_key(|(_, since)| **since)
+                    .map(|(key, _)| key.clone());
+                if let Some(oldest) = oldest {
+                    self.known.remove(&oldest);
+                }
+            }
+        }
+        self.known.insert(key, now);
+    }
 }
 
 pub struct LoginThrottle {
@@ -169,6 +203,7 @@ impl LoginThrottle {
             tables: Mutex::new(Tables {
                 by_client: Table::new(),
                 by_login: Table::new(),
+                known: HashMap::new(),
             }),
         }
     }
@@ -178,13 +213,16 @@ impl LoginThrottle {
         let client = ClientKey::from(client);
         let login = login.to_owned();
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        let wait = [
-            tables.by_client.wait(&client, now, &self.rules),
-            tables.by_login.wait(&login, now, &self.rules),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
+        let known = tables.is_known(&(client, login.clone()), now, &self.rules);
+        let login_wait = if known {
+            None
+        } else {
+            tables.by_login.wait(&login, now, &self.rules)
+        };
+        let wait = [tables.by_client.wait(&client, now, &self.rules), login_wait]
+            .into_iter()
+            .flatten()
+            .max();
         if let Some(wait) = wait {
             return Err(wait);
         }
@@ -202,10 +240,11 @@ impl LoginThrottle {
     }
 
     /// The password was right: the login starts afresh, the client gets its attempt back.
-    pub fn succeeded(&self, attempt: Attempt) {
+    pub fn succeeded(&self, attempt: Attempt, now: Instant) {
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         tables.by_login.forget(&attempt.login);
         tables.by_client.give_back(&attempt.client);
+        tables.remember((attempt.client, attempt.login), now, &self.rules);
     }
 
     /// The password was never checked (the hashing pool was full): the attempt does not count.
@@ -215,12 +254,13 @@ impl LoginThrottle {
         tables.by_client.give_back(&attempt.client);
     }
 
-    /// Keys held, clients and logins (for tests and figures).
-    pub fn sizes(&self) -> (usize, usize) {
+    /// Keys held: clients, logins, known pairs (for tests and figures).
+    pub fn sizes(&self) -> (usize, usize, usize) {
         let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         (
             tables.by_client.entries.len(),
             tables.by_login.entries.len(),
+            tables.known.len(),
         )
     }
 }
@@ -267,7 +307,7 @@ mod tests {
         }
         let wait = throttle.begin(HOME, "admin", now).unwrap_err();
         let attempt = throttle.begin(HOME, "admin", now + wait).unwrap();
-        throttle.succeeded(attempt);
+        throttle.succeeded(attempt, now + wait);
         // The login is clear; the client's earlier failures still count.
         let other = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
         throttle
@@ -299,7 +339,7 @@ mod tests {
             let attempt = throttle.begin(HOME, "admin", now).expect("never throttled");
             throttle.not_checked(attempt);
         }
-        assert_eq!(throttle.sizes(), (0, 0));
+        assert_eq!(throttle.sizes(), (0, 0, 0));
     }
 
     #[test]
@@ -319,6 +359,37 @@ mod tests {
     }
 
     #[test]
+    fn a_known_address_is_not_held_back_by_guessers_elsewhere() {
+        let throttle = LoginThrottle::new(rules());
+        let now = Instant::now();
+        let attempt = throttle.begin(HOME, "admin", now).unwrap();
+        throttle.succeeded(attempt, now);
+        for n in 0..20u8 {
+            let guesser = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, n));
+            let _ = throttle.begin(guesser, "admin", now);
+        }
+        let stranger = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1));
+        assert!(
+            throttle.begin(stranger, "admin", now).is_err(),
+            "admin is throttled"
+        );
+        throttle
+            .begin(HOME, "admin", now)
+            .expect("but not from where admin logged in before");
+        // The known address still has its own limit.
+        for _ in 0..4 {
+            throttle.begin(HOME, "admin", now).unwrap();
+        }
+        assert!(throttle.begin(HOME, "admin", now).is_err());
+        // Known pairs are bounded too.
+        for n in 0..100u32 {
+            let attempt = throttle.begin(IpAddr::V4(n.into()), "x", now).unwrap();
+            throttle.succeeded(attempt, now);
+        }
+        assert_eq!(throttle.sizes().2, 8);
+    }
+
+    #[test]
     fn ipv6_clients_are_counted_by_their_64_prefix() {
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
@@ -335,7 +406,7 @@ mod tests {
             let client = IpAddr::V4(n.into());
             let _ = throttle.begin(client, &format!("login{n}"), now);
         }
-        assert_eq!(throttle.sizes(), (8, 8));
+        assert_eq!(throttle.sizes(), (8, 8, 0));
         let later = now + ThrottleRules::default().forget_after;
         for _ in 0..5 {
             throttle.begin(HOME, "admin", now).unwrap();
