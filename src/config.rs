@@ -100,7 +100,7 @@ pub const DEFAULT_MAX_CALL_SECONDS: u64 = 3600;
     version,
     about,
     long_about = None,
-    after_help = "Environment only: OUTCALL_ADMIN_PASSWORD is the password of the `admin` user created on \
+    after_help = "Environment only: OUTCALL_ADMIN_PASSWORD (at least 10 characters) is the password of the `admin` user created on \
                   first start (random, and saved in <data-dir>/admin-password.txt, when unset); \
                   OUTCALL_LOG filters the logs (e.g. `info`, `outcall=debug`)."
 )]
