@@ -99,3 +99,8 @@ CREATE TABLE media_files (
 CREATE INDEX media_files_live ON media_files (id) WHERE deleted_at IS NULL;
 -- Where the recording of a number's call was written (auto_record), '' when none.
 ALTER TABLE numbers ADD COLUMN record_path TEXT NOT NULL DEFAULT '';
+
+-- step 3
+-- What a user may do: `admin` everything, `readonly` only reads (and change their own password).
+-- Users from before roles existed were all administrators.
+ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'admin' CHECK (role IN ('admin', 'readonly'));

@@ -1,38 +1,73 @@
-//! Users, passwords and login tokens.
+//! Users, roles, passwords and login tokens.
+//!
+//! Password hashing runs on a small pool of its own (`hasher`), never while a database connection
+//! is held, and logins are throttled per client and per login (`throttle`).
 
-use std::{io::Write, path::Path};
+pub mod hasher;
+pub mod throttle;
 
-use argon2::{
-    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
-    Argon2,
-};
+use std::{io::Write, net::IpAddr, path::Path, time::Instant};
+
 use rand::{distributions::Alphanumeric, rngs::OsRng, Rng, RngCore};
 use sha2::{Digest, Sha256};
 
+pub use self::hasher::{hash_password, verify_password, Busy, PasswordPool};
+use self::throttle::{LoginThrottle, ThrottleRules};
 use crate::{
     clock,
-    db::{self, Db, DbResult},
+    db::{self, Db, DbError},
 };
 
 pub const ADMIN_LOGIN: &str = "admin";
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password.txt";
+/// Fewest characters of any password: the admin's at start-up, and any set through the API.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Two Argon2 runs at a time (19 MiB each) and a short queue: a login flood costs ~40 MiB at most.
+const PASSWORD_THREADS: usize = 2;
+const PASSWORD_QUEUE: usize = 16;
 
-pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 accepts any password with a generated salt")
-        .to_string()
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Reads only (lists, views, downloads, events), and changing their own password.
+    Readonly,
 }
 
-pub fn verify_password(password: &str, stored_hash: &str) -> bool {
-    PasswordHash::new(stored_hash)
-        .map(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        })
-        .unwrap_or(false)
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Readonly => "readonly",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "readonly" => Some(Role::Readonly),
+            _ => None,
+        }
+    }
+}
+
+/// The user a request's token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: i64,
+    pub role: Role,
+}
+
+/// Why a password is not acceptable as a new one.
+pub fn check_new_password(field: &str, password: &str) -> Result<(), String> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "{field} must be at least {MIN_PASSWORD_CHARS} characters long (it has {chars})"
+        ));
+    }
+    Ok(())
 }
 
 /// A new opaque token: 256 random bits, hex.
@@ -54,55 +89,160 @@ pub struct Login {
     pub user_id: i64,
 }
 
-/// Checks the credentials and opens a session; `None` when they are wrong.
-pub async fn log_in(
-    db: &Db,
-    login: String,
-    password: String,
-    ttl_seconds: i64,
-) -> DbResult<Option<Login>> {
-    db.run(move |conn| {
-        let Some(user) = db::users::find_by_login(conn, &login)? else {
-            // Spend the same time as for a real user, so the answer does not tell which logins exist.
-            verify_password(
-                &password,
-                DUMMY_HASH.get_or_init(|| hash_password("not a password")),
-            );
+/// Why a login or a password check gave no answer.
+#[derive(Debug)]
+pub enum AuthError {
+    /// Too many failed attempts lately: try again after this many seconds.
+    Throttled {
+        retry_after_seconds: u64,
+    },
+    /// The hashing pool is full: try again in a moment.
+    Busy,
+    Db(DbError),
+}
+
+impl From<DbError> for AuthError {
+    fn from(error: DbError) -> Self {
+        AuthError::Db(error)
+    }
+}
+
+impl From<Busy> for AuthError {
+    fn from(_: Busy) -> Self {
+        AuthError::Busy
+    }
+}
+
+/// Logins, password checks and changes: the hashing pool and the throttle, over the database.
+pub struct Accounts {
+    db: Db,
+    passwords: PasswordPool,
+    throttle: LoginThrottle,
+    token_ttl_seconds: i64,
+}
+
+impl Accounts {
+    pub fn new(db: Db, token_ttl_seconds: i64) -> Self {
+        Accounts {
+            db,
+            passwords: PasswordPool::start(PASSWORD_THREADS, PASSWORD_QUEUE),
+            throttle: LoginThrottle::new(ThrottleRules::default()),
+            token_ttl_seconds,
+        }
+    }
+
+    /// Checks the credentials and opens a session; `None` when they are wrong. The database
+    /// connection is released while the password is checked.
+    pub async fn log_in(
+        &self,
+        client: IpAddr,
+        login: String,
+        password: String,
+    ) -> Result<Option<Login>, AuthError> {
+        let Some(user_id) = self.check_password(client, &login, password).await? else {
             return Ok(None);
         };
-        if !verify_password(&password, &user.password_hash) {
-            return Ok(None);
-        }
         let token = new_token();
         let now = clock::now();
-        let expires_at = now + ttl_seconds;
-        db::sessions::insert(conn, &token_digest(&token), user.id, now, expires_at)?;
+        let expires_at = now + self.token_ttl_seconds;
+        let digest = token_digest(&token);
+        self.db
+            .run(move |conn| db::sessions::insert(conn, &digest, user_id, now, expires_at))
+            .await?;
         Ok(Some(Login {
             token,
             expires_at,
-            user_id: user.id,
+            user_id,
         }))
-    })
-    .await
+    }
+
+    /// The id of the user `login` when `password` is theirs; throttled like a login.
+    pub async fn check_password(
+        &self,
+        client: IpAddr,
+        login: &str,
+        password: String,
+    ) -> Result<Option<i64>, AuthError> {
+        let attempt = self
+            .throttle
+            .begin(client, login, Instant::now())
+            .map_err(|wait| AuthError::Throttled {
+                retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
+            })?;
+        let wanted = login.to_owned();
+        let user = match self
+            .db
+            .run(move |conn| db::users::find_by_login(conn, &wanted))
+            .await
+        {
+            Ok(user) => user,
+            Err(error) => {
+                self.throttle.not_checked(attempt);
+                return Err(error.into());
+            }
+        };
+        let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+        match self.passwords.verify(password, stored_hash).await {
+            Err(Busy) => {
+                self.throttle.not_checked(attempt);
+                Err(AuthError::Busy)
+            }
+            Ok(true) => {
+                self.throttle.succeeded(attempt, Instant::now());
+                Ok(user.map(|u| u.id))
+            }
+            Ok(false) => {
+                self.throttle.failed(attempt, Instant::now());
+                Ok(None)
+            }
+        }
+    }
+
+    /// A salted hash of a new password, made on the hashing pool.
+    pub async fn hash(&self, password: String) -> Result<String, AuthError> {
+        Ok(self.passwords.hash(password).await?)
+    }
+
+    /// The user a presented token belongs to, if it is live.
+    pub async fn caller_of_token(&self, token: &str) -> Result<Option<Caller>, DbError> {
+        let digest = token_digest(token);
+        let found = self
+            .db
+            .run(move |conn| db::sessions::user_of(conn, &digest, clock::now()))
+            .await?;
+        Ok(found.and_then(|(user_id, role)| {
+            Some(Caller {
+                user_id,
+                role: Role::parse(&role)?,
+            })
+        }))
+    }
+
+    pub async fn log_out(&self, token: &str) -> Result<bool, DbError> {
+        let digest = token_digest(token);
+        self.db
+            .run(move |conn| db::sessions::delete(conn, &digest))
+            .await
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
 }
 
-static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// The user a presented token belongs to, if it is live.
-pub async fn user_of_token(db: &Db, token: &str) -> DbResult<Option<i64>> {
+/// The id of the user a presented token belongs to, if it is live (for routes that take the token
+/// from elsewhere than the headers; the token middleware uses `Accounts::caller_of_token`).
+pub async fn user_of_token(db: &Db, token: &str) -> Result<Option<i64>, DbError> {
     let digest = token_digest(token);
-    db.run(move |conn| db::sessions::user_of(conn, &digest, clock::now()))
-        .await
-}
-
-pub async fn log_out(db: &Db, token: &str) -> DbResult<bool> {
-    let digest = token_digest(token);
-    db.run(move |conn| db::sessions::delete(conn, &digest))
-        .await
+    let found = db
+        .run(move |conn| db::sessions::user_of(conn, &digest, clock::now()))
+        .await?;
+    Ok(found.map(|(user_id, _role)| user_id))
 }
 
 /// On first start (no user at all) creates `admin`, with the configured password or a random one
-/// that is logged once and written to `<data-dir>/admin-password.txt` (mode 0600).
+/// that is logged once and written to `<data-dir>/admin-password.txt` (mode 0600, created anew:
+/// an existing file or a symbolic link there is refused, never overwritten or followed).
 pub async fn ensure_admin(
     db: &Db,
     data_dir: &Path,
@@ -120,20 +260,20 @@ pub async fn ensure_admin(
             .map(char::from)
             .collect()
     });
+    let file = data_dir.join(ADMIN_PASSWORD_FILE);
     if generated {
-        write_private_file(
-            &data_dir.join(ADMIN_PASSWORD_FILE),
-            &format!("{password}\n"),
-        )?;
+        write_new_private_file(&file, &format!("{password}\n"))?;
     }
     let hash = hash_password(&password);
-    db.run(move |conn| db::users::insert(conn, ADMIN_LOGIN, &hash, clock::now()))
-        .await?;
+    db.run(move |conn| {
+        db::users::insert(conn, ADMIN_LOGIN, &hash, Role::Admin.as_str(), clock::now())
+    })
+    .await?;
     if generated {
         tracing::warn!(
             login = ADMIN_LOGIN,
             password = %password,
-            file = %data_dir.join(ADMIN_PASSWORD_FILE).display(),
+            file = %file.display(),
             "created the first user with a random password (shown only this once; also saved in the file)"
         );
     } else {
@@ -145,27 +285,41 @@ pub async fn ensure_admin(
     Ok(())
 }
 
-fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Creates `path` (mode 0600) and writes `contents`; refuses when anything, a symbolic link
+/// included, is already there.
+fn write_new_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut file = match options.open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let what = match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.file_type().is_symlink() => "is a symbolic link",
+                _ => "already exists",
+            };
+            anyhow::bail!(
+                "{} {what}: refusing to write the new admin password there. Remove it (it belongs \
+                 to no user of this database), or set OUTCALL_ADMIN_PASSWORD",
+                path.display()
+            );
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!("creating {}", path.display())))
+        }
+    };
     file.write_all(contents.as_bytes())?;
-    file.sync_all()
+    file.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_password_verifies_only_against_its_own_hash() {
-        let hash = hash_password("secret");
-        assert!(verify_password("secret", &hash));
-        assert!(!verify_password("Secret", &hash));
-        assert!(!verify_password("secret", "not a hash"));
-    }
 
     #[test]
     fn tokens_are_unique_and_digested() {
@@ -174,5 +328,43 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert_eq!(token_digest(&a), token_digest(&a));
         assert_ne!(token_digest(&a), a);
+    }
+
+    #[test]
+    fn new_passwords_need_ten_characters() {
+        assert!(check_new_password("password", "123456789").is_err());
+        assert!(check_new_password("password", "1234567890").is_ok());
+        // Characters, not bytes.
+        assert!(check_new_password("password", "密码密码密码").is_err());
+        let message = check_new_password("new_password", "short").unwrap_err();
+        assert!(
+            message.contains("new_password") && message.contains("10"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in [Role::Admin, Role::Readonly] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn the_password_file_is_never_overwritten_nor_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ADMIN_PASSWORD_FILE);
+        write_new_private_file(&path, "first\n").expect("a new file");
+        let error = write_new_private_file(&path, "second\n").unwrap_err();
+        assert!(error.to_string().contains("already exists"), "{error}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\n");
+
+        let target = dir.path().join("elsewhere");
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let error = write_new_private_file(&link, "secret\n").unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(!target.exists(), "nothing was written through the link");
     }
 }

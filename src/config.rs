@@ -104,7 +104,7 @@ pub const DEFAULT_MAX_CALL_SECONDS: u64 = 3600;
     version,
     about,
     long_about = None,
-    after_help = "Environment only: OUTCALL_ADMIN_PASSWORD is the password of the `admin` user created on \
+    after_help = "Environment only: OUTCALL_ADMIN_PASSWORD (at least 10 characters) is the password of the `admin` user created on \
                   first start (random, and saved in <data-dir>/admin-password.txt, when unset); \
                   OUTCALL_LOG filters the logs (e.g. `info`, `outcall=debug`)."
 )]
@@ -232,6 +232,10 @@ impl ServeArgs {
         if self.max_channels == 0 {
             return Err("--max-channels must be at least 1".into());
         }
+        let admin_password = admin_password.filter(|p| !p.is_empty());
+        if let Some(password) = &admin_password {
+            crate::auth::check_new_password("OUTCALL_ADMIN_PASSWORD", password)?;
+        }
         if !(self.sim_time_scale > 0.0 && self.sim_time_scale.is_finite()) {
             return Err(format!(
                 "--sim-time-scale must be a positive number, not {}",
@@ -245,7 +249,7 @@ impl ServeArgs {
             time_zone,
             body_limit: self.body_limit,
             token_ttl: Duration::from_secs(self.token_ttl),
-            admin_password: admin_password.filter(|p| !p.is_empty()),
+            admin_password,
             dialer: DialerConfig {
                 max_caps: self.max_caps,
                 max_channels: self.max_channels,

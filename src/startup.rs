@@ -156,6 +156,7 @@ impl Application {
             body_limit: config.body_limit,
             dialer: dialer.clone(),
             data_dir: config.data_dir.clone(),
+            accounts: auth::Accounts::new(db.clone(), config.token_ttl.as_secs() as i64),
         });
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let server = HttpServer::new(move || {

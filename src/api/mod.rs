@@ -8,6 +8,7 @@ mod numbers;
 pub mod openapi;
 mod sessions;
 mod tasks;
+mod users;
 
 use std::time::Instant;
 
@@ -21,7 +22,13 @@ use actix_web::{
 use serde_json::json;
 
 use self::error::ApiError;
-use crate::{auth, clock::TimeZone, db::Db, dialer::DialerHandle, web_assets};
+use crate::{
+    auth::{self, Caller, Role},
+    clock::TimeZone,
+    db::Db,
+    dialer::DialerHandle,
+    web_assets,
+};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -32,6 +39,8 @@ pub struct AppState {
     pub dialer: DialerHandle,
     /// Where uploaded media files are stored (under `media/`).
     pub data_dir: std::path::PathBuf,
+    /// Logins, roles and passwords: the hashing pool and the login throttle.
+    pub accounts: auth::Accounts,
 }
 
 /// Bodies of task writes (create, update, start/stop, clone) are small: a larger one is refused
@@ -89,6 +98,14 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     resource("/media_files")
                         .route(web::get().to(media_files::list))
                         .route(web::post().to(media_files::upload)),
+                )
+                .service(
+                    resource("/users")
+                        .route(web::get().to(users::list))
+                        .route(web::post().to(users::create)),
+                )
+                .service(
+                    resource("/users/{id}/password").route(web::put().to(users::change_password)),
                 )
                 .default_service(web::to(unknown_route)),
         )
@@ -190,7 +207,9 @@ fn presented_token(request: &ServiceRequest) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// Every `/api` route but logging in and the OpenAPI document needs a live token.
+/// Every `/api` route but logging in and the OpenAPI document needs a live token, and a
+/// `readonly` user may only read (`GET`), log out and change their own password: any other change
+/// is 403.
 async fn require_token(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -208,8 +227,20 @@ async fn require_token(
             .app_data::<web::Data<AppState>>()
             .expect("AppState is registered")
             .clone();
-        match auth::user_of_token(&state.db, &token).await {
-            Ok(Some(_user)) => {
+        match state.accounts.caller_of_token(&token).await {
+            Ok(Some(caller)) => {
+                if !role_allows(caller, request.method(), request.path()) {
+                    let message = format!(
+                        "a {} user may only read: {} {} is refused",
+                        caller.role.as_str(),
+                        request.method(),
+                        request.path()
+                    );
+                    return Ok(
+                        request.error_response(ApiError::new(StatusCode::FORBIDDEN, message))
+                    );
+                }
+                request.extensions_mut().insert(caller);
                 request.extensions_mut().insert(BearerToken(token));
             }
             Ok(None) => {
@@ -235,6 +266,21 @@ pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::REFERRER_POLICY, "no-referrer"))
+}
+
+/// Whether `caller`'s role lets them make this request. The readonly exceptions are matched
+/// exactly, so any other spelling of a path is refused rather than let through.
+fn role_allows(caller: Caller, method: &Method, path: &str) -> bool {
+    match caller.role {
+        Role::Admin => true,
+        Role::Readonly => {
+            *method == Method::GET
+                || *method == Method::HEAD
+                || (*method == Method::DELETE && path == "/api/sessions")
+                || (*method == Method::PUT
+                    && path == format!("/api/users/{}/password", caller.user_id))
+        }
+    }
 }
 
 /// One log line per request.

@@ -20,15 +20,21 @@ pub fn insert(
     Ok(())
 }
 
-/// The user a live token belongs to; `None` when unknown or expired.
-pub fn user_of(conn: &Connection, token_sha256: &str, now: i64) -> DbResult<Option<i64>> {
+/// The user (id and role) a live token belongs to; `None` when unknown or expired.
+pub fn user_of(conn: &Connection, token_sha256: &str, now: i64) -> DbResult<Option<(i64, String)>> {
     Ok(conn
         .query_row(
-            "SELECT user_id FROM sessions WHERE token_sha256 = ?1 AND expires_at > ?2",
+            "SELECT users.id, users.role FROM sessions JOIN users ON users.id = sessions.user_id
+             WHERE sessions.token_sha256 = ?1 AND sessions.expires_at > ?2",
             params![token_sha256, now],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?)
+}
+
+/// Revokes every token of a user; how many there were.
+pub fn delete_all_of_user(conn: &Connection, user_id: i64) -> DbResult<usize> {
+    Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
 }
 
 /// Revokes a token; false when it was not there.
