@@ -442,6 +442,7 @@ async fn spawn_sip_app(options: SipOptions) -> SipApp {
         password: options.credentials.map(|(_, password)| password.to_owned()),
         register: options.register,
         rtp_ports: options.rtp_ports,
+        symmetric_rtp: false,
         request_uri: DEFAULT_REQUEST_URI.into(),
         max_call_duration: options.max_call_duration,
     };

@@ -35,6 +35,7 @@ async fn spawn_sip_app() -> (TestApp, tempfile::TempDir) {
         password: None,
         register: false,
         rtp_ports: (27000, 27999),
+        symmetric_rtp: false,
         request_uri: DEFAULT_REQUEST_URI.into(),
         max_call_duration: Duration::from_secs(10),
     };
