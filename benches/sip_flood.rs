@@ -112,7 +112,7 @@ async fn main() {
             pinger
                 .set_read_timeout(Some(Duration::from_millis(500)))
                 .unwrap();
-            let (mut answered, mut slowest, mut count) = (0u32, Duration::ZERO, 0u32);
+            let (mut latencies, mut count) = (Vec::new(), 0u32);
             let mut buffer = [0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
                 let call_id = format!("ping-{count}");
@@ -122,8 +122,7 @@ async fn main() {
                     pinger.send_to(ping.as_bytes(), target).unwrap();
                     while let Ok((length, _)) = pinger.recv_from(&mut buffer) {
                         if String::from_utf8_lossy(&buffer[..length]).contains(&call_id) {
-                            answered += 1;
-                            slowest = slowest.max(sent_at.elapsed());
+                            latencies.push(sent_at.elapsed());
                             break 'answer;
                         }
                     }
@@ -131,7 +130,8 @@ async fn main() {
                 count += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }
-            (count, answered, slowest)
+            latencies.sort();
+            (count, latencies)
         })
     };
 
@@ -172,12 +172,27 @@ async fn main() {
         );
     }
     stop.store(true, Ordering::Relaxed);
-    let (count, pings_answered, slowest) = pings.join().unwrap();
+    let (count, latencies) = pings.join().unwrap();
+    let at = |fraction: f64| {
+        latencies
+            .get(
+                ((latencies.len() as f64 * fraction) as usize)
+                    .min(latencies.len().saturating_sub(1)),
+            )
+            .copied()
+            .unwrap_or_default()
+    };
     let cpu = cpu_seconds() - cpu_before;
     // The stack forgets finished transactions after 32 s; RSS once it has.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = rss_mib();
-    println!("trunk OPTIONS pings: {pings_answered} of {count} answered, slowest {slowest:?}");
+    println!(
+        "trunk OPTIONS pings: {} of {count} answered; answer time median {:?}, 90th percentile {:?}, slowest {:?}",
+        latencies.len(),
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    );
     println!(
         "CPU of this process (outcall and the flooders): {cpu:.2} s in {seconds} s; \
          RSS {rss_before:.1} MiB before, peak {peak_rss:.1} MiB (VmHWM {:.1} MiB), {rss_after:.1} MiB after",

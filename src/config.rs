@@ -79,6 +79,7 @@ impl Config {
                 password: None,
                 register: false,
                 rtp_ports: DEFAULT_RTP_PORTS,
+                symmetric_rtp: false,
                 request_uri: DEFAULT_REQUEST_URI.into(),
                 max_call_duration: Duration::from_secs(DEFAULT_MAX_CALL_SECONDS),
             },
@@ -195,6 +196,9 @@ pub struct ServeArgs {
     /// sip back end: RTP port range, low-high.
     #[arg(long, env = "OUTCALL_RTP_PORTS", default_value = "20000-30000")]
     pub rtp_ports: String,
+    /// sip back end: symmetric RTP, for callees behind NAT (RTP from another port of the SDP's IP).
+    #[arg(long, env = "OUTCALL_RTP_SYMMETRIC")]
+    pub rtp_symmetric: bool,
     /// sip back end: Request-URI template; {number} and {trunk} are replaced.
     #[arg(long, env = "OUTCALL_SIP_REQUEST_URI", default_value = DEFAULT_REQUEST_URI)]
     pub sip_request_uri: String,
@@ -272,6 +276,7 @@ impl ServeArgs {
                 password: self.sip_password,
                 register: self.sip_register,
                 rtp_ports: parse_port_range(&self.rtp_ports)?,
+                symmetric_rtp: self.rtp_symmetric,
                 request_uri: self.sip_request_uri,
                 max_call_duration: Duration::from_secs(self.max_call_seconds.max(1)),
             },

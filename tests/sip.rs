@@ -442,6 +442,7 @@ async fn spawn_sip_app(options: SipOptions) -> SipApp {
         password: options.credentials.map(|(_, password)| password.to_owned()),
         register: options.register,
         rtp_ports: options.rtp_ports,
+        symmetric_rtp: false,
         request_uri: DEFAULT_REQUEST_URI.into(),
         max_call_duration: options.max_call_duration,
     };
@@ -1415,6 +1416,33 @@ async fn hostile_datagrams_do_not_wedge_the_user_agent() {
         };
         assert_eq!(status, expected, "{method}");
     }
+    // A forged in-dialog BYE (a To tag, a Call-ID that is none of ours) is refused at once: it
+    // does not wait for a dialog that might still be registered, as one of our calls' would.
+    let forged = forged_request(
+        "BYE",
+        "forged-in-dialog@test",
+        Some("t9"),
+        attacker_address,
+        target,
+    );
+    let sent_at = Instant::now();
+    attacker.send_to(forged.as_bytes(), target).unwrap();
+    let mut buffer = [0u8; 4096];
+    let answer = loop {
+        let (length, _) = attacker
+            .recv_from(&mut buffer)
+            .expect("an answer to the forged BYE");
+        let text = String::from_utf8_lossy(&buffer[..length]).to_string();
+        if text.contains("forged-in-dialog@test") {
+            break text;
+        }
+    };
+    let waited = sent_at.elapsed();
+    assert!(answer.starts_with("SIP/2.0 481"), "{answer}");
+    assert!(
+        waited < Duration::from_millis(400),
+        "the forged BYE was answered after {waited:?}"
+    );
     let id = outcall
         .start_task("after the storm", json!({}), &["4000".to_owned()])
         .await;

@@ -35,6 +35,7 @@ async fn spawn_sip_app() -> (TestApp, tempfile::TempDir) {
         password: None,
         register: false,
         rtp_ports: (27000, 27999),
+        symmetric_rtp: false,
         request_uri: DEFAULT_REQUEST_URI.into(),
         max_call_duration: Duration::from_secs(10),
     };
@@ -261,6 +262,12 @@ async fn uploads_are_bounded_for_the_whole_request() {
     )
     .await;
     assert_error(&reply, 413, "file");
+
+    // Endless empty fields cost no body bytes, but are cut short too.
+    let empty: &[u8] = b"";
+    let many: Vec<(&str, Option<&str>, &[u8])> = (0..1000).map(|_| ("pad", None, empty)).collect();
+    let reply = upload(&app, multipart(&many)).await;
+    assert_error(&reply, 400, "fields");
 
     // A declared 300 MiB: refused from the headers.
     let response = raw_upload(&app, Some(300 * 1024 * 1024), 0).await;

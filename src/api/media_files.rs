@@ -18,6 +18,9 @@ use crate::{
 };
 
 const MAX_NAME_CHARS: usize = 128;
+/// A form has a file and a name; a few more fields are tolerated, not an endless stream of them
+/// (empty fields would cost no body bytes).
+const MAX_FIELDS: usize = 16;
 
 /// The object tasks keep in `data` and `group_confirm_file`.
 pub fn media_object(file: &MediaFile) -> Value {
@@ -69,7 +72,14 @@ pub async fn upload(
     let mut received = 0usize;
     let mut name: Option<String> = None;
     let mut upload: Option<(String, Vec<u8>)> = None;
+    let mut fields = 0;
     while let Some(field) = form.next().await {
+        fields += 1;
+        if fields > MAX_FIELDS {
+            return Err(ApiError::bad_request(format!(
+                "file: a media upload has at most {MAX_FIELDS} form fields"
+            )));
+        }
         let mut field =
             field.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
         let field_name = field.name().unwrap_or_default().to_owned();

@@ -70,6 +70,9 @@ pub async fn serve() -> HttpResponse {
         paths::download_numbers,
         paths::list_media_files,
         paths::upload_media_file,
+        paths::list_users,
+        paths::create_user,
+        paths::change_password,
     ),
     components(schemas(ErrorEnvelope, TaskStatus, TaskStatusFilter)),
     security(("token" = []), ("bearer" = [])),
@@ -233,6 +236,9 @@ mod paths {
         responses(
             (status = 200, description = "logged in", body = LoginAnswer),
             (status = 401, description = "wrong login or password", body = ErrorEnvelope),
+            (status = 403, description = "a cross-site login (by `Origin` or `Sec-Fetch-Site`)", body = ErrorEnvelope),
+            (status = 429, description = "too many failed logins from this address or for this login: retry after `Retry-After` seconds", body = ErrorEnvelope),
+            (status = 503, description = "the password checkers are all busy: retry after `Retry-After` seconds", body = ErrorEnvelope),
         ))]
     fn log_in() {}
 
@@ -335,6 +341,34 @@ mod paths {
         request_body(content = MediaUpload, content_type = "multipart/form-data"),
         responses((status = 200, description = "stored: `data` is the media object tasks reference", body = MediaUploadAnswer)))]
     fn upload_media_file() {}
+
+    #[utoipa::path(get, path = "/api/users", tag = "users",
+        description = "The users (admins only).",
+        responses(
+            (status = 200, description = "every user", body = UserList),
+            (status = 403, description = "the caller is not an admin", body = ErrorEnvelope),
+        ))]
+    fn list_users() {}
+
+    #[utoipa::path(post, path = "/api/users", tag = "users",
+        description = "Create a user (admins only). A `readonly` user may read, download and log out, and gets 403 for any change.",
+        request_body(content = UserCreate, content_type = "application/json"),
+        responses(
+            (status = 200, description = "created", body = UserAnswer),
+            (status = 403, description = "the caller is not an admin", body = ErrorEnvelope),
+            (status = 409, description = "the login is taken", body = ErrorEnvelope),
+        ))]
+    fn create_user() {}
+
+    #[utoipa::path(put, path = "/api/users/{id}/password", tag = "users",
+        description = "Change a password: one's own with `old_password`, anyone's as an admin. Every token of that user is revoked.",
+        params(("id" = i64, Path, minimum = 1, example = 1, description = "user id")),
+        request_body(content = PasswordChange, content_type = "application/json"),
+        responses(
+            (status = 200, description = "changed", body = LogoutAnswer),
+            (status = 403, description = "another user's password, and the caller is not an admin", body = ErrorEnvelope),
+        ))]
+    fn change_password() {}
 }
 
 // ---- Value shapes shared by the schemas ----
@@ -652,6 +686,59 @@ pub struct LogoutAnswer {
     code: i64,
     #[schema(schema_with = success_message)]
     message: String,
+}
+
+#[derive(ToSchema)]
+pub struct User {
+    id: i64,
+    login: String,
+    #[schema(schema_with = role)]
+    role: String,
+    #[schema(schema_with = timestamp)]
+    created_at: String,
+}
+
+fn role() -> Schema {
+    string().enum_values(Some(["admin", "readonly"])).into()
+}
+
+#[derive(ToSchema)]
+pub struct UserList {
+    #[schema(schema_with = success_code)]
+    code: i64,
+    #[schema(schema_with = success_message)]
+    message: String,
+    data: Vec<User>,
+}
+
+#[derive(ToSchema)]
+pub struct UserAnswer {
+    #[schema(schema_with = success_code)]
+    code: i64,
+    #[schema(schema_with = success_message)]
+    message: String,
+    data: User,
+}
+
+#[derive(ToSchema)]
+pub struct UserCreate {
+    /// 1 to 64 letters, digits, `.`, `_`, `-` or `@`.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
+    login: String,
+    /// At least 10 characters.
+    #[schema(min_length = 10, max_length = 256)]
+    password: String,
+    #[schema(schema_with = role)]
+    role: String,
+}
+
+#[derive(ToSchema)]
+pub struct PasswordChange {
+    /// Required when changing one's own password.
+    #[schema(required = false, max_length = 256)]
+    old_password: Option<String>,
+    #[schema(min_length = 10, max_length = 256)]
+    new_password: String,
 }
 
 /// A task's status.

@@ -132,7 +132,11 @@ impl SipBackend {
         let recordings = data_dir.join("recordings");
         std::fs::create_dir_all(&recordings)
             .with_context(|| format!("creating {}", recordings.display()))?;
-        let media = Arc::new(MediaKit::new(config.rtp_ports, data_dir)?);
+        let media = Arc::new(MediaKit::new(
+            config.rtp_ports,
+            config.symmetric_rtp,
+            data_dir,
+        )?);
         tracing::info!(sip = %local, trunks = ?config.trunks, "SIP user agent ready");
         Ok(SipBackend {
             inner: Arc::new(SipInner {

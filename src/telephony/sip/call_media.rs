@@ -36,6 +36,7 @@ pub const NOT_IN_STORE: &str = "not a prompt of the media store: upload a WAV to
 /// What every call's media shares: the RTP ports and the decoded prompts.
 pub struct MediaKit {
     ports: RtpPorts,
+    symmetric_rtp: bool,
     /// `<data-dir>/media`, canonical: every prompt played is a regular file under it.
     media_dir: PathBuf,
     prompts: Mutex<PromptCache>,
@@ -56,11 +57,16 @@ pub enum CallMediaError {
 }
 
 impl MediaKit {
-    pub fn new(rtp_ports: (u16, u16), data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn new(
+        rtp_ports: (u16, u16),
+        symmetric_rtp: bool,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let media_dir = data_dir.join("media");
         std::fs::create_dir_all(&media_dir)?;
         Ok(MediaKit {
             ports: RtpPorts::new(rtp_ports.0, rtp_ports.1)?,
+            symmetric_rtp,
             media_dir: std::fs::canonicalize(&media_dir)?,
             prompts: Mutex::default(),
         })
@@ -228,7 +234,7 @@ impl CallMedia {
             remote,
             SessionOptions {
                 recording,
-                ..SessionOptions::default()
+                symmetric_rtp: self.kit.symmetric_rtp,
             },
         )
         .await

@@ -72,6 +72,10 @@ pub struct SipConfig {
     pub register: bool,
     /// Even/odd RTP port pairs are taken from this range.
     pub rtp_ports: (u16, u16),
+    /// Symmetric RTP: before the callee's first packet, one from another port of the IP its SDP
+    /// gave becomes the address we send to (a callee behind NAT). Off, RTP is taken only from
+    /// the SDP's address and port.
+    pub symmetric_rtp: bool,
     /// How a number becomes a Request-URI: `{number}` and `{trunk}` (host:port) are replaced.
     pub request_uri: String,
     /// A call still up after this long is hung up (a callee that never sends BYE).
@@ -163,6 +167,7 @@ mod tests {
             password: None,
             register: false,
             rtp_ports: (20000, 20100),
+            symmetric_rtp: false,
             request_uri: DEFAULT_REQUEST_URI.into(),
             max_call_duration: Duration::from_secs(60),
         };
