@@ -367,6 +367,8 @@ mod paths {
         responses(
             (status = 200, description = "changed", body = LogoutAnswer),
             (status = 403, description = "another user's password, and the caller is not an admin", body = ErrorEnvelope),
+            (status = 429, description = "too many wrong `old_password`s: retry after `Retry-After` seconds", body = ErrorEnvelope),
+            (status = 503, description = "the password checkers are all busy: retry after `Retry-After` seconds", body = ErrorEnvelope),
         ))]
     fn change_password() {}
 }
