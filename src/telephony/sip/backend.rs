@@ -468,7 +468,10 @@ impl Call {
                         let early_media = response.status_code == StatusCode::SessionProgress;
                         let _ = channels.events.send(CallEvent::Progress { early_media });
                     }
-                    _ => {}
+                    // The callee may send a request as soon as the dialog is confirmed, before
+                    // the INVITE's future is seen complete here: answer it rather than drop it
+                    // (a dropped request handle is answered 501).
+                    other => answer_plain_request(other).await,
                 },
                 _ = &mut ring_timeout, if our_cause.is_none() => {
                     if !heard_back {
@@ -580,9 +583,6 @@ impl Call {
                         };
                         return ended(cause, Some(200), Some(answered_at));
                     }
-                    Some(DialogState::Options(_, _, handle)) => {
-                        let _ = handle.reply(StatusCode::OK).await;
-                    }
                     Some(DialogState::Updated(_, request, handle)) => {
                         // A re-INVITE (or UPDATE): keep the media, answer with our SDP again.
                         if request.method == Method::Invite && !request.body.is_empty() {
@@ -598,13 +598,10 @@ impl Call {
                             let _ = transfer_sender.send(code);
                         }
                     }
-                    Some(DialogState::Info(_, _, handle)) | Some(DialogState::Message(_, _, handle)) => {
-                        let _ = handle.reply(StatusCode::OK).await;
-                    }
                     Some(DialogState::Refer(_, _, handle)) => {
                         let _ = handle.reply(StatusCode::Forbidden).await;
                     }
-                    Some(_) => {}
+                    Some(other) => answer_plain_request(other).await,
                     None => break HangupCause::NORMAL_CLEARING,
                 },
                 Some(CallCommand::HangUp(cause)) = channels.commands.recv() => break cause,
@@ -710,6 +707,17 @@ fn sipfrag_status(body: &[u8]) -> Option<u16> {
     }
     words.next()?.parse().ok()
 }
+/// Answers 200 to an in-dialog OPTIONS, INFO or MESSAGE, which need nothing of the call; other
+/// states are left alone.
+async fn answer_plain_request(state: DialogState) {
+    if let DialogState::Options(_, _, handle)
+    | DialogState::Info(_, _, handle)
+    | DialogState::Message(_, _, handle) = state
+    {
+        let _ = handle.reply(StatusCode::OK).await;
+    }
+}
+
 /// The caller's display name as the inside of a SIP quoted-string (rsipstack adds the quotes but
 /// escapes nothing): control characters are dropped and `"` and `\` escaped, so no name can end
 /// the quote or the header, whatever reached the database.
