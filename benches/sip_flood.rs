@@ -51,7 +51,7 @@ fn flood(
         let socket = &sockets[n as usize % sockets.len()];
         let from = socket.local_addr().unwrap();
         let call_id = format!("flood-{thread}-{n}");
-        let text = if n % 2 == 0 {
+        let text = if n.is_multiple_of(2) {
             request("INVITE", &call_id, false, from, target)
         } else {
             request("BYE", &call_id, true, from, target)
@@ -60,7 +60,7 @@ fn flood(
             sent.fetch_add(1, Ordering::Relaxed);
         }
         n += 1;
-        if n % 64 == 0 {
+        if n.is_multiple_of(64) {
             for socket in &sockets {
                 while let Ok((length, _)) = socket.recv_from(&mut buffer) {
                     if !buffer[..length].starts_with(b"SIP/2.0 1") {
