@@ -917,45 +917,19 @@ pub struct TaskUpdate {
 }
 
 /// Like an update, with `group_name` required.
-#[derive(ToSchema)]
-pub struct TaskCreate {
-    #[schema(schema_with = group_name_input)]
-    group_name: (),
-    #[schema(schema_with = description_input, required = false)]
-    description: (),
-    #[schema(schema_with = cid_number_input, required = false)]
-    cid_number: (),
-    #[schema(schema_with = name_input, required = false)]
-    cid_name: (),
-    #[schema(schema_with = name_input, required = false)]
-    context: (),
-    #[schema(schema_with = name_input, required = false)]
-    dest_context: (),
-    #[schema(schema_with = calling_time_input, required = false)]
-    calling_time: (),
-    #[schema(schema_with = max_caps_input, required = false)]
-    max_caps: (),
-    #[schema(schema_with = max_concurrency_input, required = false)]
-    max_concurrency: (),
-    #[schema(schema_with = task_start_time_input, required = false)]
-    task_start_time: (),
-    #[schema(schema_with = flag_input, required = false)]
-    auto_dial: (),
-    #[schema(schema_with = flag_input, required = false)]
-    disable_ring_back: (),
-    #[schema(schema_with = flag_input, required = false)]
-    auto_record: (),
-    #[schema(schema_with = confirm_key_input, required = false)]
-    group_confirm_key: (),
-    #[schema(schema_with = read_timeout_input, required = false)]
-    group_confirm_read_timeout: (),
-    #[schema(schema_with = media_reference_input, required = false)]
-    group_confirm_file: (),
-    #[schema(schema_with = action_input, required = false)]
-    action: (),
-    #[schema(schema_with = media_reference_input, required = false)]
-    data: (),
+pub struct TaskCreate;
+
+impl PartialSchema for TaskCreate {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = TaskUpdate::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.required.push("group_name".into());
+        }
+        schema
+    }
 }
+
+impl ToSchema for TaskCreate {}
 
 fn description_input() -> Schema {
     text_input(1024)
