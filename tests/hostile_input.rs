@@ -248,3 +248,37 @@ async fn a_failing_runner_backs_off_then_its_task_is_stopped() {
     }
     assert!(gaps[0] >= Duration::from_millis(400), "{gaps:?}");
 }
+
+#[tokio::test]
+async fn the_page_and_the_api_carry_security_headers() {
+    let app = spawn_app().await;
+    for path in ["/", "/index.html", "/api/out_call_tasks", "/healthz"] {
+        let reply = app
+            .client
+            .get(app.url(path))
+            .header("X-XTRA-AUTH-ID", &app.token)
+            .header("Origin", "http://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "{path}");
+        let headers = reply.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let policy = header("content-security-policy");
+        assert!(policy.contains("default-src 'self'"), "{path}: {policy:?}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{path}: {policy:?}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert!(
+            headers.get("access-control-allow-origin").is_none(),
+            "{path}: no CORS"
+        );
+    }
+}
