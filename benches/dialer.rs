@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{cpu_seconds, peak_rss_mib, Client};
+use support::{bench_seconds, cpu_seconds, peak_rss_mib, Client};
 
 use std::{
     sync::Arc,
@@ -18,7 +18,7 @@ use outcall::{
     startup::Application,
     telephony::sim::{max_concurrent, max_starts_in_window, SimBackend},
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 const TASKS: usize = 10;
 const CAPS_PER_TASK: f64 = 20.0;
@@ -29,10 +29,7 @@ const TIME_SCALE: f64 = 0.96;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let seconds: u64 = std::env::var("OUTCALL_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let seconds = bench_seconds(60);
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_data_dir(data_dir.path());
     config.admin_password = Some("bench".into());
@@ -51,23 +48,12 @@ async fn main() {
     let numbers_per_task = (CAPS_PER_TASK * seconds as f64 * 1.2) as usize;
     let mut ids = Vec::new();
     for task in 0..TASKS {
-        let created = client
-            .call(
-                reqwest::Method::POST,
-                "/api/out_call_tasks",
+        let numbers = (0..numbers_per_task).map(|n| format!("{}{:06}1", 100 + task, n));
+        let id = client
+            .create_task_with_numbers(
                 json!({"group_name": format!("bench-{task}"), "max_caps": CAPS_PER_TASK,
                        "max_concurrency": CONCURRENCY_PER_TASK, "action": "playback", "data": "prompt.wav"}),
-            )
-            .await;
-        let id = created["data"].as_i64().unwrap();
-        let numbers: Vec<Value> = (0..numbers_per_task)
-            .map(|n| json!({"dest_number": format!("{}{:06}1", 100 + task, n)}))
-            .collect();
-        client
-            .call(
-                reqwest::Method::POST,
-                &format!("/api/out_call_tasks/{id}/import"),
-                json!({"data": numbers}),
+                numbers,
             )
             .await;
         ids.push(id.to_string());

@@ -7,7 +7,7 @@
 
 mod support;
 
-use support::{cpu_seconds, peak_rss_mib, Client};
+use support::{bench_seconds, cpu_seconds, peak_rss_mib, Client};
 
 use std::{
     sync::{
@@ -27,10 +27,7 @@ const NUMBERS_IN_LISTED_TASKS: usize = 10_000;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let seconds: u64 = std::env::var("OUTCALL_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let seconds = bench_seconds(60);
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_data_dir(data_dir.path());
     config.admin_password = Some("bench-password".into());
@@ -130,22 +127,9 @@ async fn create_task(client: &Client, name: &str, numbers: usize, settings: Valu
     body.as_object_mut()
         .unwrap()
         .extend(settings.as_object().unwrap().clone());
-    let created = client
-        .call(reqwest::Method::POST, "/api/out_call_tasks", body)
-        .await;
-    let id = created["data"].as_i64().unwrap();
     // Numbers ending in 3 answer after 0.5 s and talk 1 s.
-    let rows: Vec<Value> = (0..numbers)
-        .map(|n| json!({"dest_number": format!("1{:08}3", n)}))
-        .collect();
-    client
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/out_call_tasks/{id}/import"),
-            json!({"data": rows}),
-        )
-        .await;
-    id
+    let numbers = (0..numbers).map(|n| format!("1{:08}3", n));
+    client.create_task_with_numbers(body, numbers).await
 }
 
 /// One reader: a round of the reads an admin page and a polling client make, until stopped.

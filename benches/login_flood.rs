@@ -15,8 +15,8 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use serde_json::{json, Value};
-use support::{cpu_seconds_of, Client};
+use serde_json::json;
+use support::{bench_seconds, cpu_seconds_of, Client};
 
 const PASSWORD: &str = "bench-password";
 const CAPS: f64 = 20.0;
@@ -59,10 +59,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let seconds: u64 = std::env::var("OUTCALL_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let seconds = bench_seconds(20);
     let dir = tempfile::tempdir().unwrap();
     let call_log = dir.path().join("calls.log");
     let port = TcpListener::bind("127.0.0.1:0")
@@ -96,23 +93,12 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let client = Client::log_in(base.clone(), PASSWORD).await;
-    let created = client
-        .call(
-            reqwest::Method::POST,
-            "/api/out_call_tasks",
-            json!({"group_name": "flood", "max_caps": CAPS, "max_concurrency": 100}),
-        )
-        .await;
-    let id = created["data"].as_i64().unwrap();
     let total = (CAPS * (seconds + QUIET_SECONDS + 10) as f64) as usize;
-    let numbers: Vec<Value> = (0..total)
-        .map(|n| json!({"dest_number": format!("1390{n:06}3")}))
-        .collect();
-    client
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/out_call_tasks/{id}/import"),
-            json!({"data": numbers}),
+    let numbers = (0..total).map(|n| format!("1390{n:06}3"));
+    let id = client
+        .create_task_with_numbers(
+            json!({"group_name": "flood", "max_caps": CAPS, "max_concurrency": 100}),
+            numbers,
         )
         .await;
     client

@@ -13,7 +13,7 @@
 
 mod support;
 
-use support::{cpu_seconds, cpu_seconds_of, peak_rss_mib, rss_mib, Client};
+use support::{bench_seconds, cpu_seconds, cpu_seconds_of, peak_rss_mib, rss_mib, Client};
 
 use std::{
     collections::BTreeMap,
@@ -30,7 +30,7 @@ use outcall::{
     startup::Application,
     telephony::sip::{config::Trunk, media::wav::encode_wav, SipBackend},
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 const CAPS: f64 = 50.0;
 const CONCURRENCY: usize = 200;
@@ -188,10 +188,7 @@ fn stat_number(row: &BTreeMap<String, String>, name: &str) -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let seconds: u64 = std::env::var("OUTCALL_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let seconds = bench_seconds(60);
     let work = tempfile::tempdir().unwrap();
     let mut sipp = Sipp::start(work.path());
 
@@ -223,24 +220,13 @@ async fn main() {
     let client = Client::log_in(base, "bench").await;
 
     let numbers_wanted = (CAPS * seconds as f64 * 1.2) as usize + 100;
-    let created = client
-        .call(
-            reqwest::Method::POST,
-            "/api/out_call_tasks",
+    let numbers = (0..numbers_wanted).map(|n| format!("2{:07}", n));
+    let id = client
+        .create_task_with_numbers(
             json!({"group_name": "sip-bench", "max_caps": CAPS, "max_concurrency": CONCURRENCY,
                    "calling_time": 10, "action": "playback",
                    "data": prompt_path.display().to_string()}),
-        )
-        .await;
-    let id = created["data"].as_i64().unwrap();
-    let numbers: Vec<Value> = (0..numbers_wanted)
-        .map(|n| json!({"dest_number": format!("2{:07}", n)}))
-        .collect();
-    client
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/out_call_tasks/{id}/import"),
-            json!({"data": numbers}),
+            numbers,
         )
         .await;
 

@@ -11,7 +11,7 @@
 
 mod support;
 
-use support::{cpu_seconds, peak_rss_mib, rss_mib};
+use support::{bench_seconds, cpu_seconds, peak_rss_mib, rss_mib};
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -81,10 +81,7 @@ fn sockets_from(addresses: impl Iterator<Item = [u8; 4]>) -> Vec<UdpSocket> {
 
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::var("OUTCALL_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let seconds = bench_seconds(20);
     let work = tempfile::tempdir().unwrap();
     let pinger = UdpSocket::bind("127.0.0.1:0").unwrap();
     let pinger_address = pinger.local_addr().unwrap();

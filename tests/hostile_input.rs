@@ -272,7 +272,10 @@ async fn the_page_and_the_api_carry_security_headers() {
         };
         let policy = header("content-security-policy");
         assert!(policy.contains("default-src 'self'"), "{path}: {policy:?}");
-        assert!(policy.contains("frame-ancestors 'none'"), "{path}: {policy:?}");
+        assert!(
+            policy.contains("frame-ancestors 'none'"),
+            "{path}: {policy:?}"
+        );
         assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
         assert_eq!(header("x-frame-options"), "DENY", "{path}");
         assert_eq!(header("referrer-policy"), "no-referrer", "{path}");

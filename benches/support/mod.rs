@@ -39,6 +39,14 @@ pub fn rss_mib() -> f64 {
     status_mib("VmRSS:")
 }
 
+/// How long a benchmark runs: `OUTCALL_BENCH_SECONDS`, else its default.
+pub fn bench_seconds(default: u64) -> u64 {
+    std::env::var("OUTCALL_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The REST API, logged in as admin.
 pub struct Client {
     http: reqwest::Client,
@@ -81,5 +89,29 @@ impl Client {
             response.status()
         );
         response.json().await.expect("JSON")
+    }
+
+    /// Creates a task with these settings (a JSON object including `group_name`) and numbers;
+    /// answers its id.
+    pub async fn create_task_with_numbers(
+        &self,
+        settings: Value,
+        numbers: impl IntoIterator<Item = String>,
+    ) -> i64 {
+        let created = self
+            .call(reqwest::Method::POST, "/api/out_call_tasks", settings)
+            .await;
+        let id = created["data"].as_i64().expect("the new task's id");
+        let rows: Vec<Value> = numbers
+            .into_iter()
+            .map(|number| json!({ "dest_number": number }))
+            .collect();
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/out_call_tasks/{id}/import"),
+            json!({ "data": rows }),
+        )
+        .await;
+        id
     }
 }
