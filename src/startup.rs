@@ -147,8 +147,10 @@ impl Application {
             .with_context(|| format!("setting the backlog of {}", config.listen))?;
         let port = listener.local_addr()?.port();
         let backend_name = backend.name();
+        // The dialer's connections are its own: no HTTP traffic can hold them.
+        let dialer_db = Db::open_another(&config.database_path(), config.sqlite_synchronous, 4)?;
         let (dialer, supervisor) =
-            dialer::start(db.clone(), backend, config.dialer.clone(), runtime.handle()).await?;
+            dialer::start(dialer_db, backend, config.dialer.clone(), runtime.handle()).await?;
         let state = web::Data::new(AppState {
             db: db.clone(),
             time_zone: config.time_zone,

@@ -87,6 +87,18 @@ impl Db {
             let _mode: String =
                 conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         }
+        let db = Self::pool(path, synchronous, 8)?;
+        migrate(&mut *db.connection()?)?;
+        Ok(db)
+    }
+
+    /// Another pool of `size` connections on a database `open_with` opened, for the dialer: HTTP
+    /// requests holding every connection of the API's pool cannot make a claim or a result wait.
+    pub fn open_another(path: &Path, synchronous: Synchronous, size: u32) -> DbResult<Self> {
+        Self::pool(path, synchronous, size)
+    }
+
+    fn pool(path: &Path, synchronous: Synchronous, size: u32) -> DbResult<Self> {
         // Every pooled connection gets the same settings, whoever opens it.
         let manager = SqliteConnectionManager::file(path).with_init(move |conn| {
             conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -96,8 +108,7 @@ impl Db {
                 synchronous.pragma_value()
             ))
         });
-        let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
-        migrate(&mut *pool.get()?)?;
+        let pool = r2d2::Pool::builder().max_size(size).build(manager)?;
         Ok(Db { pool })
     }
 
