@@ -13,13 +13,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use common::{poll, spawn_app_with_backend, TestApp, DOWNLOAD_HEADER};
+use common::{poll, sim_outcome, spawn_app_with_backend, TestApp, DOWNLOAD_HEADER};
 use outcall::{
     config::Config,
-    telephony::{
-        sim::{max_concurrent, max_starts_in_window, SimBackend, SimCall},
-        AfterAnswer, CallSettings, Confirm, MediaRef, DEFAULT_CONFIRM_TIMEOUT,
-    },
+    telephony::sim::{max_concurrent, max_starts_in_window, SimBackend, SimCall},
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -205,29 +202,6 @@ fn start_gaps(calls: &[SimCall]) -> Vec<Duration> {
     starts.windows(2).map(|w| w[1] - w[0]).collect()
 }
 
-/// What the sim's table says of a number, for a task whose action is `playback`, calling_time
-/// long enough for every callee that answers, and optionally confirm key "1" with FreeSWITCH's
-/// default 5 s wait: (cause, dtmf, answered).
-fn expected_outcome(number: &str, confirm_key: bool) -> (&'static str, String, bool) {
-    let settings = CallSettings {
-        task_id: 1,
-        dest_context: String::new(),
-        cid_number: String::new(),
-        cid_name: String::new(),
-        calling_time: Duration::from_secs(30),
-        confirm: confirm_key.then(|| Confirm {
-            key: "1".into(),
-            timeout: DEFAULT_CONFIRM_TIMEOUT,
-            prompt: None,
-        }),
-        action: AfterAnswer::Playback(MediaRef::parse("prompt.wav").unwrap()),
-        auto_record: false,
-        disable_ring_back: false,
-    };
-    let expected = outcall::telephony::sim::expected_outcome(number, &settings);
-    (expected.cause.as_str(), expected.dtmf, expected.answered)
-}
-
 fn parse_time(text: &str) -> chrono::NaiveDateTime {
     chrono::NaiveDateTime::parse_from_str(text, TIME_FORMAT)
         .unwrap_or_else(|_| panic!("a YYYY-MM-DD HH:MM:SS time: {text:?}"))
@@ -340,7 +314,7 @@ async fn check_finished_campaign(
         let n = &listed[number];
         common::assert_number_shape(n);
         let call = &by_number[number];
-        let (cause, dtmf, answered) = expected_outcome(number, confirm_key);
+        let (cause, dtmf, answered) = sim_outcome(number, confirm_key);
         assert_eq!(n["call_status"], "done", "{n}");
         assert_eq!(n["outbound_call"], "0", "{n}");
         assert_eq!(
