@@ -11,9 +11,9 @@ use super::{
 };
 use crate::{
     auth::{self, AuthError, Caller, Role},
+    domain::Text,
     clock,
     db::{self, users::StoredUser},
-    domain::Text,
 };
 
 const MAX_LOGIN_CHARS: usize = 64;
