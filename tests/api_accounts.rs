@@ -41,16 +41,6 @@ async fn create_user(app: &TestApp, login: &str, password: &str, role: &str) -> 
         .expect("the id as a number")
 }
 
-async fn login_reply(app: &TestApp, login: &str, password: &str) -> common::Reply {
-    app.send_with_token(
-        Method::POST,
-        "/api/sessions",
-        Some(json!({"login": login, "password": password})),
-        None,
-    )
-    .await
-}
-
 async fn change_password(app: &TestApp, id: i64, token: &str, body: Value) -> common::Reply {
     app.send_with_token(
         Method::PUT,
@@ -365,7 +355,7 @@ async fn a_password_change_revokes_every_token_of_that_user() {
     for token in [&first, &second] {
         assert_eq!(can_read(token.clone()).await, StatusCode::UNAUTHORIZED);
     }
-    assert_error(&login_reply(&app, "viewer", VIEWER_PASSWORD).await, 401, "");
+    assert_error(&app.log_in_reply("viewer", VIEWER_PASSWORD).await, 401, "");
     let third = app.log_in("viewer", "viewer-password-2").await;
     assert_eq!(
         can_read(app.token.clone()).await,

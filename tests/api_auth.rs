@@ -22,16 +22,6 @@ async fn list_with_token(app: &TestApp, token: &str) -> Reply {
         .await
 }
 
-async fn log_in_reply(app: &TestApp, login: &str, password: &str) -> Reply {
-    app.send_with_token(
-        Method::POST,
-        "/api/sessions",
-        Some(json!({"login": login, "password": password})),
-        None,
-    )
-    .await
-}
-
 #[tokio::test]
 async fn every_api_route_needs_a_token() {
     let app = spawn_app().await;
@@ -148,7 +138,7 @@ async fn wrong_credentials_are_401() {
         ("nobody", ADMIN_PASSWORD),
         ("ADMIN", ADMIN_PASSWORD),
     ] {
-        let reply = log_in_reply(&app, login, password).await;
+        let reply = app.log_in_reply(login, password).await;
         assert_error(&reply, 401, "");
         assert!(
             reply.body.get("token").is_none(),
@@ -359,6 +349,6 @@ async fn a_generated_admin_password_is_saved_privately_and_logs_in() {
 
     let token = app.log_in("admin", &password).await;
     assert_eq!(list_with_token(&app, &token).await.status, StatusCode::OK);
-    assert_error(&log_in_reply(&app, "admin", ADMIN_PASSWORD).await, 401, "");
+    assert_error(&app.log_in_reply("admin", ADMIN_PASSWORD).await, 401, "");
     app.stopper.stop().await;
 }

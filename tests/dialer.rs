@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use common::{poll, sim_outcome, spawn_app_with_backend, TestApp, DOWNLOAD_HEADER};
+use common::{db, poll, sim_outcome, spawn_app_with_backend, TestApp, DOWNLOAD_HEADER};
 use outcall::{
     config::Config,
     telephony::sim::{max_concurrent, max_starts_in_window, SimBackend, SimCall},
@@ -120,49 +120,6 @@ async fn numbers_by_dest(app: &TestApp, id: i64) -> HashMap<String, Value> {
         .into_iter()
         .map(|n| (n["dest_number"].as_str().unwrap().to_owned(), n))
         .collect()
-}
-
-/// A number as the database holds it.
-#[derive(Debug, Clone, PartialEq)]
-struct NumberRow {
-    dest_number: String,
-    call_status: String,
-    outbound_call: i64,
-    uuid: String,
-    cause: String,
-}
-
-/// The task's numbers straight from the database file, by dest_number.
-fn db_numbers(
-    conn: &outcall::db::rusqlite::Connection,
-    task_id: i64,
-) -> HashMap<String, NumberRow> {
-    let mut statement = conn
-        .prepare(
-            "SELECT dest_number, call_status, outbound_call, uuid, cause FROM numbers
-             WHERE group_id = ?1 ORDER BY id",
-        )
-        .unwrap();
-    statement
-        .query_map([task_id], |row| {
-            Ok(NumberRow {
-                dest_number: row.get(0)?,
-                call_status: row.get(1)?,
-                outbound_call: row.get(2)?,
-                uuid: row.get(3)?,
-                cause: row.get(4)?,
-            })
-        })
-        .unwrap()
-        .map(|row| {
-            let row = row.unwrap();
-            (row.dest_number.clone(), row)
-        })
-        .collect()
-}
-
-fn count_status(numbers: &HashMap<String, NumberRow>, status: &str) -> usize {
-    numbers.values().filter(|n| n.call_status == status).count()
 }
 
 /// The sim's calls whose number is in `numbers`.
@@ -477,13 +434,12 @@ async fn the_pace_holds_across_a_stop_and_a_start() {
     )
     .await;
     start_task(&app, id).await;
-    let conn = app.db();
     poll(
         Duration::from_secs(5),
         "the first call to be done",
         || async {
-            let rows = db_numbers(&conn, id);
-            match count_status(&rows, "done") {
+            let rows = db::numbers(&app.database_path(), id);
+            match db::with_status(&rows, "done").len() {
                 0 => Err(format!("{rows:?}")),
                 _ => Ok(()),
             }
@@ -526,13 +482,15 @@ async fn stop_lets_live_calls_finish_and_a_restart_dials_only_the_rest() {
     )
     .await;
     start_task(&app, id).await;
-    let conn = app.db();
     poll(
         Duration::from_secs(15),
         "some numbers done and some calling",
         || async {
-            let rows = db_numbers(&conn, id);
-            let (done, calling) = (count_status(&rows, "done"), count_status(&rows, "calling"));
+            let rows = db::numbers(&app.database_path(), id);
+            let (done, calling) = (
+                db::with_status(&rows, "done").len(),
+                db::with_status(&rows, "calling").len(),
+            );
             if done >= 5 && calling >= 1 {
                 Ok(())
             } else {
@@ -543,15 +501,15 @@ async fn stop_lets_live_calls_finish_and_a_restart_dials_only_the_rest() {
     .await;
 
     let stopped = app.stop(&[id]).await;
-    let at_stop = db_numbers(&conn, id);
+    let at_stop = db::numbers(&app.database_path(), id);
     let stopped_at = Instant::now();
     assert_eq!(stopped.len(), 1);
     assert_eq!(stopped[0]["status"], "stop", "{stopped:?}");
     common::assert_recent_timestamp(&stopped[0]["task_end_time"], "task_end_time");
     let dialed: HashSet<String> = at_stop
-        .values()
-        .filter(|n| n.outbound_call == 0)
-        .map(|n| n.dest_number.clone())
+        .iter()
+        .filter(|(_, n)| n.outbound_call == 0)
+        .map(|(number, _)| number.clone())
         .collect();
     for n in at_stop.values() {
         match n.call_status.as_str() {
@@ -564,8 +522,8 @@ async fn stop_lets_live_calls_finish_and_a_restart_dials_only_the_rest() {
 
     // The live calls end by themselves; nothing else is dialed, now or a while later.
     poll(Duration::from_secs(5), "the live calls to end", || async {
-        let rows = db_numbers(&conn, id);
-        match count_status(&rows, "calling") {
+        let rows = db::numbers(&app.database_path(), id);
+        match db::with_status(&rows, "calling").len() {
             0 => Ok(()),
             calling => Err(format!("{calling} calling")),
         }
@@ -801,13 +759,12 @@ async fn numbers_imported_while_running_are_dialed() {
     )
     .await;
     start_task(&app, id).await;
-    let conn = app.db();
     poll(
         Duration::from_secs(5),
         "all three numbers calling",
         || async {
-            let rows = db_numbers(&conn, id);
-            match count_status(&rows, "calling") {
+            let rows = db::numbers(&app.database_path(), id);
+            match db::with_status(&rows, "calling").len() {
                 3 => Ok(()),
                 _ => Err(format!("{rows:?}")),
             }
@@ -926,12 +883,11 @@ async fn deleting_a_running_task_stops_its_dialing() {
     let reply = app.delete(&format!("/api/out_call_tasks/{id}")).await;
     assert_eq!(common::success_data(&reply), Value::String(id.to_string()));
     let deleted_at = Instant::now();
-    let conn = app.db();
-    let at_delete = db_numbers(&conn, id);
+    let at_delete = db::numbers(&app.database_path(), id);
     let dialed: HashSet<String> = at_delete
-        .values()
-        .filter(|n| n.outbound_call == 0)
-        .map(|n| n.dest_number.clone())
+        .iter()
+        .filter(|(_, n)| n.outbound_call == 0)
+        .map(|(number, _)| number.clone())
         .collect();
     assert!(dialed.len() < numbers.len());
     assert_eq!(
@@ -968,14 +924,14 @@ async fn deleting_a_running_task_stops_its_dialing() {
         "the sim placed exactly the calls claimed before the delete"
     );
     // The calls alive at the delete still got their results.
-    let rows = db_numbers(&conn, id);
+    let rows = db::numbers(&app.database_path(), id);
     for number in &dialed {
         let n = &rows[number];
         assert_eq!(n.call_status, "done", "{n:?}");
         assert_eq!(n.cause, "NORMAL_CLEARING", "{n:?}");
         assert_eq!(n.uuid, by_number[number].uuid, "{n:?}");
     }
-    for n in rows.values().filter(|n| !dialed.contains(&n.dest_number)) {
+    for (_, n) in rows.iter().filter(|(number, _)| !dialed.contains(*number)) {
         assert_eq!(n.outbound_call, 1, "{n:?}");
         assert_eq!(
             n.call_status, "stop",

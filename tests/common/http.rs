@@ -38,15 +38,20 @@ impl Api {
         format!("{}{}", self.base, path)
     }
 
+    /// `POST /api/sessions` with a JSON login, no token sent; answers the reply as it is.
+    pub async fn log_in_reply(&self, login: &str, password: &str) -> Reply {
+        self.send_with_token(
+            Method::POST,
+            "/api/sessions",
+            Some(serde_json::json!({"login": login, "password": password})),
+            None,
+        )
+        .await
+    }
+
+    /// Logs in, asserting 200; answers the token.
     pub async fn log_in(&self, login: &str, password: &str) -> String {
-        let reply = self
-            .send_with_token(
-                Method::POST,
-                "/api/sessions",
-                Some(serde_json::json!({"login": login, "password": password})),
-                None,
-            )
-            .await;
+        let reply = self.log_in_reply(login, password).await;
         assert_eq!(reply.status, StatusCode::OK, "login failed: {}", reply.body);
         reply.body["token"].as_str().expect("a token").to_owned()
     }
