@@ -45,21 +45,14 @@ async fn answer_then_callee_hangs_up_with_recording() {
             &["1001".to_owned()],
         )
         .await;
-    let numbers = outcall
-        .finished_numbers(id, Duration::from_secs(10), &sipp)
+    let number = &outcall
+        .finish_one(
+            id,
+            Duration::from_secs(10),
+            &mut sipp,
+            &Expected::NORMAL_CLEARING,
+        )
         .await;
-    sipp.assert_success().await;
-    let number = &numbers[0];
-    assert_result(
-        number,
-        &Expected {
-            cause: "NORMAL_CLEARING",
-            sip_code: "200",
-            dtmf: "",
-            answered: true,
-        },
-        Some(&sipp),
-    );
     // The callee's BYE came first, a second into the call: we sent none.
     let log = sipp.message_log();
     assert!(
@@ -195,20 +188,19 @@ async fn early_media_then_failure() {
             &["1004".to_owned()],
         )
         .await;
-    let numbers = outcall
-        .finished_numbers(id, Duration::from_secs(10), &sipp)
+    outcall
+        .finish_one(
+            id,
+            Duration::from_secs(10),
+            &mut sipp,
+            &Expected {
+                cause: "NO_USER_RESPONSE",
+                sip_code: "480",
+                dtmf: "",
+                answered: false,
+            },
+        )
         .await;
-    sipp.assert_success().await;
-    assert_result(
-        &numbers[0],
-        &Expected {
-            cause: "NO_USER_RESPONSE",
-            sip_code: "480",
-            dtmf: "",
-            answered: false,
-        },
-        Some(&sipp),
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,16 +341,7 @@ async fn campaign_of_100_numbers() {
 
     assert_eq!(results.len(), CALLS);
     for number in &results {
-        assert_result(
-            number,
-            &Expected {
-                cause: "NORMAL_CLEARING",
-                sip_code: "200",
-                dtmf: "",
-                answered: true,
-            },
-            None,
-        );
+        assert_result(number, &Expected::NORMAL_CLEARING, None);
     }
     let uuids: HashSet<&str> = results
         .iter()
@@ -521,20 +504,14 @@ async fn uploaded_media_plays_and_freeswitch_phrases_are_refused() {
         )
         .await;
     assert_eq!(app.task(id).await["data"], Value::String(data.clone()));
-    let numbers = outcall
-        .finished_numbers(id, Duration::from_secs(12), &sipp)
+    outcall
+        .finish_one(
+            id,
+            Duration::from_secs(12),
+            &mut sipp,
+            &Expected::NORMAL_CLEARING,
+        )
         .await;
-    sipp.assert_success().await;
-    assert_result(
-        &numbers[0],
-        &Expected {
-            cause: "NORMAL_CLEARING",
-            sip_code: "200",
-            dtmf: "",
-            answered: true,
-        },
-        Some(&sipp),
-    );
     let ack = received_at(&sipp, "ACK");
     let bye = received_at(&sipp, "BYE");
     assert!(!bye.is_empty(), "our BYE\n{}", sipp.report());

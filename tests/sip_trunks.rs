@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::sipp::{assert_result, spawn_sip_app, Expected, SipOptions, Sipp};
+use common::sipp::{spawn_sip_app, Expected, SipOptions, Sipp};
 use serde_json::json;
 
 // ---------------------------------------------------------------------------------------------
@@ -30,20 +30,14 @@ async fn digest_challenge() {
     let id = outcall
         .start_task("digest", json!({"calling_time": 10}), &["1007".to_owned()])
         .await;
-    let numbers = outcall
-        .finished_numbers(id, Duration::from_secs(10), &sipp)
+    outcall
+        .finish_one(
+            id,
+            Duration::from_secs(10),
+            &mut sipp,
+            &Expected::NORMAL_CLEARING,
+        )
         .await;
-    sipp.assert_success().await;
-    assert_result(
-        &numbers[0],
-        &Expected {
-            cause: "NORMAL_CLEARING",
-            sip_code: "200",
-            dtmf: "",
-            answered: true,
-        },
-        Some(&sipp),
-    );
     let invites = sipp
         .message_log()
         .into_iter()

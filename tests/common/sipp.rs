@@ -490,6 +490,21 @@ impl SipApp {
         self.done_numbers(id, timeout, || sipp.report()).await
     }
 
+    /// Waits until the task is done, asserts that sipp ends with success, then checks the
+    /// task's first number against `expected` (and sipp's trace); answers that number.
+    pub async fn finish_one(
+        &self,
+        id: i64,
+        timeout: Duration,
+        sipp: &mut Sipp,
+        expected: &Expected<'_>,
+    ) -> Value {
+        let numbers = self.finished_numbers(id, timeout, sipp).await;
+        sipp.assert_success().await;
+        assert_result(&numbers[0], expected, Some(sipp));
+        numbers[0].clone()
+    }
+
     /// The same, with `report` adding to the failure message.
     pub async fn done_numbers(
         &self,
@@ -528,6 +543,16 @@ pub struct Expected<'a> {
     pub sip_code: &'a str,
     pub dtmf: &'a str,
     pub answered: bool,
+}
+
+impl Expected<'static> {
+    /// Answered (200), no key, ended NORMAL_CLEARING.
+    pub const NORMAL_CLEARING: Expected<'static> = Expected {
+        cause: "NORMAL_CLEARING",
+        sip_code: "200",
+        dtmf: "",
+        answered: true,
+    };
 }
 
 /// Checks a finished number's stored result, and that sipp saw its call (the Call-ID is our uuid).
