@@ -535,7 +535,7 @@ async fn call_baresip() {
     }
     let keys_took = pressed_at.elapsed();
     let closed = control.event("CALL_CLOSED", Duration::from_secs(8)).await;
-    let number = wait_for_result(&app, id, Duration::from_secs(5)).await;
+    let number = wait_for_result(app, id, Duration::from_secs(5)).await;
 
     let report = format!(
         "number {number}\nkeys sent within {keys_took:?} of the answer (the prompt lasts 2.6 s)\n\

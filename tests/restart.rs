@@ -199,7 +199,7 @@ async fn a_killed_server_comes_back_with_everything() {
             snapshot
                 .list
                 .iter()
-                .find(|t| t["id"] == id.to_string())
+                .find(|t| t["id"].as_str() == Some(id.to_string().as_str()))
                 .cloned()
         };
         assert_eq!(listed(&after), listed(&before), "task {id} in the list");

@@ -355,7 +355,7 @@ async fn floods_of_forged_requests_leave_calls_and_pings_alone() {
                 std::thread::sleep(wait);
             }
             let call_id = format!("flood-{sent}");
-            let request = if sent % 2 == 0 {
+            let request = if sent.is_multiple_of(2) {
                 forged_request("INVITE", &call_id, None, flooder_address, target)
             } else {
                 forged_request("BYE", &call_id, Some("t1"), flooder_address, target)
