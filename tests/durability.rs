@@ -9,7 +9,7 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -21,7 +21,7 @@ use std::{
 use common::{
     db::{self, Placed},
     poll,
-    process::{self, Outcall},
+    process::{self, data_dir, database, Outcall},
     sim_cause,
     sipp::{parse_message_log, SIPP},
     Api,
@@ -31,14 +31,6 @@ use rand::Rng;
 use serde_json::json;
 
 const MEDIA: &str = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
-
-fn data_dir(dir: &Path) -> PathBuf {
-    process::data_dir(dir)
-}
-
-fn database(dir: &Path) -> PathBuf {
-    process::database(dir)
-}
 
 /// The sim's call log by number, asserting that no number was placed twice.
 fn placed_by_number(dir: &Path) -> HashMap<String, Placed> {
