@@ -10,7 +10,6 @@ use std::{
     net::TcpStream,
     os::unix::fs::PermissionsExt,
     path::Path,
-    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
@@ -23,7 +22,7 @@ use common::{
     poll,
     process::{self, data_dir, database, Outcall},
     sim_cause,
-    sipp::{parse_message_log, SIPP},
+    sipp::Sipp,
     Api,
 };
 use outcall::db::rusqlite::Connection;
@@ -573,9 +572,8 @@ async fn ten_sigkills_in_a_campaign_dial_no_number_twice() {
 }
 
 /// The Call-IDs of the INVITEs sipp received (retransmissions counted once).
-fn invites_received(message_log: &Path) -> HashSet<String> {
-    let text = std::fs::read_to_string(message_log).unwrap_or_default();
-    parse_message_log(&text)
+fn invites_received(sipp: &Sipp) -> HashSet<String> {
+    sipp.message_log()
         .into_iter()
         .filter(|message| message.received && message.is_request("INVITE"))
         .map(|message| {
@@ -595,44 +593,12 @@ fn invites_received(message_log: &Path) -> HashSet<String> {
 async fn three_sigkills_on_sip_dial_no_number_twice() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let sipp_port = {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.local_addr().unwrap().port()
-    };
-    let sipp_control = {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.local_addr().unwrap().port()
-    };
-    let message_log = dir.join("sipp-messages.log");
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/campaign_callee.xml");
-    let mut sipp = Command::new(SIPP)
-        .arg("-sf")
-        .arg(&scenario)
-        .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
-        .args(["-ci", "127.0.0.1", "-cp", &sipp_control.to_string()])
-        .args(["-mi", "127.0.0.1", "-mp", "33400"])
-        .args(["-m", "100000", "-nostdin", "-trace_msg", "-message_file"])
-        .arg(&message_log)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp starts");
-    struct KillOnDrop<'a>(&'a mut Child);
-    impl Drop for KillOnDrop<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _sipp = KillOnDrop(&mut sipp);
-
+    let sipp = Sipp::start_untimed("campaign_callee.xml", 100_000);
     let launch = Outcall::in_dir(dir).args([
         "--backend".into(),
         "sip".into(),
         "--sip-trunk".into(),
-        format!("udp:127.0.0.1:{sipp_port}"),
+        format!("udp:{}", sipp.trunk()),
         "--sip-bind".into(),
         "127.0.0.1:0".into(),
         "--rtp-ports".into(),
@@ -664,7 +630,7 @@ async fn three_sigkills_on_sip_dial_no_number_twice() {
         server.kill();
         eprintln!(
             "kill {kill}: sipp has seen {} INVITEs",
-            invites_received(&message_log).len()
+            invites_received(&sipp).len()
         );
     }
     let id = id.unwrap();
@@ -673,7 +639,7 @@ async fn three_sigkills_on_sip_dial_no_number_twice() {
     client.wait_done(id, Duration::from_secs(60)).await;
 
     let rows = db::numbers(&database(dir), id);
-    let invites = invites_received(&message_log);
+    let invites = invites_received(&sipp);
     let uuid_to_number: HashMap<&str, &str> = rows
         .iter()
         .map(|(number, row)| (row.uuid.as_str(), number.as_str()))

@@ -113,6 +113,16 @@ impl Sipp {
 
     /// The same, over TCP (`-t t1`) when `tcp`.
     pub fn start_on(scenario: &str, calls: u32, tcp: bool) -> Sipp {
+        Sipp::launch(scenario, calls, tcp, true)
+    }
+
+    /// Like `start`, without sipp's global 30 s timeout: a callee that outlives restarts of
+    /// outcall (it is killed when dropped).
+    pub fn start_untimed(scenario: &str, calls: u32) -> Sipp {
+        Sipp::launch(scenario, calls, false, false)
+    }
+
+    fn launch(scenario: &str, calls: u32, tcp: bool, timeout: bool) -> Sipp {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let scenario_path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/sipp")
@@ -149,9 +159,6 @@ impl Sipp {
             "-m".into(),
             calls.to_string(),
             "-nostdin".into(),
-            "-timeout".into(),
-            "30s".into(),
-            "-timeout_error".into(),
             "-trace_msg".into(),
             "-message_file".into(),
             path("messages.log"),
@@ -166,6 +173,9 @@ impl Sipp {
         ];
         if tcp {
             args.extend(["-t".into(), "t1".into()]);
+        }
+        if timeout {
+            args.extend(["-timeout".into(), "30s".into(), "-timeout_error".into()]);
         }
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("a log file");
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("a log file");
