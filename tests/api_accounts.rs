@@ -4,10 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    fs::File,
-    net::{IpAddr, Ipv4Addr, TcpListener},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    net::{IpAddr, Ipv4Addr},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -18,7 +15,9 @@ use std::{
 mod common;
 
 use common::{
-    assert_error, list_data, poll, spawn_app, spawn_app_without_login, TestApp, ADMIN_PASSWORD,
+    assert_error, list_data,
+    process::{proc_status_kib, Outcall, Server},
+    spawn_app, spawn_app_without_login, TestApp, ADMIN_PASSWORD,
 };
 use outcall::{config::Config, startup::Application};
 use reqwest::{Method, StatusCode};
@@ -40,16 +39,6 @@ async fn create_user(app: &TestApp, login: &str, password: &str, role: &str) -> 
     reply.body["data"]["id"]
         .as_i64()
         .expect("the id as a number")
-}
-
-async fn login_reply(app: &TestApp, login: &str, password: &str) -> common::Reply {
-    app.send_with_token(
-        Method::POST,
-        "/api/sessions",
-        Some(json!({"login": login, "password": password})),
-        None,
-    )
-    .await
 }
 
 async fn change_password(app: &TestApp, id: i64, token: &str, body: Value) -> common::Reply {
@@ -366,7 +355,7 @@ async fn a_password_change_revokes_every_token_of_that_user() {
     for token in [&first, &second] {
         assert_eq!(can_read(token.clone()).await, StatusCode::UNAUTHORIZED);
     }
-    assert_error(&login_reply(&app, "viewer", VIEWER_PASSWORD).await, 401, "");
+    assert_error(&app.log_in_reply("viewer", VIEWER_PASSWORD).await, 401, "");
     let third = app.log_in("viewer", "viewer-password-2").await;
     assert_eq!(
         can_read(app.token.clone()).await,
@@ -428,78 +417,19 @@ async fn a_password_change_revokes_every_token_of_that_user() {
 // The admin password at start
 // ---------------------------------------------------------------------------------------------
 
-fn outcall_command(data_dir: &Path, port: u16) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_outcall"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("OUTCALL_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--tz", "UTC"])
-        .env("OUTCALL_LOG", "info")
-        .stdin(Stdio::null());
-    command
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `outcall` process, killed when dropped; its log is printed when a test fails.
-struct Server {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            eprintln!(
-                "--- server log ---\n{}",
-                lines[lines.len().saturating_sub(30)..].join("\n")
-            );
-        }
-    }
-}
-
 /// Waits (bounded) for the process to end; answers its exit code and output.
-async fn exit_of(mut child: Child, log: &Path) -> (Option<i32>, String) {
-    let status = poll(Duration::from_secs(30), "the process to exit", || {
-        let exited = child.try_wait().expect("try_wait");
-        async move { exited.ok_or_else(|| "still running".to_owned()) }
-    })
-    .await;
-    (
-        status.code(),
-        std::fs::read_to_string(log).unwrap_or_default(),
-    )
+async fn exit_of(mut server: Server) -> (Option<i32>, String) {
+    let status = server.exit_status().await;
+    (status.code(), server.log_text())
 }
 
 #[tokio::test]
 async fn a_short_admin_password_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("server.log");
-    let out = File::create(&log).unwrap();
-    let child = outcall_command(&dir.path().join("data"), free_port())
-        .env("OUTCALL_ADMIN_PASSWORD", "123456789")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("the binary starts");
-    let (code, output) = exit_of(child, &log).await;
+    let server = Outcall::in_dir(dir.path())
+        .password(Some("123456789"))
+        .spawn();
+    let (code, output) = exit_of(server).await;
     assert_eq!(code, Some(2), "a configuration error: {output}");
     assert!(
         output.contains("OUTCALL_ADMIN_PASSWORD") && output.contains("10 characters"),
@@ -535,14 +465,8 @@ async fn the_password_file_is_never_written_through_a_link_nor_overwritten() {
     // A regular file left there is kept as it is, and the binary says why it stops.
     std::fs::remove_file(data.join("admin-password.txt")).unwrap();
     std::fs::write(data.join("admin-password.txt"), "old contents\n").unwrap();
-    let log = dir.path().join("server.log");
-    let out = File::create(&log).unwrap();
-    let child = outcall_command(&data, free_port())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("the binary starts");
-    let (code, output) = exit_of(child, &log).await;
+    let server = Outcall::in_dir(dir.path()).password(None).spawn();
+    let (code, output) = exit_of(server).await;
     assert_ne!(code, Some(0), "{output}");
     assert!(output.contains("already exists"), "{output}");
     assert_eq!(
@@ -559,16 +483,6 @@ async fn the_password_file_is_never_written_through_a_link_nor_overwritten() {
 // Login flood: memory, throttle, and the right password after the wait
 // ---------------------------------------------------------------------------------------------
 
-/// A `/proc/<pid>/status` figure in KiB.
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
-}
-
 /// Most the server may hold at its peak during the flood. Before the fix, 64 concurrent wrong
 /// logins ran 64 Argon2 verifies at once (19 MiB each, kept by the allocator): over 1 GiB.
 const FLOOD_PEAK_LIMIT_MIB: u64 = 100;
@@ -576,34 +490,11 @@ const FLOOD_PEAK_LIMIT_MIB: u64 = 100;
 #[tokio::test]
 async fn a_login_flood_keeps_memory_bounded_is_throttled_and_the_admin_gets_in_after_the_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("server.log");
-    let out = File::create(&log).unwrap();
-    let port = free_port();
-    let child = outcall_command(&dir.path().join("data"), port)
-        .env("OUTCALL_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("the binary starts");
-    let mut server = Server { child, log };
-    let pid = server.child.id();
-    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Outcall::in_dir(dir.path()).spawn();
+    server.client().await;
+    let pid = server.pid();
+    let base = server.base_url();
     let http = reqwest::Client::new();
-    poll(Duration::from_secs(30), "GET /healthz", || {
-        let exited = server.child.try_wait().expect("try_wait");
-        let request = http.get(format!("{base}/healthz")).send();
-        async move {
-            if let Some(status) = exited {
-                panic!("the server exited before it was ready: {status}");
-            }
-            match request.await {
-                Ok(reply) if reply.status().is_success() => Ok(()),
-                Ok(reply) => Err(format!("status {}", reply.status())),
-                Err(error) => Err(error.to_string()),
-            }
-        }
-    })
-    .await;
     let rss_before = proc_status_kib(pid, "VmRSS");
 
     // Memory is sampled all through the flood.

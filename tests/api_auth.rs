@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use outcall::{config::Config, startup::Application};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -21,16 +20,6 @@ async fn list_with_headers(app: &TestApp, headers: &[(&str, &str)]) -> Reply {
 async fn list_with_token(app: &TestApp, token: &str) -> Reply {
     app.send_with_token(Method::GET, TASKS, None, Some(token))
         .await
-}
-
-async fn log_in_reply(app: &TestApp, login: &str, password: &str) -> Reply {
-    app.send_with_token(
-        Method::POST,
-        "/api/sessions",
-        Some(json!({"login": login, "password": password})),
-        None,
-    )
-    .await
 }
 
 #[tokio::test]
@@ -149,7 +138,7 @@ async fn wrong_credentials_are_401() {
         ("nobody", ADMIN_PASSWORD),
         ("ADMIN", ADMIN_PASSWORD),
     ] {
-        let reply = log_in_reply(&app, login, password).await;
+        let reply = app.log_in_reply(login, password).await;
         assert_error(&reply, 401, "");
         assert!(
             reply.body.get("token").is_none(),
@@ -336,17 +325,8 @@ async fn the_admin_page_needs_no_token() {
 /// With no password configured, the first start makes one, saves it privately, and it works.
 #[tokio::test]
 async fn a_generated_admin_password_is_saved_privately_and_logs_in() {
-    let data_dir = tempfile::tempdir().expect("a temporary directory");
-    let mut config = Config::for_data_dir(data_dir.path());
-    config.admin_password = None;
-    let app = Application::build(config)
-        .await
-        .expect("the application starts");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let stopper = app.stopper();
-    tokio::spawn(app.run_until_stopped());
-
-    let file = data_dir.path().join("admin-password.txt");
+    let app = spawn_app_without_login(|config| config.admin_password = None).await;
+    let file = app.data_dir.path().join("admin-password.txt");
     let metadata = std::fs::metadata(&file).expect("admin-password.txt exists");
     #[cfg(unix)]
     {
@@ -367,15 +347,8 @@ async fn a_generated_admin_password_is_saved_privately_and_logs_in() {
         password.len()
     );
 
-    let app = TestApp {
-        base,
-        client: reqwest::Client::new(),
-        token: String::new(),
-        data_dir,
-        stopper,
-    };
     let token = app.log_in("admin", &password).await;
     assert_eq!(list_with_token(&app, &token).await.status, StatusCode::OK);
-    assert_error(&log_in_reply(&app, "admin", ADMIN_PASSWORD).await, 401, "");
+    assert_error(&app.log_in_reply("admin", ADMIN_PASSWORD).await, 401, "");
     app.stopper.stop().await;
 }

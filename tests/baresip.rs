@@ -13,22 +13,17 @@ mod common;
 
 use std::{
     collections::VecDeque,
-    net::{SocketAddr, TcpListener, UdpSocket},
+    net::{TcpListener, UdpSocket},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::{spawn_app_with_backend, TestApp};
-use outcall::{
-    config::Config,
-    telephony::sip::{
-        config::Trunk,
-        media::wav::{encode_wav, prompt_from_wav},
-        SipBackend,
-    },
+use common::{
+    sipp::{spawn_sip_app, SipOptions},
+    TestApp,
 };
+use outcall::telephony::sip::media::wav::{encode_wav, prompt_from_wav};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::{
@@ -458,20 +453,6 @@ impl Control {
 // outcall
 // ---------------------------------------------------------------------------------------------
 
-/// outcall with its SIP back end pointed at `trunk`; the back end's data directory (recordings)
-/// is `backend_dir`.
-async fn spawn_sip_app(trunk: SocketAddr, backend_dir: &Path) -> TestApp {
-    let mut sip = Config::for_data_dir(backend_dir).sip;
-    sip.trunks = vec![Trunk::parse(&trunk.to_string()).unwrap()];
-    sip.bind = "127.0.0.1:0".parse().unwrap();
-    sip.rtp_ports = (29000, 29999);
-    sip.max_call_duration = Duration::from_secs(20);
-    let backend = SipBackend::start(sip, backend_dir)
-        .await
-        .expect("the SIP back end starts");
-    spawn_app_with_backend(Arc::new(backend), |_| {}).await
-}
-
 /// Waits (bounded) until the task's only number has a final result; answers the number.
 async fn wait_for_result(app: &TestApp, id: i64, timeout: Duration) -> Value {
     let deadline = Instant::now() + timeout;
@@ -522,12 +503,12 @@ async fn call_baresip() {
     let baresip = Baresip::start(work.path(), &source_path).await;
     let mut control = Control::connect(baresip.ctrl_port).await;
 
-    let backend_dir = TempDir::new().unwrap();
-    let app = spawn_sip_app(
-        SocketAddr::from(([127, 0, 0, 1], baresip.sip_port)),
-        backend_dir.path(),
-    )
-    .await;
+    // outcall with its SIP back end pointed at baresip; recordings land in its data directory.
+    let mut options = SipOptions::new(format!("127.0.0.1:{}", baresip.sip_port), 0);
+    options.rtp_ports = (29000, 29999);
+    options.max_call_duration = Duration::from_secs(20);
+    let outcall = spawn_sip_app(options).await;
+    let (app, backend_dir) = (&outcall.app, &outcall.dir);
     // Prompts are played only from the back end's media store.
     let stored_prompt = backend_dir.path().join("media").join("prompt.wav");
     std::fs::copy(&prompt_path, &stored_prompt).unwrap();
@@ -554,7 +535,7 @@ async fn call_baresip() {
     }
     let keys_took = pressed_at.elapsed();
     let closed = control.event("CALL_CLOSED", Duration::from_secs(8)).await;
-    let number = wait_for_result(&app, id, Duration::from_secs(5)).await;
+    let number = wait_for_result(app, id, Duration::from_secs(5)).await;
 
     let report = format!(
         "number {number}\nkeys sent within {keys_took:?} of the answer (the prompt lasts 2.6 s)\n\

@@ -13,13 +13,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use common::{poll, spawn_app_with_backend, TestApp, DOWNLOAD_HEADER};
+use common::{db, poll, sim_outcome, spawn_app_with_backend, TestApp, DOWNLOAD_HEADER};
 use outcall::{
     config::Config,
-    telephony::{
-        sim::{max_concurrent, max_starts_in_window, SimBackend, SimCall},
-        AfterAnswer, CallSettings, Confirm, MediaRef, DEFAULT_CONFIRM_TIMEOUT,
-    },
+    telephony::sim::{max_concurrent, max_starts_in_window, SimBackend, SimCall},
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -125,49 +122,6 @@ async fn numbers_by_dest(app: &TestApp, id: i64) -> HashMap<String, Value> {
         .collect()
 }
 
-/// A number as the database holds it.
-#[derive(Debug, Clone, PartialEq)]
-struct NumberRow {
-    dest_number: String,
-    call_status: String,
-    outbound_call: i64,
-    uuid: String,
-    cause: String,
-}
-
-/// The task's numbers straight from the database file, by dest_number.
-fn db_numbers(
-    conn: &outcall::db::rusqlite::Connection,
-    task_id: i64,
-) -> HashMap<String, NumberRow> {
-    let mut statement = conn
-        .prepare(
-            "SELECT dest_number, call_status, outbound_call, uuid, cause FROM numbers
-             WHERE group_id = ?1 ORDER BY id",
-        )
-        .unwrap();
-    statement
-        .query_map([task_id], |row| {
-            Ok(NumberRow {
-                dest_number: row.get(0)?,
-                call_status: row.get(1)?,
-                outbound_call: row.get(2)?,
-                uuid: row.get(3)?,
-                cause: row.get(4)?,
-            })
-        })
-        .unwrap()
-        .map(|row| {
-            let row = row.unwrap();
-            (row.dest_number.clone(), row)
-        })
-        .collect()
-}
-
-fn count_status(numbers: &HashMap<String, NumberRow>, status: &str) -> usize {
-    numbers.values().filter(|n| n.call_status == status).count()
-}
-
 /// The sim's calls whose number is in `numbers`.
 fn calls_to(sim: &SimBackend, numbers: &[String]) -> Vec<SimCall> {
     let wanted: HashSet<&str> = numbers.iter().map(String::as_str).collect();
@@ -203,29 +157,6 @@ fn start_gaps(calls: &[SimCall]) -> Vec<Duration> {
     let mut starts: Vec<Instant> = calls.iter().map(|c| c.started).collect();
     starts.sort();
     starts.windows(2).map(|w| w[1] - w[0]).collect()
-}
-
-/// What the sim's table says of a number, for a task whose action is `playback`, calling_time
-/// long enough for every callee that answers, and optionally confirm key "1" with FreeSWITCH's
-/// default 5 s wait: (cause, dtmf, answered).
-fn expected_outcome(number: &str, confirm_key: bool) -> (&'static str, String, bool) {
-    let settings = CallSettings {
-        task_id: 1,
-        dest_context: String::new(),
-        cid_number: String::new(),
-        cid_name: String::new(),
-        calling_time: Duration::from_secs(30),
-        confirm: confirm_key.then(|| Confirm {
-            key: "1".into(),
-            timeout: DEFAULT_CONFIRM_TIMEOUT,
-            prompt: None,
-        }),
-        action: AfterAnswer::Playback(MediaRef::parse("prompt.wav").unwrap()),
-        auto_record: false,
-        disable_ring_back: false,
-    };
-    let expected = outcall::telephony::sim::expected_outcome(number, &settings);
-    (expected.cause.as_str(), expected.dtmf, expected.answered)
 }
 
 fn parse_time(text: &str) -> chrono::NaiveDateTime {
@@ -340,7 +271,7 @@ async fn check_finished_campaign(
         let n = &listed[number];
         common::assert_number_shape(n);
         let call = &by_number[number];
-        let (cause, dtmf, answered) = expected_outcome(number, confirm_key);
+        let (cause, dtmf, answered) = sim_outcome(number, confirm_key);
         assert_eq!(n["call_status"], "done", "{n}");
         assert_eq!(n["outbound_call"], "0", "{n}");
         assert_eq!(
@@ -503,13 +434,12 @@ async fn the_pace_holds_across_a_stop_and_a_start() {
     )
     .await;
     start_task(&app, id).await;
-    let conn = app.db();
     poll(
         Duration::from_secs(5),
         "the first call to be done",
         || async {
-            let rows = db_numbers(&conn, id);
-            match count_status(&rows, "done") {
+            let rows = db::numbers(&app.database_path(), id);
+            match db::with_status(&rows, "done").len() {
                 0 => Err(format!("{rows:?}")),
                 _ => Ok(()),
             }
@@ -552,13 +482,15 @@ async fn stop_lets_live_calls_finish_and_a_restart_dials_only_the_rest() {
     )
     .await;
     start_task(&app, id).await;
-    let conn = app.db();
     poll(
         Duration::from_secs(15),
         "some numbers done and some calling",
         || async {
-            let rows = db_numbers(&conn, id);
-            let (done, calling) = (count_status(&rows, "done"), count_status(&rows, "calling"));
+            let rows = db::numbers(&app.database_path(), id);
+            let (done, calling) = (
+                db::with_status(&rows, "done").len(),
+                db::with_status(&rows, "calling").len(),
+            );
             if done >= 5 && calling >= 1 {
                 Ok(())
             } else {
@@ -569,15 +501,15 @@ async fn stop_lets_live_calls_finish_and_a_restart_dials_only_the_rest() {
     .await;
 
     let stopped = app.stop(&[id]).await;
-    let at_stop = db_numbers(&conn, id);
+    let at_stop = db::numbers(&app.database_path(), id);
     let stopped_at = Instant::now();
     assert_eq!(stopped.len(), 1);
     assert_eq!(stopped[0]["status"], "stop", "{stopped:?}");
     common::assert_recent_timestamp(&stopped[0]["task_end_time"], "task_end_time");
     let dialed: HashSet<String> = at_stop
-        .values()
-        .filter(|n| n.outbound_call == 0)
-        .map(|n| n.dest_number.clone())
+        .iter()
+        .filter(|(_, n)| n.outbound_call == 0)
+        .map(|(number, _)| number.clone())
         .collect();
     for n in at_stop.values() {
         match n.call_status.as_str() {
@@ -590,8 +522,8 @@ async fn stop_lets_live_calls_finish_and_a_restart_dials_only_the_rest() {
 
     // The live calls end by themselves; nothing else is dialed, now or a while later.
     poll(Duration::from_secs(5), "the live calls to end", || async {
-        let rows = db_numbers(&conn, id);
-        match count_status(&rows, "calling") {
+        let rows = db::numbers(&app.database_path(), id);
+        match db::with_status(&rows, "calling").len() {
             0 => Ok(()),
             calling => Err(format!("{calling} calling")),
         }
@@ -827,13 +759,12 @@ async fn numbers_imported_while_running_are_dialed() {
     )
     .await;
     start_task(&app, id).await;
-    let conn = app.db();
     poll(
         Duration::from_secs(5),
         "all three numbers calling",
         || async {
-            let rows = db_numbers(&conn, id);
-            match count_status(&rows, "calling") {
+            let rows = db::numbers(&app.database_path(), id);
+            match db::with_status(&rows, "calling").len() {
                 3 => Ok(()),
                 _ => Err(format!("{rows:?}")),
             }
@@ -952,12 +883,11 @@ async fn deleting_a_running_task_stops_its_dialing() {
     let reply = app.delete(&format!("/api/out_call_tasks/{id}")).await;
     assert_eq!(common::success_data(&reply), Value::String(id.to_string()));
     let deleted_at = Instant::now();
-    let conn = app.db();
-    let at_delete = db_numbers(&conn, id);
+    let at_delete = db::numbers(&app.database_path(), id);
     let dialed: HashSet<String> = at_delete
-        .values()
-        .filter(|n| n.outbound_call == 0)
-        .map(|n| n.dest_number.clone())
+        .iter()
+        .filter(|(_, n)| n.outbound_call == 0)
+        .map(|(number, _)| number.clone())
         .collect();
     assert!(dialed.len() < numbers.len());
     assert_eq!(
@@ -994,14 +924,14 @@ async fn deleting_a_running_task_stops_its_dialing() {
         "the sim placed exactly the calls claimed before the delete"
     );
     // The calls alive at the delete still got their results.
-    let rows = db_numbers(&conn, id);
+    let rows = db::numbers(&app.database_path(), id);
     for number in &dialed {
         let n = &rows[number];
         assert_eq!(n.call_status, "done", "{n:?}");
         assert_eq!(n.cause, "NORMAL_CLEARING", "{n:?}");
         assert_eq!(n.uuid, by_number[number].uuid, "{n:?}");
     }
-    for n in rows.values().filter(|n| !dialed.contains(&n.dest_number)) {
+    for (_, n) in rows.iter().filter(|(number, _)| !dialed.contains(*number)) {
         assert_eq!(n.outbound_call, 1, "{n:?}");
         assert_eq!(
             n.call_status, "stop",

@@ -6,12 +6,10 @@ mod common;
 
 use std::{
     collections::{HashMap, HashSet},
-    fs::File,
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    path::Path,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
@@ -19,382 +17,35 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::poll;
+use common::{
+    db::{self, Placed},
+    poll,
+    process::{self, data_dir, database, Outcall},
+    sim_cause,
+    sipp::Sipp,
+    Api,
+};
 use outcall::db::rusqlite::Connection;
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::json;
 
-const PASSWORD: &str = "durability-test-password";
 const MEDIA: &str = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
 
-// ---------------------------------------------------------------------------------------------
-// The server process
-// ---------------------------------------------------------------------------------------------
-
-/// How to start the binary.
-#[derive(Clone)]
-struct Launch {
-    scale: f64,
-    /// Set `OUTCALL_ADMIN_PASSWORD` (else the password is generated and saved in the data dir).
-    password: bool,
-    /// Run under `prlimit --nofile=SOFT:HARD`.
-    descriptor_limit: Option<(u32, u32)>,
-    extra: Vec<String>,
+/// The sim's call log by number, asserting that no number was placed twice.
+fn placed_by_number(dir: &Path) -> HashMap<String, Placed> {
+    db::placed_by_number(&db::read_call_log(&process::call_log(dir)))
 }
 
-impl Default for Launch {
-    fn default() -> Self {
-        Launch {
-            scale: 0.01,
-            password: true,
-            descriptor_limit: None,
-            extra: Vec::new(),
-        }
-    }
-}
-
-/// A running `outcall`; killed (SIGKILL) when dropped. When a test fails, the end of its log is
-/// printed.
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            let text = self.log_text();
-            let lines: Vec<&str> = text.lines().collect();
-            eprintln!(
-                "--- last lines of {} ---\n{}",
-                self.log.display(),
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            );
-        }
-    }
-}
-
-impl Server {
-    fn child(&mut self) -> &mut Child {
-        self.child.as_mut().expect("the server process")
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("the server process").id()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("the server process");
-        child.kill().expect("SIGKILL the server");
-        child.wait().expect("reap the server");
-    }
-
-    /// Waits (bounded) for the process to exit by itself.
-    async fn exit_status(&mut self) -> ExitStatus {
-        let status = poll(Duration::from_secs(20), "the server to exit", || {
-            let exited = self.child().try_wait().expect("try_wait");
-            async move { exited.ok_or_else(|| "still running".to_owned()) }
-        })
-        .await;
-        self.child = None;
-        status
-    }
-
-    /// CPU time (user + system) the process has used so far.
-    fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        // Fields after the command name (which is in parentheses): utime is the 14th field of
-        // the line, stime the 15th.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after.split(' ').collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf only reads a system constant.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-        Duration::from_millis(ticks * 1000 / per_second)
-    }
-
-    fn open_descriptors(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|entries| entries.count())
-            .unwrap_or(0)
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn data_dir(dir: &Path) -> PathBuf {
-    dir.join("data")
-}
-
-fn call_log(dir: &Path) -> PathBuf {
-    dir.join("calls.log")
-}
-
-fn database(dir: &Path) -> PathBuf {
-    data_dir(dir).join("outcall.db")
-}
-
-/// The binary with no `OUTCALL_` variable of the test's environment.
-fn outcall_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_outcall"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("OUTCALL_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-fn spawn_server(dir: &Path, launch: &Launch) -> Server {
-    let port = free_port();
-    let log = dir.join(format!("server-{port}.log"));
-    let out = File::create(&log).expect("the server log file");
-    let mut command = match launch.descriptor_limit {
-        Some((soft, hard)) => {
-            let mut command = Command::new("prlimit");
-            command
-                .arg(format!("--nofile={soft}:{hard}"))
-                .arg(env!("CARGO_BIN_EXE_outcall"));
-            for (name, _) in std::env::vars() {
-                if name.starts_with("OUTCALL_") {
-                    command.env_remove(name);
-                }
-            }
-            command
-        }
-        None => outcall_command(),
-    };
-    command
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(data_dir(dir))
-        .arg("--sim-time-scale")
-        .arg(launch.scale.to_string())
-        .arg("--sim-call-log")
-        .arg(call_log(dir))
-        .args(["--tz", "UTC"])
-        .args(&launch.extra)
-        .env("OUTCALL_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    if launch.password {
-        command.env("OUTCALL_ADMIN_PASSWORD", PASSWORD);
-    }
-    Server {
-        child: Some(command.spawn().expect("the outcall binary starts")),
-        port,
-        log,
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Client {
-    /// Waits (bounded) for /healthz, then logs in with `password`.
-    async fn connect_with(server: &mut Server, password: &str) -> Client {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{}", server.port);
-        poll(Duration::from_secs(30), "GET /healthz", || {
-            let exited = server.child().try_wait().expect("try_wait");
-            let request = http.get(format!("{base}/healthz")).send();
-            async move {
-                if let Some(status) = exited {
-                    panic!("the server exited before it was ready: {status}");
-                }
-                match request.await {
-                    Ok(reply) if reply.status().is_success() => Ok(()),
-                    Ok(reply) => Err(format!("status {}", reply.status())),
-                    Err(error) => Err(error.to_string()),
-                }
-            }
-        })
-        .await;
-        let reply: Value = http
-            .post(format!("{base}/api/sessions"))
-            .json(&json!({"login": "admin", "password": password}))
-            .send()
-            .await
-            .expect("log in")
-            .json()
-            .await
-            .expect("a JSON login reply");
-        let token = reply["token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("a token: {reply}"))
-            .to_owned();
-        Client { http, base, token }
-    }
-
-    async fn connect(server: &mut Server) -> Client {
-        Self::connect_with(server, PASSWORD).await
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .header("X-XTRA-AUTH-ID", &self.token);
-        if let Some(body) = &body {
-            request = request.json(body);
-        }
-        let reply = request.send().await.expect("the server answers");
-        let status = reply.status();
-        let body: Value = reply.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {path}: {status} {body}");
-        body
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn health(&self) -> (u16, Value) {
-        let reply = self
-            .http
-            .get(format!("{}/healthz", self.base))
-            .send()
-            .await
-            .expect("/healthz answers");
-        let status = reply.status().as_u16();
-        (status, reply.json().await.unwrap_or(Value::Null))
-    }
-
-    /// A playback task with `numbers` at `caps` and `concurrency`, started; answers its id.
-    async fn start_campaign(&self, numbers: &[String], caps: u32, concurrency: u32) -> i64 {
-        let reply = self
-            .send(
-                reqwest::Method::POST,
-                "/api/out_call_tasks",
-                Some(json!({"group_name": "durability", "description": "test",
-                            "max_caps": caps, "max_concurrency": concurrency, "calling_time": 5,
-                            "action": "playback", "data": MEDIA})),
-            )
-            .await;
-        let id = reply["data"].as_i64().expect("the new task's id");
-        let rows: Vec<Value> = numbers
-            .iter()
-            .map(|n| json!({"dest_number": n, "external_id": ""}))
-            .collect();
-        self.send(
-            reqwest::Method::POST,
-            &format!("/api/out_call_tasks/{id}/import"),
-            Some(json!({ "data": rows })),
+/// A playback task with `numbers` at `caps` and `concurrency`, started; answers its id.
+async fn start_campaign(client: &Api, numbers: &[String], caps: u32, concurrency: u32) -> i64 {
+    client
+        .start_campaign(
+            "durability",
+            json!({"max_caps": caps, "max_concurrency": concurrency, "calling_time": 5,
+                   "action": "playback", "data": MEDIA}),
+            numbers,
         )
-        .await;
-        let reply = self
-            .send(
-                reqwest::Method::PUT,
-                "/api/out_call_tasks",
-                Some(json!({"action": "start", "data": [id.to_string()]})),
-            )
-            .await;
-        assert_eq!(reply["data"][0]["status"], "running", "{reply}");
-        id
-    }
-
-    async fn wait_done(&self, id: i64, timeout: Duration) {
-        poll(timeout, &format!("task {id} to be done"), || async {
-            let task = self.get(&format!("/api/out_call_tasks/{id}")).await;
-            if task["status"] == "done" {
-                Ok(())
-            } else {
-                Err(format!("{} {}", task["status"], task["done_total"]))
-            }
-        })
-        .await;
-    }
-
-    async fn done_count(&self, id: i64) -> usize {
-        let task = self.get(&format!("/api/out_call_tasks/{id}")).await;
-        task["done_total"]
-            .as_str()
-            .and_then(|t| t.split('/').next())
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The database and the call log, read from outside
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, PartialEq)]
-struct Row {
-    call_status: String,
-    uuid: String,
-    cause: String,
-}
-
-fn snapshot(dir: &Path, task_id: i64) -> HashMap<String, Row> {
-    let conn = Connection::open(database(dir)).expect("the database opens");
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    let mut statement = conn
-        .prepare("SELECT dest_number, call_status, uuid, cause FROM numbers WHERE group_id = ?1")
-        .unwrap();
-    let rows = statement
-        .query_map([task_id], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                Row {
-                    call_status: row.get(1)?,
-                    uuid: row.get(2)?,
-                    cause: row.get(3)?,
-                },
-            ))
-        })
-        .unwrap()
-        .collect::<Result<HashMap<_, _>, _>>()
-        .unwrap();
-    rows
-}
-
-/// The sim's call log as number → uuid, asserting that no number was placed twice.
-fn placed_by_number(dir: &Path) -> HashMap<String, String> {
-    let text = std::fs::read_to_string(call_log(dir)).unwrap_or_default();
-    let mut placed = HashMap::new();
-    for line in text.lines() {
-        let parts: Vec<&str> = line.split(' ').collect();
-        assert_eq!(parts.len(), 3, "a call log line: {line:?}");
-        if let Some(earlier) = placed.insert(parts[2].to_owned(), parts[1].to_owned()) {
-            panic!("number {} was placed twice: {earlier} and {line}", parts[2]);
-        }
-    }
-    placed
-}
-
-/// The sim's cause for a playback task without a confirm key, by last digit.
-fn expected_cause(number: &str) -> &'static str {
-    match number.bytes().last().unwrap() {
-        b'0'..=b'3' | b'7' | b'8' => "NORMAL_CLEARING",
-        b'4' => "USER_BUSY",
-        b'5' => "NO_ANSWER",
-        b'6' => "CALL_REJECTED",
-        _ => "UNALLOCATED_NUMBER",
-    }
+        .await
 }
 
 fn numbers(first: u32, count: u32) -> Vec<String> {
@@ -404,15 +55,15 @@ fn numbers(first: u32, count: u32) -> Vec<String> {
 /// Every number of the task ended with the sim's real cause and was placed exactly once, as its
 /// recorded call.
 fn assert_every_number_ended_for_real(dir: &Path, task_id: i64, numbers: &[String]) {
-    let rows = snapshot(dir, task_id);
+    let rows = db::numbers(&database(dir), task_id);
     let placed = placed_by_number(dir);
     assert_eq!(rows.len(), numbers.len());
     for number in numbers {
         let row = &rows[number];
         assert_eq!(row.call_status, "done", "{number}: {row:?}");
-        assert_eq!(row.cause, expected_cause(number), "{number}: {row:?}");
+        assert_eq!(row.cause, sim_cause(number, 5), "{number}: {row:?}");
         assert_eq!(
-            placed.get(number),
+            placed.get(number).map(|p| &p.uuid),
             Some(&row.uuid),
             "{number} placed once, as its call"
         );
@@ -436,10 +87,10 @@ fn mode(path: &Path) -> u32 {
 async fn a_second_instance_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let mut first = spawn_server(dir, &Launch::default());
-    let client = Client::connect(&mut first).await;
+    let mut first = Outcall::in_dir(dir).spawn();
+    let client = first.connect().await;
 
-    let mut second = spawn_server(dir, &Launch::default());
+    let mut second = Outcall::in_dir(dir).spawn();
     let status = second.exit_status().await;
     assert!(!status.success(), "the second instance exits: {status}");
     let log = second.log_text();
@@ -456,8 +107,8 @@ async fn a_second_instance_on_the_same_data_dir_is_refused() {
     assert_eq!(status, 200, "the first instance runs on");
     // Once the first is gone (even by SIGKILL), the directory is free again.
     first.kill();
-    let mut third = spawn_server(dir, &Launch::default());
-    Client::connect(&mut third).await;
+    let mut third = Outcall::in_dir(dir).spawn();
+    third.connect().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,11 +131,8 @@ async fn data_files_are_private_and_a_fresh_start_logs_no_error() {
     .unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let launch = Launch {
-        password: false,
-        ..Launch::default()
-    };
-    let mut server = spawn_server(dir, &launch);
+    let launch = Outcall::in_dir(dir).password(None);
+    let mut server = launch.spawn();
     // The generated password is in the data directory.
     let password_file = data.join("admin-password.txt");
     let password = poll(Duration::from_secs(20), "the password file", || {
@@ -492,8 +140,8 @@ async fn data_files_are_private_and_a_fresh_start_logs_no_error() {
         async move { text.map_err(|e| e.to_string()) }
     })
     .await;
-    let client = Client::connect_with(&mut server, password.trim()).await;
-    let id = client.start_campaign(&numbers(1000, 20), 100, 20).await;
+    let client = server.connect_with(password.trim()).await;
+    let id = start_campaign(&client, &numbers(1000, 20), 100, 20).await;
     client.wait_done(id, Duration::from_secs(20)).await;
 
     assert_eq!(mode(&data), 0o700, "the data directory");
@@ -531,14 +179,11 @@ fn integrity(path: &Path) -> String {
 async fn a_backup_taken_while_dialing_is_a_sound_database() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let launch = Launch {
-        scale: 0.05,
-        ..Launch::default()
-    };
-    let mut server = spawn_server(dir, &launch);
-    let client = Client::connect(&mut server).await;
+    let launch = Outcall::in_dir(dir).sim_time_scale(0.05);
+    let mut server = launch.spawn();
+    let client = server.connect().await;
     let all = numbers(2000, 300);
-    let id = client.start_campaign(&all, 50, 20).await;
+    let id = start_campaign(&client, &all, 50, 20).await;
     poll(Duration::from_secs(20), "some numbers done", || async {
         let done = client.done_count(id).await;
         if done >= 20 {
@@ -551,7 +196,7 @@ async fn a_backup_taken_while_dialing_is_a_sound_database() {
 
     for round in 0..3 {
         let copy = dir.join(format!("backup-{round}.db"));
-        let output = outcall_command()
+        let output = process::command()
             .arg("backup")
             .arg("--data-dir")
             .arg(data_dir(dir))
@@ -579,7 +224,7 @@ async fn a_backup_taken_while_dialing_is_a_sound_database() {
         eprintln!("backup {round}: {done} numbers done in the copy");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let task = client.get(&format!("/api/out_call_tasks/{id}")).await;
+    let task = client.ok_get(&format!("/api/out_call_tasks/{id}")).await;
     assert_eq!(
         task["status"], "running",
         "dialing went on during the backups"
@@ -592,9 +237,9 @@ async fn a_backup_taken_while_dialing_is_a_sound_database() {
 async fn a_damaged_database_is_refused_with_how_to_restore() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let mut server = spawn_server(dir, &Launch::default());
-    let client = Client::connect(&mut server).await;
-    let id = client.start_campaign(&numbers(3000, 50), 100, 20).await;
+    let mut server = Outcall::in_dir(dir).spawn();
+    let client = server.connect().await;
+    let id = start_campaign(&client, &numbers(3000, 50), 100, 20).await;
     client.wait_done(id, Duration::from_secs(20)).await;
     server.kill();
     {
@@ -611,7 +256,7 @@ async fn a_damaged_database_is_refused_with_how_to_restore() {
     }
     std::fs::write(database(dir), &bytes).unwrap();
 
-    let mut refused = spawn_server(dir, &Launch::default());
+    let mut refused = Outcall::in_dir(dir).spawn();
     let status = refused.exit_status().await;
     assert!(
         !status.success(),
@@ -638,14 +283,11 @@ async fn a_database_stall_loses_no_result_and_burns_no_core() {
     const STALL: Duration = Duration::from_secs(70);
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let launch = Launch {
-        scale: 0.05,
-        ..Launch::default()
-    };
-    let mut server = spawn_server(dir, &launch);
-    let client = Client::connect(&mut server).await;
+    let launch = Outcall::in_dir(dir).sim_time_scale(0.05);
+    let mut server = launch.spawn();
+    let client = server.connect().await;
     let all = numbers(4000, 120);
-    let id = client.start_campaign(&all, 20, 10).await;
+    let id = start_campaign(&client, &all, 20, 10).await;
     poll(Duration::from_secs(20), "some numbers done", || async {
         let done = client.done_count(id).await;
         if done >= 10 {
@@ -661,7 +303,7 @@ async fn a_database_stall_loses_no_result_and_burns_no_core() {
     staller.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let cpu_before = server.cpu_time();
     let stalled_at = Instant::now();
-    let done_at_stall = snapshot(dir, id)
+    let done_at_stall = db::numbers(&database(dir), id)
         .values()
         .filter(|row| row.call_status == "done")
         .count();
@@ -747,18 +389,15 @@ async fn healthz_and_calls_survive_1100_slow_clients_under_1024_descriptors() {
     );
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let launch = Launch {
-        descriptor_limit: Some((1024, 1024)),
-        ..Launch::default()
-    };
-    let mut server = spawn_server(dir, &launch);
-    Client::connect(&mut server).await;
+    let launch = Outcall::in_dir(dir).nofile(1024, 1024);
+    let mut server = launch.spawn();
+    server.connect().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let open = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (stop, open, port) = (stop.clone(), open.clone(), server.port);
+            let (stop, open, port) = (stop.clone(), open.clone(), server.port());
             std::thread::Builder::new()
                 .stack_size(64 * 1024)
                 .spawn(move || slow_client(port, &stop, &open))
@@ -782,7 +421,7 @@ async fn healthz_and_calls_survive_1100_slow_clients_under_1024_descriptors() {
     .await;
 
     let asked = Instant::now();
-    let client = Client::connect(&mut server).await;
+    let client = server.connect().await;
     eprintln!(
         "/healthz and a login answered {:?} into the attack, {} slow clients connected, {} descriptors open in the server",
         asked.elapsed(),
@@ -790,13 +429,13 @@ async fn healthz_and_calls_survive_1100_slow_clients_under_1024_descriptors() {
         server.open_descriptors()
     );
     let all = numbers(5000, 100);
-    let id = client.start_campaign(&all, 50, 20).await;
+    let id = start_campaign(&client, &all, 50, 20).await;
     let most_descriptors = AtomicUsize::new(0);
     poll(Duration::from_secs(60), "the campaign done", || async {
         most_descriptors.fetch_max(server.open_descriptors(), Ordering::Relaxed);
         let (status, health) = client.health().await;
         assert_eq!(status, 200, "{health}");
-        let task = client.get(&format!("/api/out_call_tasks/{id}")).await;
+        let task = client.ok_get(&format!("/api/out_call_tasks/{id}")).await;
         if task["status"] == "done" {
             Ok(())
         } else {
@@ -830,12 +469,9 @@ async fn healthz_and_calls_survive_1100_slow_clients_under_1024_descriptors() {
 async fn the_open_files_limit_is_raised_to_the_hard_limit() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let launch = Launch {
-        descriptor_limit: Some((512, 4096)),
-        ..Launch::default()
-    };
-    let mut server = spawn_server(dir, &launch);
-    Client::connect(&mut server).await;
+    let launch = Outcall::in_dir(dir).nofile(512, 4096);
+    let mut server = launch.spawn();
+    server.connect().await;
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
     let line = limits
         .lines()
@@ -881,29 +517,26 @@ async fn a_trickled_body_is_cut_off_with_408() {
 async fn ten_sigkills_in_a_campaign_dial_no_number_twice() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let launch = Launch {
-        scale: 0.05,
-        ..Launch::default()
-    };
+    let launch = Outcall::in_dir(dir).sim_time_scale(0.05);
     let all = numbers(6000, 500);
     let mut rng = rand::thread_rng();
     let mut id = None;
     for kill in 0..10 {
-        let mut server = spawn_server(dir, &launch);
-        let client = Client::connect(&mut server).await;
+        let mut server = launch.spawn();
+        let client = server.connect().await;
         if id.is_none() {
-            id = Some(client.start_campaign(&all, 25, 20).await);
+            id = Some(start_campaign(&client, &all, 25, 20).await);
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
         server.kill();
         eprintln!("kill {kill}: {} placed", placed_by_number(dir).len());
     }
     let id = id.unwrap();
-    let mut server = spawn_server(dir, &launch);
-    let client = Client::connect(&mut server).await;
+    let mut server = launch.spawn();
+    let client = server.connect().await;
     client.wait_done(id, Duration::from_secs(60)).await;
 
-    let rows = snapshot(dir, id);
+    let rows = db::numbers(&database(dir), id);
     let placed = placed_by_number(dir);
     let mut cut = HashSet::new();
     for number in &all {
@@ -911,13 +544,13 @@ async fn ten_sigkills_in_a_campaign_dial_no_number_twice() {
         assert_eq!(row.call_status, "done", "{number}: {row:?}");
         if row.cause == "SYSTEM_SHUTDOWN" {
             cut.insert(number.clone());
-            if let Some(uuid) = placed.get(number) {
-                assert_eq!(uuid, &row.uuid, "{number}: the cut call is its call");
+            if let Some(line) = placed.get(number) {
+                assert_eq!(&line.uuid, &row.uuid, "{number}: the cut call is its call");
             }
         } else {
-            assert_eq!(row.cause, expected_cause(number), "{number}: {row:?}");
+            assert_eq!(row.cause, sim_cause(number, 5), "{number}: {row:?}");
             assert_eq!(
-                placed.get(number),
+                placed.get(number).map(|p| &p.uuid),
                 Some(&row.uuid),
                 "{number} placed once, as its call"
             );
@@ -939,29 +572,18 @@ async fn ten_sigkills_in_a_campaign_dial_no_number_twice() {
 }
 
 /// The Call-IDs of the INVITEs sipp received (retransmissions counted once).
-fn invites_received(message_log: &Path) -> HashSet<String> {
-    let text = std::fs::read_to_string(message_log).unwrap_or_default();
-    let mut call_ids = HashSet::new();
-    for block in text.split("-----------------------------------------------") {
-        let mut lines = block.lines().map(str::trim).filter(|l| !l.is_empty());
-        let (Some(_stamp), Some(kind)) = (lines.next(), lines.next()) else {
-            continue;
-        };
-        if !kind.contains("received") {
-            continue;
-        }
-        let Some(start) = lines.next() else { continue };
-        if !start.starts_with("INVITE ") {
-            continue;
-        }
-        let call_id = lines.find_map(|line| {
-            let lower = line.to_ascii_lowercase();
-            (lower.starts_with("call-id:") || lower.starts_with("i:"))
-                .then(|| line.split_once(':').unwrap().1.trim().to_owned())
-        });
-        call_ids.insert(call_id.unwrap_or_else(|| panic!("an INVITE without Call-ID: {block}")));
-    }
-    call_ids
+fn invites_received(sipp: &Sipp) -> HashSet<String> {
+    sipp.message_log()
+        .into_iter()
+        .filter(|message| message.received && message.is_request("INVITE"))
+        .map(|message| {
+            assert!(
+                !message.call_id.is_empty(),
+                "an INVITE without Call-ID: {message:?}"
+            );
+            message.call_id
+        })
+        .collect()
 }
 
 /// The same on the sip back end against sipp, with 3 SIGKILLs: every INVITE sipp received is
@@ -971,103 +593,53 @@ fn invites_received(message_log: &Path) -> HashSet<String> {
 async fn three_sigkills_on_sip_dial_no_number_twice() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let sipp_port = {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.local_addr().unwrap().port()
-    };
-    let sipp_control = {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.local_addr().unwrap().port()
-    };
-    let message_log = dir.join("sipp-messages.log");
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/campaign_callee.xml");
-    let mut sipp = Command::new("/usr/bin/sipp")
-        .arg("-sf")
-        .arg(&scenario)
-        .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
-        .args(["-ci", "127.0.0.1", "-cp", &sipp_control.to_string()])
-        .args(["-mi", "127.0.0.1", "-mp", "33400"])
-        .args(["-m", "100000", "-nostdin", "-trace_msg", "-message_file"])
-        .arg(&message_log)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp starts");
-    struct KillOnDrop<'a>(&'a mut Child);
-    impl Drop for KillOnDrop<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _sipp = KillOnDrop(&mut sipp);
-
-    let launch = Launch {
-        extra: vec![
-            "--backend".into(),
-            "sip".into(),
-            "--sip-trunk".into(),
-            format!("udp:127.0.0.1:{sipp_port}"),
-            "--sip-bind".into(),
-            "127.0.0.1:0".into(),
-            "--rtp-ports".into(),
-            "33000-33199".into(),
-        ],
-        ..Launch::default()
-    };
+    let sipp = Sipp::start_untimed("campaign_callee.xml", 100_000);
+    let launch = Outcall::in_dir(dir).args([
+        "--backend".into(),
+        "sip".into(),
+        "--sip-trunk".into(),
+        format!("udp:{}", sipp.trunk()),
+        "--sip-bind".into(),
+        "127.0.0.1:0".into(),
+        "--rtp-ports".into(),
+        "33000-33199".into(),
+    ]);
     let all = numbers(7000, 60);
     let mut rng = rand::thread_rng();
     let mut id = None;
     for kill in 0..3 {
-        let mut server = spawn_server(dir, &launch);
-        let client = Client::connect(&mut server).await;
+        let mut server = launch.spawn();
+        let client = server.connect().await;
         if id.is_none() {
             // No action: each answered call is hung up at once, NORMAL_CLEARING.
-            let reply = client
-                .send(
+            let task = client
+                .ok(
                     reqwest::Method::POST,
                     "/api/out_call_tasks",
                     Some(json!({"group_name": "sip crash", "description": "test",
                                 "max_caps": 10, "max_concurrency": 5, "calling_time": 10})),
                 )
-                .await;
-            let task = reply["data"].as_i64().unwrap();
-            let rows: Vec<Value> = all
-                .iter()
-                .map(|n| json!({"dest_number": n, "external_id": ""}))
-                .collect();
-            client
-                .send(
-                    reqwest::Method::POST,
-                    &format!("/api/out_call_tasks/{task}/import"),
-                    Some(json!({ "data": rows })),
-                )
-                .await;
-            client
-                .send(
-                    reqwest::Method::PUT,
-                    "/api/out_call_tasks",
-                    Some(json!({"action": "start", "data": [task.to_string()]})),
-                )
-                .await;
+                .await["data"]
+                .as_i64()
+                .unwrap();
+            client.import(task, &all).await;
+            client.start(&[task]).await;
             id = Some(task);
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(500..1500))).await;
         server.kill();
         eprintln!(
             "kill {kill}: sipp has seen {} INVITEs",
-            invites_received(&message_log).len()
+            invites_received(&sipp).len()
         );
     }
     let id = id.unwrap();
-    let mut server = spawn_server(dir, &launch);
-    let client = Client::connect(&mut server).await;
+    let mut server = launch.spawn();
+    let client = server.connect().await;
     client.wait_done(id, Duration::from_secs(60)).await;
 
-    let rows = snapshot(dir, id);
-    let invites = invites_received(&message_log);
+    let rows = db::numbers(&database(dir), id);
+    let invites = invites_received(&sipp);
     let uuid_to_number: HashMap<&str, &str> = rows
         .iter()
         .map(|(number, row)| (row.uuid.as_str(), number.as_str()))

@@ -3,160 +3,26 @@
 
 mod common;
 
-use std::{
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use common::{
     assert_fresh_number, assert_get_task_shape, assert_list_task_shape, assert_number_shape,
-    list_data, phone_numbers, ADMIN_PASSWORD, SLOW_CAPS,
+    list_data, phone_numbers, poll, process::Outcall, Api, SLOW_CAPS,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const TASKS: &str = "/api/out_call_tasks";
-const READY_WITHIN: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(50);
+const CALLS_END_WITHIN: Duration = Duration::from_secs(10);
 
-/// A running `outcall` process; killed when dropped, so that a failed assertion leaves nothing
-/// behind.
-struct Server {
-    child: Child,
-    log: PathBuf,
-    base: String,
-    client: reqwest::Client,
-    token: String,
+/// What this test asks of a server, beyond `Api`.
+trait RestartApi {
+    async fn create(&self, name: &str, settings: Value) -> i64;
+    async fn numbers(&self, id: i64) -> Vec<Value>;
+    async fn wait_for_calls_to_end(&self, ids: &[i64]);
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    listener.local_addr().unwrap().port()
-}
-
-impl Server {
-    /// Starts the binary on a free port and waits (bounded) until it answers `/healthz`.
-    async fn start(data_dir: &Path, log: PathBuf) -> Server {
-        let port = free_port();
-        let log_file = std::fs::File::create(&log).expect("a log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_outcall"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            // Simulated calls last milliseconds; the pace of a task is not scaled.
-            .arg("--sim-time-scale")
-            .arg("0.01")
-            .env("OUTCALL_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("OUTCALL_TZ", "UTC")
-            .env("OUTCALL_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("the outcall binary starts");
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        let mut server = Server {
-            child,
-            log,
-            base: format!("http://127.0.0.1:{port}"),
-            client,
-            token: String::new(),
-        };
-        server.wait_until_healthy().await;
-        server.token = server.log_in().await;
-        server
-    }
-
-    async fn wait_until_healthy(&mut self) {
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("the child's status") {
-                panic!(
-                    "outcall exited with {status} before it was ready:\n{}",
-                    self.log_text()
-                );
-            }
-            if let Ok(response) = self
-                .client
-                .get(format!("{}/healthz", self.base))
-                .send()
-                .await
-            {
-                if response.status() == StatusCode::OK {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "outcall was not ready within {READY_WITHIN:?}:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Kills the process the hard way (SIGKILL): no shutdown code runs.
-    fn kill(mut self) {
-        self.child.kill().expect("killing outcall");
-        self.child.wait().expect("reaping outcall");
-    }
-
-    async fn log_in(&self) -> String {
-        let (status, body) = self
-            .send(
-                Method::POST,
-                "/api/sessions",
-                Some(json!({"login": "admin", "password": ADMIN_PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["token"].as_str().expect("a token").to_owned()
-    }
-
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .header("X-XTRA-AUTH-ID", &self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("outcall answers");
-        let status = response.status();
-        let body =
-            serde_json::from_slice(&response.bytes().await.expect("a body")).unwrap_or(Value::Null);
-        (status, body)
-    }
-
-    /// A successful request's JSON body.
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, reply) = self.send(method.clone(), path, body.clone()).await;
-        assert_eq!(status, StatusCode::OK, "{method} {path} {body:?}: {reply}");
-        reply
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.ok(Method::GET, path, None).await
-    }
-
+impl RestartApi for Api {
     async fn create(&self, name: &str, settings: Value) -> i64 {
         let mut body = settings;
         body["group_name"] = json!(name);
@@ -165,36 +31,17 @@ impl Server {
             .expect("an id")
     }
 
-    async fn import(&self, id: i64, rows: Vec<Value>) {
-        self.ok(
-            Method::POST,
-            &format!("{TASKS}/{id}/import"),
-            Some(json!({ "data": rows })),
-        )
-        .await;
-    }
-
-    async fn start_stop(&self, action: &str, id: i64) {
-        self.ok(
-            Method::PUT,
-            TASKS,
-            Some(json!({"action": action, "data": [id.to_string()]})),
-        )
-        .await;
-    }
-
     async fn numbers(&self, id: i64) -> Vec<Value> {
         list_data(
             &self
-                .get(&format!("{TASKS}/{id}/numbers?perPage=10000"))
+                .ok_get(&format!("{TASKS}/{id}/numbers?perPage=10000"))
                 .await,
         )
     }
 
     /// Waits (bounded) until no call is alive, so that what is stored no longer moves.
     async fn wait_for_calls_to_end(&self, ids: &[i64]) {
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
+        poll(CALLS_END_WITHIN, "no call alive", || async {
             let mut calling = 0;
             for id in ids {
                 calling += self
@@ -205,14 +52,12 @@ impl Server {
                     .count();
             }
             if calling == 0 {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{calling} calls still alive"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{calling} calls still alive after {READY_WITHIN:?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await;
     }
 }
 
@@ -225,8 +70,8 @@ struct Snapshot {
     downloads: Vec<Value>,
 }
 
-async fn snapshot(server: &Server, ids: &[i64]) -> Snapshot {
-    let list = list_data(&server.get(&format!("{TASKS}?perPage=10000")).await);
+async fn snapshot(server: &Api, ids: &[i64]) -> Snapshot {
+    let list = list_data(&server.ok_get(&format!("{TASKS}?perPage=10000")).await);
     list.iter().for_each(assert_list_task_shape);
     let mut snapshot = Snapshot {
         list,
@@ -235,7 +80,7 @@ async fn snapshot(server: &Server, ids: &[i64]) -> Snapshot {
         downloads: Vec::new(),
     };
     for id in ids {
-        let task = server.get(&format!("{TASKS}/{id}")).await;
+        let task = server.ok_get(&format!("{TASKS}/{id}")).await;
         assert_get_task_shape(&task);
         snapshot.tasks.push(task);
         let numbers = server.numbers(*id).await;
@@ -243,7 +88,7 @@ async fn snapshot(server: &Server, ids: &[i64]) -> Snapshot {
         snapshot.numbers.push(numbers);
         snapshot
             .downloads
-            .push(server.get(&format!("{TASKS}/{id}/download")).await);
+            .push(server.ok_get(&format!("{TASKS}/{id}/download")).await);
     }
     snapshot
 }
@@ -271,9 +116,10 @@ fn identity(number: &Value) -> Value {
 
 #[tokio::test]
 async fn a_killed_server_comes_back_with_everything() {
-    let data_dir = tempfile::tempdir().expect("a data directory");
-    let logs = tempfile::tempdir().expect("a log directory");
-    let server = Server::start(data_dir.path(), logs.path().join("first.log")).await;
+    let dir = tempfile::tempdir().expect("a work directory");
+    let launch = Outcall::in_dir(dir.path());
+    let mut process = launch.spawn();
+    let server = process.connect().await;
 
     let configured = server
         .create(
@@ -288,7 +134,7 @@ async fn a_killed_server_comes_back_with_everything() {
             }),
         )
         .await;
-    server.import(configured, rows(0, 5)).await;
+    server.import_rows(configured, rows(0, 5)).await;
     let plain = server.create("plain", json!({})).await;
     let running = server
         .create(
@@ -296,14 +142,14 @@ async fn a_killed_server_comes_back_with_everything() {
             json!({"max_caps": SLOW_CAPS, "action": "transfer", "data": "1001"}),
         )
         .await;
-    server.import(running, rows(100, 4)).await;
-    server.start_stop("start", running).await;
+    server.import_rows(running, rows(100, 4)).await;
+    server.start(&[running]).await;
     let stopped = server
         .create("stopped", json!({"max_caps": SLOW_CAPS}))
         .await;
-    server.import(stopped, rows(200, 3)).await;
-    server.start_stop("start", stopped).await;
-    server.start_stop("stop", stopped).await;
+    server.import_rows(stopped, rows(200, 3)).await;
+    server.start(&[stopped]).await;
+    server.stop(&[stopped]).await;
     let cloned = server
         .ok(
             Method::POST,
@@ -314,7 +160,7 @@ async fn a_killed_server_comes_back_with_everything() {
         .as_i64()
         .expect("an id");
     let deleted = server.create("deleted", json!({})).await;
-    server.import(deleted, rows(300, 2)).await;
+    server.import_rows(deleted, rows(300, 2)).await;
     server
         .ok(Method::DELETE, &format!("{TASKS}/{deleted}"), None)
         .await;
@@ -328,9 +174,10 @@ async fn a_killed_server_comes_back_with_everything() {
     before.numbers[0]
         .iter()
         .for_each(|n| assert_fresh_number(n, configured));
-    server.kill();
+    process.kill();
 
-    let server = Server::start(data_dir.path(), logs.path().join("second.log")).await;
+    let mut process = launch.spawn();
+    let server = process.connect().await;
     let after = snapshot(&server, &ids).await;
 
     // Every task but the running one is exactly as it was, by id, in the list, its numbers and
@@ -352,7 +199,7 @@ async fn a_killed_server_comes_back_with_everything() {
             snapshot
                 .list
                 .iter()
-                .find(|t| t["id"] == id.to_string())
+                .find(|t| t["id"].as_str() == Some(id.to_string().as_str()))
                 .cloned()
         };
         assert_eq!(listed(&after), listed(&before), "task {id} in the list");
@@ -387,10 +234,8 @@ async fn a_killed_server_comes_back_with_everything() {
     }
 
     // The deleted task stays deleted, and new ids follow the old ones.
-    let (status, _) = server
-        .send(Method::GET, &format!("{TASKS}/{deleted}"), None)
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let reply = server.get(&format!("{TASKS}/{deleted}")).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
     let newer = server.create("after-restart", json!({})).await;
     assert!(
         newer > deleted,

@@ -10,13 +10,13 @@
 mod common;
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
-use common::{phone_numbers, poll, ADMIN_PASSWORD};
+use common::{phone_numbers, process::Outcall, Api, ADMIN_PASSWORD};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 /// Generated cases per operation in the fuzzing phase; with the examples, coverage and stateful
@@ -26,60 +26,6 @@ const LEAST_REQUESTS: u64 = 2_000;
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_headers_conformance,response_schema_conformance";
-
-/// The running binary; killed when dropped.
-struct Server {
-    child: Child,
-    log: PathBuf,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    listener.local_addr().unwrap().port()
-}
-
-fn start_server(data_dir: &Path) -> Server {
-    let port = free_port();
-    let log = data_dir.join("outcall.log");
-    let log_file = std::fs::File::create(&log).expect("a log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_outcall"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(data_dir.join("data"))
-        .arg("--sim-time-scale")
-        .arg("0.01")
-        // Large enough for any generated body, small enough that 413 is reachable.
-        .arg("--body-limit")
-        .arg("1048576")
-        .env("OUTCALL_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("OUTCALL_TZ", "UTC")
-        .env("OUTCALL_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("the outcall binary starts");
-    Server {
-        child,
-        log,
-        base: format!("http://127.0.0.1:{port}"),
-    }
-}
 
 /// The schemathesis CLI: the CI venv's, else one on `PATH`.
 fn schemathesis() -> Option<PathBuf> {
@@ -100,43 +46,27 @@ fn in_ci() -> bool {
 }
 
 /// Some tasks with numbers, so that generated ids and the examples reach real rows.
-async fn seed(client: &reqwest::Client, base: &str, token: &str) {
+async fn seed(api: &Api) {
     for (index, name) in ["seed-idle", "seed-running", "seed-stopped"]
         .iter()
         .enumerate()
     {
-        let created: Value = client
-            .post(format!("{base}/api/out_call_tasks"))
-            .header("X-XTRA-AUTH-ID", token)
-            .json(&json!({"group_name": name, "description": "seed", "max_caps": 50, "max_concurrency": 10}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let created = api
+            .ok(
+                Method::POST,
+                "/api/out_call_tasks",
+                Some(json!({"group_name": name, "description": "seed", "max_caps": 50, "max_concurrency": 10})),
+            )
+            .await;
         let id = created["data"].as_i64().expect("a new id");
         let rows: Vec<Value> = phone_numbers(index as u64 * 100, 20)
             .into_iter()
             .map(|number| json!({"dest_number": number, "external_id": name}))
             .collect();
-        let imported = client
-            .post(format!("{base}/api/out_call_tasks/{id}/import"))
-            .header("X-XTRA-AUTH-ID", token)
-            .json(&json!({ "data": rows }))
-            .send()
-            .await
-            .unwrap();
-        assert!(imported.status().is_success());
+        api.import_rows(id, rows).await;
         for action in ["start", "stop"].iter().take(index) {
-            let answer = client
-                .put(format!("{base}/api/out_call_tasks"))
-                .header("X-XTRA-AUTH-ID", token)
-                .json(&json!({"action": action, "data": [id.to_string()]}))
-                .send()
-                .await
-                .unwrap();
-            assert!(answer.status().is_success());
+            let answer = api.start_stop(action, &[id]).await;
+            assert!(answer.status.is_success(), "{action}: {}", answer.body);
         }
     }
 }
@@ -162,41 +92,20 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
         return;
     };
     let work = tempfile::tempdir().expect("a temporary directory");
-    let mut server = start_server(work.path());
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    poll(
-        Duration::from_secs(15),
-        "outcall to answer /healthz",
-        || {
-            let request = client.get(format!("{}/healthz", server.base)).send();
-            async move {
-                match request.await {
-                    Ok(response) if response.status().is_success() => Ok(()),
-                    Ok(response) => Err(response.status().to_string()),
-                    Err(error) => Err(error.to_string()),
-                }
-            }
-        },
-    )
-    .await;
-    let login: Value = client
-        .post(format!("{}/api/sessions", server.base))
-        .json(&json!({"login": "admin", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().expect("a token").to_owned();
-    seed(&client, &server.base, &token).await;
+    let mut server = Outcall::in_dir(work.path())
+        // Large enough for any generated body, small enough that 413 is reachable.
+        .args(["--body-limit", "1048576"])
+        .env("OUTCALL_LOG", "warn")
+        .spawn();
+    let api = server.connect().await;
+    let client = api.client.clone();
+    let base = server.base_url();
+    let token = api.token.clone();
+    seed(&api).await;
 
     // The document from a file, so that its own route is among the operations tested.
     let document = client
-        .get(format!("{}/api/openapi.json", server.base))
+        .get(format!("{}/api/openapi.json", base))
         .send()
         .await
         .unwrap()
@@ -216,7 +125,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     command
         .arg("run")
         .arg(&document_path)
-        .args(["--url", &server.base])
+        .args(["--url", &base])
         .args(["--checks", CHECKS])
         .args(["--max-examples", &examples])
         // One worker is as fast here (the server shares the two cores), and Python 3.11's parser
@@ -233,7 +142,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
         .env("SCHEMATHESIS_HOOKS", "hooks")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONPATH", &hooks)
-        .env("OUTCALL_BASE_URL", &server.base)
+        .env("OUTCALL_BASE_URL", &base)
         .env("OUTCALL_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("OUTCALL_TOKEN", &token)
         .stdin(Stdio::null())
@@ -241,7 +150,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     println!(
         "running {} (seed {seed_value}) against {}",
         st.display(),
-        server.base
+        base
     );
     let output = tokio::time::timeout(RUN_LIMIT, command.output())
         .await
@@ -252,7 +161,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     println!("{stdout}");
     eprintln!("{stderr}");
 
-    let still_running = server.child.try_wait().unwrap().is_none();
+    let still_running = server.try_exit().is_none();
     let log = server.log_text();
     assert!(still_running, "outcall died during the run:\n{log}");
     assert!(

@@ -6,15 +6,15 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use common::{assert_error, spawn_app_with, spawn_app_with_backend, success_data, TestApp};
-use outcall::telephony::sip::{
-    config::{SipConfig, Trunk, DEFAULT_REQUEST_URI},
-    media::wav,
-    SipBackend,
+use common::{
+    assert_error,
+    process::self_rss_kib,
+    sipp::{free_udp_port, sine_wav, spawn_sip_app, SipApp, SipOptions},
+    spawn_app_with, success_data, TestApp,
 };
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,27 +22,11 @@ const BOUNDARY: &str = "----outcall-hostile-boundary-3f9a";
 
 /// outcall with the SIP back end; its trunk is a UDP port where nothing listens (no call here
 /// needs to get through). Answers the app and the back end's data directory.
-async fn spawn_sip_app() -> (TestApp, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let unused = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let trunk = unused.local_addr().unwrap().to_string();
-    drop(unused);
-    let config = SipConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        trunks: vec![Trunk::parse(&trunk).unwrap()],
-        from: "outcall".into(),
-        username: None,
-        password: None,
-        register: false,
-        rtp_ports: (27000, 27999),
-        symmetric_rtp: false,
-        request_uri: DEFAULT_REQUEST_URI.into(),
-        max_call_duration: Duration::from_secs(10),
-    };
-    let backend = SipBackend::start(config, dir.path()).await.unwrap();
-    // One data directory for both, as in production: uploads land in the back end's media store.
-    let data_dir = dir.path().to_owned();
-    let app = spawn_app_with_backend(Arc::new(backend), |config| config.data_dir = data_dir).await;
+async fn spawn_hostile_app() -> (TestApp, tempfile::TempDir) {
+    let mut options = SipOptions::new(format!("127.0.0.1:{}", free_udp_port()), 0);
+    options.rtp_ports = (27000, 27999);
+    options.max_call_duration = Duration::from_secs(10);
+    let SipApp { app, dir, .. } = spawn_sip_app(options).await;
     (app, dir)
 }
 
@@ -65,29 +49,7 @@ fn multipart(fields: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
 }
 
 async fn upload(app: &TestApp, body: Vec<u8>) -> common::Reply {
-    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
-    let raw = app
-        .send_raw(
-            Method::POST,
-            "/api/media_files",
-            &[
-                ("X-XTRA-AUTH-ID", app.token.as_str()),
-                ("Content-Type", content_type.as_str()),
-            ],
-            Some(body),
-        )
-        .await;
-    common::Reply {
-        status: raw.status,
-        body: raw.json(),
-    }
-}
-
-fn sine_wav(millis: u32) -> Vec<u8> {
-    let samples: Vec<i16> = (0..millis * 8)
-        .map(|n| ((n as f64 / 8000.0 * 2.0 * std::f64::consts::PI * 440.0).sin() * 8000.0) as i16)
-        .collect();
-    wav::encode_wav(&samples, 1, 8000)
+    app.post_multipart("/api/media_files", BOUNDARY, body).await
 }
 
 /// An 8-bit PCM WAV at `rate` Hz lasting `seconds`.
@@ -110,29 +72,19 @@ fn low_rate_wav(rate: u32, seconds: u32) -> Vec<u8> {
     bytes
 }
 
-/// The process's resident memory, in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 /// A task's media reference resolves only to a prompt of the media store. Files elsewhere,
 /// escapes with `..` or a symbolic link, a FIFO, a device and a missing file are all refused at
 /// start with a 400 and the same message (which therefore says nothing about what exists), and
 /// none of them hangs the server. An upload is reachable by its media object or its media_id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_prompts_of_the_media_store_are_played() {
-    let (app, dir) = spawn_sip_app().await;
+    let (app, dir) = spawn_hostile_app().await;
     let media = dir.path().join("media");
     assert!(media.is_dir(), "the back end creates its media store");
 
     let outside = tempfile::tempdir().unwrap();
     let outside_wav = outside.path().join("prompt.wav");
-    std::fs::write(&outside_wav, sine_wav(200)).unwrap();
+    std::fs::write(&outside_wav, sine_wav(200, 440.0)).unwrap();
     let fifo_outside = outside.path().join("fifo.wav");
     let fifo_inside = media.join("fifo.wav");
     for fifo in [&fifo_outside, &fifo_inside] {
@@ -211,7 +163,7 @@ async fn only_prompts_of_the_media_store_are_played() {
     // An upload, by its whole media object, by its media_id alone, and by its file name.
     let reply = upload(
         &app,
-        multipart(&[("file", Some("hello.wav"), &sine_wav(300))]),
+        multipart(&[("file", Some("hello.wav"), &sine_wav(300, 440.0))]),
     )
     .await;
     let uploaded = success_data(&reply);
@@ -275,14 +227,18 @@ async fn uploads_are_bounded_for_the_whole_request() {
 
     // 300 MiB streamed in many fields without a declared length: refused once over the limit,
     // and memory does not grow with what was sent.
-    let before = rss_kib();
+    let before = self_rss_kib();
     let response = raw_upload(&app, None, 300 * 1024 * 1024).await;
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
-    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    let grown_mib = self_rss_kib().saturating_sub(before) / 1024;
     assert!(grown_mib < 64, "memory grew by {grown_mib} MiB");
 
     // Within the limit, uploads still work.
-    let reply = upload(&app, multipart(&[("file", Some("ok.wav"), &sine_wav(100))])).await;
+    let reply = upload(
+        &app,
+        multipart(&[("file", Some("ok.wav"), &sine_wav(100, 440.0))]),
+    )
+    .await;
     success_data(&reply);
 }
 
