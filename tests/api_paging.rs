@@ -1,5 +1,5 @@
 //! Paging (`page`, `perPage`, `rowCount`, `pageCount`) and the `name` / `status` filters of the
-//! task list, and paging of a task's numbers.
+//! task list, and paging and filters of a task's numbers.
 
 mod common;
 
@@ -289,4 +289,62 @@ async fn a_tasks_numbers_page() {
     assert!(page(&app, &format!("{TASKS}/{empty}/numbers"), 1, 0, 0)
         .await
         .is_empty());
+}
+
+/// The numbers list's filters (`call_status`, `cause`, a `dest_number` prefix) narrow the page
+/// and its counts, alone and together; a bad filter is a 400 naming it.
+#[tokio::test]
+async fn numbers_filter_by_status_cause_and_prefix() {
+    let app = spawn_app_with(|config| config.sim.time_scale = 0.01).await;
+    let id = app.create_task("filtered").await;
+    app.update_task(
+        id,
+        json!({"max_caps": 100, "max_concurrency": 20, "calling_time": 30,
+               "action": "playback", "data": "p.wav"}),
+    )
+    .await;
+    let mut numbers: Vec<String> = (0..10).map(|d| format!("138000000{d}")).collect();
+    numbers.extend((0..5).map(|d| format!("139000000{d}")));
+    app.import(id, &numbers).await;
+    let path = |query: &str| format!("{TASKS}/{id}/numbers?{query}");
+    // Before the campaign: all waiting.
+    page(&app, &path("call_status=init"), 1, 15, 1).await;
+    page(&app, &path("call_status=done"), 1, 0, 0).await;
+    app.start(&[id]).await;
+    app.wait_done(id, std::time::Duration::from_secs(60)).await;
+
+    page(&app, &path("call_status=done&perPage=100"), 1, 15, 1).await;
+    page(&app, &path("call_status=init"), 1, 0, 0).await;
+    let busy: BTreeSet<&String> = numbers
+        .iter()
+        .filter(|n| sim_cause(n, 30) == "USER_BUSY")
+        .collect();
+    assert_eq!(busy.len(), 2, "the sim's table: {busy:?}");
+    let listed = page(&app, &path("cause=USER_BUSY"), 1, 2, 1).await;
+    let listed: BTreeSet<String> = listed
+        .iter()
+        .map(|n| n["dest_number"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, busy.into_iter().cloned().collect());
+    page(&app, &path("dest_number=139"), 1, 5, 1).await;
+    let both = page(&app, &path("dest_number=1390&cause=USER_BUSY"), 1, 1, 1).await;
+    assert_eq!(both[0]["dest_number"], "1390000004");
+    // A filtered list pages like any other, newest first.
+    let third = page(&app, &path("dest_number=138&perPage=4&page=3"), 3, 10, 3).await;
+    let third: Vec<&str> = third
+        .iter()
+        .map(|n| n["dest_number"].as_str().unwrap())
+        .collect();
+    assert_eq!(third, ["1380000001", "1380000000"]);
+    // Empty values filter nothing, as forms send them.
+    page(&app, &path("call_status=&cause=&dest_number="), 1, 15, 1).await;
+
+    for (query, field) in [
+        ("call_status=waiting", "call_status"),
+        ("cause=busy", "cause"),
+        ("dest_number=13a", "dest_number"),
+        ("dest_number=%25", "dest_number"),
+    ] {
+        assert_error(&app.get(&path(query)).await, 400, field);
+    }
 }

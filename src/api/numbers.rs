@@ -17,9 +17,9 @@ use crate::{
     clock::{self, TimeZone},
     db::{
         self,
-        numbers::{NewNumber, Number},
+        numbers::{NewNumber, Number, NumberFilter},
     },
-    domain::{Action, DestNumber, HangupCause, Text},
+    domain::{Action, CallStatus, DestNumber, HangupCause, Text},
 };
 
 const MAX_EXTERNAL_ID_CHARS: usize = 128;
@@ -244,10 +244,12 @@ pub async fn list(
     request: HttpRequest,
 ) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
-    let page = input::page(&input::query_pairs(&request)?)?;
+    let query = input::query_pairs(&request)?;
+    let page = input::page(&query)?;
+    let filter = number_filter(&query)?;
     let (numbers, row_count) = state
         .db
-        .run(move |conn| db::numbers::list(conn, id, page))
+        .run(move |conn| db::numbers::list(conn, id, &filter, page))
         .await?;
     let tz = state.time_zone;
     Ok(HttpResponse::Ok().json(json!({
@@ -256,6 +258,37 @@ pub async fn list(
         "rowCount": row_count,
         "pageCount": tasks::page_count(row_count, page.per_page),
     })))
+}
+
+/// The numbers list's optional filters: `call_status`, `cause` and a `dest_number` prefix.
+fn number_filter(query: &[(String, String)]) -> ApiResult<NumberFilter> {
+    let call_status = input::query_text(query, "call_status")
+        .map(|status| {
+            status.parse::<CallStatus>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "call_status must be one of {}, not {status:?}",
+                    <CallStatus as strum::VariantNames>::VARIANTS.join(", ")
+                ))
+            })
+        })
+        .transpose()?;
+    let cause = input::query_text(query, "cause")
+        .map(|cause| {
+            cause.parse::<HangupCause>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "cause must be a hangup cause name such as NORMAL_CLEARING, not {cause:?}"
+                ))
+            })
+        })
+        .transpose()?;
+    let dest_number_prefix = input::query_text(query, "dest_number")
+        .map(|prefix| input::checked("dest_number", DestNumber::new(prefix)))
+        .transpose()?;
+    Ok(NumberFilter {
+        call_status,
+        cause,
+        dest_number_prefix,
+    })
 }
 
 pub const DOWNLOAD_HEADER: [&str; 10] = [

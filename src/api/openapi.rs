@@ -74,7 +74,13 @@ pub async fn serve() -> HttpResponse {
         paths::create_user,
         paths::change_password,
     ),
-    components(schemas(ErrorEnvelope, TaskStatus, TaskStatusFilter)),
+    components(schemas(
+        ErrorEnvelope,
+        TaskStatus,
+        TaskStatusFilter,
+        CallStatusFilter,
+        CauseFilter
+    )),
     security(("token" = []), ("bearer" = [])),
     modifiers(&SecuritySchemes, &StandardErrors, &NewTaskLinks),
 )]
@@ -312,11 +318,14 @@ mod paths {
     fn import_numbers() {}
 
     #[utoipa::path(get, path = "/api/out_call_tasks/{id}/numbers", tag = "numbers",
-        description = "A task's numbers in id order; every field is a string.",
+        description = "A task's numbers, newest first; every field is a string. Optional filters narrow the list and its counts.",
         params(
             ("id" = i64, Path, minimum = 1, example = 1, description = "task id"),
             ("page" = Option<i64>, Query, minimum = 1, maximum = 2147483647, description = "1-based page, default 1"),
             ("perPage" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "rows a page, default 20"),
+            ("call_status" = Option<CallStatusFilter>, Query, description = "exact call status; empty: any"),
+            ("cause" = Option<CauseFilter>, Query, description = "exact hangup cause; empty: any"),
+            ("dest_number" = Option<String>, Query, pattern = "^(\\+?[0-9*#]{1,32})?$", description = "the start of the number (digits, optional leading +, * and #); empty: any"),
         ),
         responses((status = 200, description = "a page of numbers", body = NumberList)))]
     fn list_numbers() {}
@@ -753,6 +762,35 @@ impl PartialSchema for TaskStatus {
 }
 
 impl ToSchema for TaskStatus {}
+
+/// The numbers list's `call_status` filter: a status, or empty for any.
+pub struct CallStatusFilter;
+
+impl PartialSchema for CallStatusFilter {
+    fn schema() -> RefOr<Schema> {
+        string()
+            .enum_values(Some(["", "init", "calling", "done", "stop"]))
+            .into()
+    }
+}
+
+impl ToSchema for CallStatusFilter {}
+
+/// The numbers list's `cause` filter: a hangup cause name, or empty for any.
+pub struct CauseFilter;
+
+impl PartialSchema for CauseFilter {
+    fn schema() -> RefOr<Schema> {
+        let names = std::iter::once("").chain(
+            <crate::domain::HangupCause as strum::VariantArray>::VARIANTS
+                .iter()
+                .map(|cause| cause.as_str()),
+        );
+        string().enum_values(Some(names)).into()
+    }
+}
+
+impl ToSchema for CauseFilter {}
 
 /// The list's `status` filter: a status, or empty (as a form sends an unset field) for any.
 pub struct TaskStatusFilter;

@@ -1,9 +1,9 @@
 //! The `numbers` table: the phone numbers of a task and each one's call result.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
 
 use super::{DbError, DbResult, Page};
-use crate::domain::{CallStatus, HangupCause};
+use crate::domain::{CallStatus, DestNumber, HangupCause};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Number {
@@ -104,20 +104,50 @@ pub fn import(
     Ok(numbers.len())
 }
 
-/// One page of a live task's numbers, newest first (as the vendor lists them), and their count.
-pub fn list(conn: &Connection, task_id: i64, page: Page) -> DbResult<(Vec<Number>, i64)> {
+/// Which of a task's numbers a list shows; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NumberFilter {
+    pub call_status: Option<CallStatus>,
+    pub cause: Option<HangupCause>,
+    /// The start of `dest_number`.
+    pub dest_number_prefix: Option<DestNumber>,
+}
+
+/// One page of a live task's numbers that pass `filter`, newest first (as the vendor lists
+/// them), and their count.
+pub fn list(
+    conn: &Connection,
+    task_id: i64,
+    filter: &NumberFilter,
+    page: Page,
+) -> DbResult<(Vec<Number>, i64)> {
     require_live_task(conn, task_id)?;
+    let mut condition = String::from("group_id = ? AND deleted_at IS NULL");
+    let mut args: Vec<Value> = vec![Value::Integer(task_id)];
+    if let Some(status) = filter.call_status {
+        condition.push_str(" AND call_status = ?");
+        args.push(Value::Text(status.as_str().to_owned()));
+    }
+    if let Some(cause) = filter.cause {
+        condition.push_str(" AND cause = ?");
+        args.push(Value::Text(cause.as_str().to_owned()));
+    }
+    if let Some(prefix) = &filter.dest_number_prefix {
+        condition.push_str(" AND instr(dest_number, ?) = 1");
+        args.push(Value::Text(prefix.as_str().to_owned()));
+    }
     let total: i64 = conn.query_row(
-        "SELECT count(*) FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL",
-        [task_id],
+        &format!("SELECT count(*) FROM numbers WHERE {condition}"),
+        params_from_iter(args.iter()),
         |row| row.get(0),
     )?;
+    args.push(Value::Integer(page.per_page as i64));
+    args.push(Value::Integer(page.offset()));
     let numbers = conn
         .prepare(&format!(
-            "SELECT {COLUMNS} FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL
-             ORDER BY id DESC LIMIT ?2 OFFSET ?3"
+            "SELECT {COLUMNS} FROM numbers WHERE {condition} ORDER BY id DESC LIMIT ? OFFSET ?"
         ))?
-        .query_map(params![task_id, page.per_page, page.offset()], from_row)?
+        .query_map(params_from_iter(args.iter()), from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok((numbers, total))
 }
