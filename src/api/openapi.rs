@@ -16,7 +16,9 @@ use std::sync::OnceLock;
 
 use actix_web::HttpResponse;
 
-use crate::domain::MaxCaps;
+use strum::VariantNames;
+
+use crate::domain::{self, MaxCaps};
 use utoipa::{
     openapi::{
         extensions::Extensions,
@@ -429,16 +431,24 @@ fn optional_timestamp() -> Schema {
         .into()
 }
 
-fn task_status() -> Schema {
+/// One of the names of a domain enum (its strum `VARIANTS`).
+fn one_of(names: &'static [&'static str]) -> Schema {
+    string().enum_values(Some(names.iter().copied())).into()
+}
+
+/// One of the names, or empty (as a form sends an unset field) for any.
+fn one_of_or_empty(names: &'static [&'static str]) -> Schema {
     string()
-        .enum_values(Some(["init", "running", "stop", "done"]))
+        .enum_values(Some(std::iter::once("").chain(names.iter().copied())))
         .into()
 }
 
+fn task_status() -> Schema {
+    one_of(domain::TaskStatus::VARIANTS)
+}
+
 fn call_status() -> Schema {
-    string()
-        .enum_values(Some(["init", "calling", "done", "stop"]))
-        .into()
+    one_of(domain::CallStatus::VARIANTS)
 }
 
 fn success_code() -> Schema {
@@ -451,9 +461,7 @@ fn success_message() -> Schema {
 
 /// A task's action after the answer.
 fn action() -> Schema {
-    string()
-        .enum_values(Some(["", "playback", "transfer"]))
-        .into()
+    one_of(domain::Action::VARIANTS)
 }
 
 // ---- Request values: numbers and numeric strings alike ----
@@ -768,9 +776,7 @@ pub struct CallStatusFilter;
 
 impl PartialSchema for CallStatusFilter {
     fn schema() -> RefOr<Schema> {
-        string()
-            .enum_values(Some(["", "init", "calling", "done", "stop"]))
-            .into()
+        one_of_or_empty(domain::CallStatus::VARIANTS).into()
     }
 }
 
@@ -781,12 +787,7 @@ pub struct CauseFilter;
 
 impl PartialSchema for CauseFilter {
     fn schema() -> RefOr<Schema> {
-        let names = std::iter::once("").chain(
-            <crate::domain::HangupCause as strum::VariantArray>::VARIANTS
-                .iter()
-                .map(|cause| cause.as_str()),
-        );
-        string().enum_values(Some(names)).into()
+        one_of_or_empty(<domain::HangupCause as VariantNames>::VARIANTS).into()
     }
 }
 
@@ -797,9 +798,7 @@ pub struct TaskStatusFilter;
 
 impl PartialSchema for TaskStatusFilter {
     fn schema() -> RefOr<Schema> {
-        string()
-            .enum_values(Some(["", "init", "running", "stop", "done"]))
-            .into()
+        one_of_or_empty(domain::TaskStatus::VARIANTS).into()
     }
 }
 

@@ -1,11 +1,13 @@
 //! Hangup causes: FreeSWITCH's names (its `switch_call_cause_t` table, Q.850 and its own), so that
 //! results read the same whichever back end placed the call.
 
-use strum::{EnumString, IntoStaticStr, VariantArray};
+use strum::{EnumString, IntoStaticStr, VariantArray, VariantNames};
 
 /// Why a call ended. Closed: a back end maps whatever it sees onto one of these.
 #[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray, VariantNames,
+)]
 pub enum HangupCause {
     UNSPECIFIED,
     UNALLOCATED_NUMBER,
@@ -93,7 +95,7 @@ mod tests {
 
     #[test]
     fn every_cause_reads_back_from_its_name() {
-        for cause in HangupCause::VARIANTS {
+        for cause in <HangupCause as VariantArray>::VARIANTS {
             assert_eq!(cause.as_str().parse::<HangupCause>(), Ok(*cause));
         }
         assert_eq!(HangupCause::USER_BUSY.as_str(), "USER_BUSY");

@@ -1,6 +1,6 @@
 //! The states of a task and of a number's call, and the action after answer.
 
-use strum::{AsRefStr, Display, EnumString, IntoStaticStr, VariantNames};
+use strum::{EnumString, IntoStaticStr, VariantNames};
 
 /// A task's `status`.
 #[derive(
@@ -10,9 +10,7 @@ use strum::{AsRefStr, Display, EnumString, IntoStaticStr, VariantNames};
     PartialEq,
     Eq,
     Hash,
-    Display,
     EnumString,
-    AsRefStr,
     IntoStaticStr,
     VariantNames,
 )]
@@ -35,9 +33,7 @@ pub enum TaskStatus {
     PartialEq,
     Eq,
     Hash,
-    Display,
     EnumString,
-    AsRefStr,
     IntoStaticStr,
     VariantNames,
 )]
@@ -63,9 +59,7 @@ pub enum CallStatus {
     Eq,
     Hash,
     Default,
-    Display,
     EnumString,
-    AsRefStr,
     IntoStaticStr,
     VariantNames,
 )]
