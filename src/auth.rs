@@ -230,16 +230,6 @@ impl Accounts {
     }
 }
 
-/// The id of the user a presented token belongs to, if it is live (for routes that take the token
-/// from elsewhere than the headers; the token middleware uses `Accounts::caller_of_token`).
-pub async fn user_of_token(db: &Db, token: &str) -> Result<Option<i64>, DbError> {
-    let digest = token_digest(token);
-    let found = db
-        .run(move |conn| db::sessions::user_of(conn, &digest, clock::now()))
-        .await?;
-    Ok(found.map(|(user_id, _role)| user_id))
-}
-
 /// On first start (no user at all) creates `admin`, with the configured password or a random one
 /// that is logged once and written to `<data-dir>/admin-password.txt` (mode 0600, created anew:
 /// an existing file or a symbolic link there is refused, never overwritten or followed).

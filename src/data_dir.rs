@@ -3,7 +3,7 @@
 use std::{
     fs::{File, OpenOptions, TryLockError},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use anyhow::Context;
@@ -15,7 +15,6 @@ pub const LOCK_FILE: &str = "outcall.lock";
 #[derive(Debug)]
 pub struct DataDirLock {
     _file: File,
-    pub path: PathBuf,
 }
 
 /// Creates the data directory (mode 0700) or tightens an existing one (directories 0700, files
@@ -58,10 +57,7 @@ pub fn prepare(dir: &Path) -> anyhow::Result<DataDirLock> {
             "made files of the data directory private (directories 0700, files 0600)"
         );
     }
-    Ok(DataDirLock {
-        _file: file,
-        path: lock_path,
-    })
+    Ok(DataDirLock { _file: file })
 }
 
 /// Sets directories to 0700 and files to 0600 under `dir` (itself included); answers how many

@@ -154,7 +154,6 @@ impl Application {
         let state = web::Data::new(AppState {
             db: db.clone(),
             time_zone: config.time_zone,
-            token_ttl_seconds: config.token_ttl.as_secs() as i64,
             body_limit: config.body_limit,
             dialer: dialer.clone(),
             data_dir: config.data_dir.clone(),

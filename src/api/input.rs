@@ -6,7 +6,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ApiResult};
-use crate::{db::Page, domain::ValueError};
+use crate::{
+    db::Page,
+    domain::{Text, ValueError},
+};
 
 pub const MAX_PER_PAGE: u32 = 10_000;
 const DEFAULT_PER_PAGE: u32 = 20;
@@ -128,6 +131,14 @@ pub fn text(field: &str, value: &Value) -> ApiResult<String> {
         Value::Null => Ok(String::new()),
         other => Err(type_error(field, "a string", other)),
     }
+}
+
+/// A required text field of `body`, without control characters, at most `max_chars` long.
+pub fn required_text(body: &Map<String, Value>, name: &str, max_chars: usize) -> ApiResult<String> {
+    let value = body
+        .get(name)
+        .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))?;
+    checked(name, Text::new(text(name, value)?, max_chars)).map(Text::into_string)
 }
 
 /// A domain value's verdict, refused with a 400 that names the field.

@@ -34,7 +34,6 @@ use crate::{
 pub struct AppState {
     pub db: Db,
     pub time_zone: TimeZone,
-    pub token_ttl_seconds: i64,
     pub body_limit: usize,
     pub dialer: DialerHandle,
     /// Where uploaded media files are stored (under `media/`).

@@ -10,7 +10,7 @@ use super::{
     error::{ApiError, ApiResult},
     input, AppState, BearerToken,
 };
-use crate::{auth::AuthError, domain::Text};
+use crate::auth::AuthError;
 
 /// `POST /api/sessions` with `{"login","password"}`, as JSON or a form.
 pub async fn log_in(
@@ -19,14 +19,9 @@ pub async fn log_in(
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     refuse_cross_site(&request)?;
-    let body = input::json_or_form_object(&input::read_body(body, 64 * 1024).await?)?;
-    let field = |name: &str| -> ApiResult<String> {
-        let value = body
-            .get(name)
-            .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))?;
-        input::checked(name, Text::new(input::text(name, value)?, 256)).map(Text::into_string)
-    };
-    let (login, password) = (field("login")?, field("password")?);
+    let body = input::json_or_form_object(&input::read_body(body, super::WRITE_BODY_LIMIT).await?)?;
+    let login = input::required_text(&body, "login", 256)?;
+    let password = input::required_text(&body, "password", 256)?;
     match state
         .accounts
         .log_in(client_address(&request), login, password)

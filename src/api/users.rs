@@ -13,7 +13,6 @@ use crate::{
     auth::{self, AuthError, Caller, Role},
     clock,
     db::{self, users::StoredUser},
-    domain::Text,
 };
 
 const MAX_LOGIN_CHARS: usize = 64;
@@ -49,15 +48,8 @@ fn user_json(state: &AppState, user: &StoredUser) -> Value {
     })
 }
 
-fn required_text(body: &Map<String, Value>, name: &str, max_chars: usize) -> ApiResult<String> {
-    let value = body
-        .get(name)
-        .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))?;
-    input::checked(name, Text::new(input::text(name, value)?, max_chars)).map(Text::into_string)
-}
-
 fn new_password(body: &Map<String, Value>, name: &str) -> ApiResult<String> {
-    let password = required_text(body, name, MAX_PASSWORD_CHARS)?;
+    let password = input::required_text(body, name, MAX_PASSWORD_CHARS)?;
     auth::check_new_password(name, &password).map_err(ApiError::bad_request)?;
     Ok(password)
 }
@@ -99,10 +91,10 @@ pub async fn create(
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     require_admin(&request)?;
-    let body = input::json_object(&input::read_body(body, 64 * 1024).await?)?;
-    let login = required_text(&body, "login", MAX_LOGIN_CHARS)?;
+    let body = input::json_object(&input::read_body(body, super::WRITE_BODY_LIMIT).await?)?;
+    let login = input::required_text(&body, "login", MAX_LOGIN_CHARS)?;
     check_login(&login)?;
-    let role_text = required_text(&body, "role", 16)?;
+    let role_text = input::required_text(&body, "role", 16)?;
     let role = Role::parse(&role_text).ok_or_else(|| {
         ApiError::bad_request(format!(
             "role must be \"admin\" or \"readonly\", not {role_text:?}"
@@ -147,7 +139,7 @@ pub async fn change_password(
             "only an admin may change another user's password",
         ));
     }
-    let body = input::json_object(&input::read_body(body, 64 * 1024).await?)?;
+    let body = input::json_object(&input::read_body(body, super::WRITE_BODY_LIMIT).await?)?;
     let new = new_password(&body, "new_password")?;
     let user = state
         .accounts
@@ -156,7 +148,7 @@ pub async fn change_password(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {id} not found")))?;
     if own {
-        let old = required_text(&body, "old_password", MAX_PASSWORD_CHARS)?;
+        let old = input::required_text(&body, "old_password", MAX_PASSWORD_CHARS)?;
         match state
             .accounts
             .check_password(client_address(&request), &user.login, old)

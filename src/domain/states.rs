@@ -3,17 +3,7 @@
 use strum::{EnumString, IntoStaticStr, VariantNames};
 
 /// A task's `status`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumString,
-    IntoStaticStr,
-    VariantNames,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantNames)]
 #[strum(serialize_all = "lowercase")]
 pub enum TaskStatus {
     /// Created, never started.
@@ -26,17 +16,7 @@ pub enum TaskStatus {
 }
 
 /// A number's `call_status`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumString,
-    IntoStaticStr,
-    VariantNames,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantNames)]
 #[strum(serialize_all = "lowercase")]
 pub enum CallStatus {
     /// Waiting to be dialed.
@@ -52,16 +32,7 @@ pub enum CallStatus {
 /// What a task does once a call is answered (and confirmed). The vendor's API writes it as a
 /// string: `""`, `"playback"` or `"transfer"`.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    EnumString,
-    IntoStaticStr,
-    VariantNames,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, EnumString, IntoStaticStr, VariantNames,
 )]
 #[strum(serialize_all = "lowercase")]
 pub enum Action {

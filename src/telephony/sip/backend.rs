@@ -41,8 +41,6 @@ use crate::telephony::{
 /// Cause names for the confirm step, the same as the sim back end's.
 const WRONG_KEY: HangupCause = HangupCause::CALL_REJECTED;
 const NO_KEY: HangupCause = HangupCause::NO_USER_RESPONSE;
-/// FreeSWITCH's cause for a call hung up at its time limit.
-const ALLOTTED_TIMEOUT: HangupCause = HangupCause::ALLOTTED_TIMEOUT;
 /// How long to wait for the far end's final answer to our CANCEL or BYE before giving up on it.
 const SETTLE: Duration = Duration::from_secs(5);
 /// Registration lifetime asked of the registrar; refreshed at three quarters of what it grants.
@@ -607,7 +605,7 @@ impl Call {
                 Some(CallCommand::HangUp(cause)) = channels.commands.recv() => break cause,
                 _ = &mut limit => {
                     tracing::warn!(%uuid, "call reached the maximum duration");
-                    break ALLOTTED_TIMEOUT;
+                    break HangupCause::ALLOTTED_TIMEOUT;
                 }
             }
         };
