@@ -66,6 +66,15 @@ pub fn now() -> i64 {
     Utc::now().timestamp()
 }
 
+/// `first` doubled `doublings` times, at most `most`: a backoff's wait.
+pub fn doubled(
+    first: std::time::Duration,
+    doublings: u32,
+    most: std::time::Duration,
+) -> std::time::Duration {
+    first.saturating_mul(1 << doublings.min(16)).min(most)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,11 +73,11 @@ impl<K: Hash + Eq + Clone> Table<K> {
         {
             return None;
         }
-        let doublings = (entry.failures - rules.burst).min(16);
-        let delay = rules
-            .first_delay
-            .saturating_mul(1 << doublings)
-            .min(rules.max_delay);
+        let delay = crate::clock::doubled(
+            rules.first_delay,
+            entry.failures - rules.burst,
+            rules.max_delay,
+        );
         let ready = entry.last_attempt + delay;
         (ready > now).then(|| ready - now)
     }

@@ -361,9 +361,7 @@ impl Supervisor {
             }
             return;
         }
-        let wait = RUNNER_BACKOFF_FIRST
-            .saturating_mul(1 << (count - 1).min(16))
-            .min(RUNNER_BACKOFF_MAX);
+        let wait = clock::doubled(RUNNER_BACKOFF_FIRST, count - 1, RUNNER_BACKOFF_MAX);
         failures.retry_at = Instant::now() + wait;
         tracing::error!(
             task = task_id,

@@ -42,16 +42,15 @@ pub enum Decision {
 impl Pacer {
     /// `caps` calls a second.
     pub fn new(caps: MaxCaps) -> Self {
-        let mut pacer = Pacer {
-            caps: MaxCaps::clamped(0.0),
-            interval: Duration::ZERO,
-            per_window: 1,
+        let (interval, per_window) = pace(caps);
+        Pacer {
+            caps,
+            interval,
+            per_window,
             recent: VecDeque::new(),
             next_slot: None,
             min_next: None,
-        };
-        pacer.set_caps(caps);
-        pacer
+        }
     }
 
     pub fn caps(&self) -> MaxCaps {
@@ -61,12 +60,11 @@ impl Pacer {
     /// Changes the pace from now on; the starts already made still count. `MaxCaps`'s range
     /// bounds the interval (at most 1,000 s) and the window (at most 10,000 starts).
     pub fn set_caps(&mut self, caps: MaxCaps) {
-        if caps == self.caps && self.per_window > 0 && !self.interval.is_zero() {
+        if caps == self.caps {
             return;
         }
         self.caps = caps;
-        self.interval = Duration::try_from_secs_f64(1.0 / caps.get()).unwrap_or(Duration::MAX);
-        self.per_window = (caps.get().ceil() as usize).max(1);
+        (self.interval, self.per_window) = pace(caps);
         while self.recent.len() > self.per_window {
             self.recent.pop_front();
         }
@@ -106,6 +104,12 @@ impl Pacer {
             self.recent.pop_front();
         }
     }
+}
+
+/// The grid's interval and the window's most starts of a pace.
+fn pace(caps: MaxCaps) -> (Duration, usize) {
+    let interval = Duration::try_from_secs_f64(1.0 / caps.get()).unwrap_or(Duration::MAX);
+    (interval, (caps.get().ceil() as usize).max(1))
 }
 
 /// `at + by`, or as far ahead as the clock can say: arithmetic on instants never panics.
