@@ -14,7 +14,7 @@ use crate::{
     clock,
     db::{self, media_files::MediaFile},
     domain::Text,
-    telephony::sip::media::wav,
+    telephony::{self, sip::media::wav},
 };
 
 const MAX_NAME_CHARS: usize = 128;
@@ -127,7 +127,7 @@ pub async fn upload(
         .map_err(|e| ApiError::bad_request(format!("file: {e}")))?;
     let stored = wav::encode_wav(&samples, 1, wav::SAMPLE_RATE);
     let duration_ms = samples.len() as i64 * 1000 / wav::SAMPLE_RATE as i64;
-    let directory = state.data_dir.join("media");
+    let directory = telephony::media_dir(&state.data_dir);
     let file = state
         .db
         .run(move |conn| {
@@ -139,7 +139,7 @@ pub async fn upload(
                 clock::now(),
                 |id| {
                     std::fs::create_dir_all(&directory)?;
-                    let path = directory.join(format!("{id}.wav"));
+                    let path = directory.join(telephony::upload_file_name(id as u64));
                     let partial = directory.join(format!("{id}.wav.partial"));
                     std::fs::write(&partial, &stored)?;
                     std::fs::rename(&partial, &path)?;

@@ -43,6 +43,26 @@ impl MediaRef {
     }
 }
 
+/// The media store: uploaded prompts live in `<data-dir>/media`, an upload as `<id>.wav`.
+pub fn media_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("media")
+}
+
+pub fn upload_file_name(media_id: u64) -> String {
+    format!("{media_id}.wav")
+}
+
+impl MediaRef {
+    /// The upload a reference names by its `media_id` (a number or a numeric string).
+    pub fn upload_id(&self) -> Option<u64> {
+        match &self.media_id {
+            Some(serde_json::Value::Number(number)) => number.as_u64(),
+            Some(serde_json::Value::String(text)) => text.trim().parse::<u64>().ok(),
+            _ => None,
+        }
+    }
+}
+
 /// After answer, ask the callee to press `key` before the action runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirm {

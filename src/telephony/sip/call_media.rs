@@ -39,13 +39,7 @@ pub struct MediaKit {
     symmetric_rtp: bool,
     /// `<data-dir>/media`, canonical: every prompt played is a regular file under it.
     media_dir: PathBuf,
-    prompts: Mutex<PromptCache>,
-}
-
-#[derive(Default)]
-struct PromptCache {
-    prompts: HashMap<PathBuf, Arc<Vec<i16>>>,
-    samples: usize,
+    prompts: Mutex<HashMap<PathBuf, Arc<Vec<i16>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +56,7 @@ impl MediaKit {
         symmetric_rtp: bool,
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
-        let media_dir = data_dir.join("media");
+        let media_dir = crate::telephony::media_dir(data_dir);
         std::fs::create_dir_all(&media_dir)?;
         Ok(MediaKit {
             ports: RtpPorts::new(rtp_ports.0, rtp_ports.1)?,
@@ -89,18 +83,13 @@ impl MediaKit {
             }
         }
         let candidate = if path.is_empty() {
-            let id = match &media.media_id {
-                Some(serde_json::Value::Number(number)) => number.as_u64(),
-                Some(serde_json::Value::String(text)) => text.trim().parse::<u64>().ok(),
-                _ => None,
-            };
-            let Some(id) = id else {
+            let Some(id) = media.upload_id() else {
                 return Err(match media.media_id {
                     None => "no media: give the media object of an upload".into(),
                     Some(_) => NOT_IN_STORE.to_owned(),
                 });
             };
-            self.media_dir.join(format!("{id}.wav"))
+            self.media_dir.join(crate::telephony::upload_file_name(id))
         } else {
             self.media_dir.join(path)
         };
@@ -120,6 +109,10 @@ impl MediaKit {
     /// file we can read. Reads at most the file's first 64 KiB, so it may run anywhere.
     pub fn check(&self, media: &MediaRef) -> Result<(), String> {
         let path = self.resolve(media)?;
+        if self.cache().contains_key(&path) {
+            // Decoded already: its header was read then.
+            return Ok(());
+        }
         let mut prefix = Vec::new();
         open_regular(&path)
             .and_then(|file| file.take(HEADER_PROBE_BYTES).read_to_end(&mut prefix))
@@ -131,7 +124,7 @@ impl MediaKit {
     /// async workers (see [`MediaKit::load`]).
     pub fn prompt(&self, media: &MediaRef) -> Result<Arc<Vec<i16>>, String> {
         let path = self.resolve(media)?;
-        if let Some(samples) = self.cache().prompts.get(&path) {
+        if let Some(samples) = self.cache().get(&path) {
             return Ok(samples.clone());
         }
         let mut bytes = Vec::new();
@@ -140,13 +133,12 @@ impl MediaKit {
             .map_err(|_| NOT_IN_STORE.to_owned())?;
         let samples = Arc::new(wav::prompt_from_wav(&bytes).map_err(|e| e.to_string())?);
         let mut cache = self.cache();
-        if cache.samples + samples.len() > PROMPT_CACHE_SAMPLES {
-            cache.prompts.clear();
-            cache.samples = 0;
+        let held: usize = cache.values().map(|prompt| prompt.len()).sum();
+        if held + samples.len() > PROMPT_CACHE_SAMPLES {
+            cache.clear();
         }
         if samples.len() <= PROMPT_CACHE_SAMPLES {
-            cache.samples += samples.len();
-            cache.prompts.insert(path, samples.clone());
+            cache.insert(path, samples.clone());
         }
         Ok(samples)
     }
@@ -160,7 +152,7 @@ impl MediaKit {
             .map_err(|e| format!("reading the prompt failed: {e}"))?
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, PromptCache> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<Vec<i16>>>> {
         self.prompts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
