@@ -26,31 +26,7 @@ pub const MIN_PASSWORD_CHARS: usize = 10;
 const PASSWORD_THREADS: usize = 2;
 const PASSWORD_QUEUE: usize = 16;
 
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Everything.
-    Admin,
-    /// Reads only (lists, views, downloads, events), and changing their own password.
-    Readonly,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Readonly => "readonly",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "admin" => Some(Role::Admin),
-            "readonly" => Some(Role::Readonly),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::Role;
 
 /// The user a request's token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,12 +186,7 @@ impl Accounts {
             .db
             .run(move |conn| db::sessions::user_of(conn, &digest, clock::now()))
             .await?;
-        Ok(found.and_then(|(user_id, role)| {
-            Some(Caller {
-                user_id,
-                role: Role::parse(&role)?,
-            })
-        }))
+        Ok(found.map(|(user_id, role)| Caller { user_id, role }))
     }
 
     pub async fn log_out(&self, token: &str) -> Result<bool, DbError> {
@@ -255,10 +226,8 @@ pub async fn ensure_admin(
         write_new_private_file(&file, &format!("{password}\n"))?;
     }
     let hash = hash_password(&password);
-    db.run(move |conn| {
-        db::users::insert(conn, ADMIN_LOGIN, &hash, Role::Admin.as_str(), clock::now())
-    })
-    .await?;
+    db.run(move |conn| db::users::insert(conn, ADMIN_LOGIN, &hash, Role::Admin, clock::now()))
+        .await?;
     if generated {
         tracing::warn!(
             login = ADMIN_LOGIN,
@@ -336,9 +305,9 @@ mod tests {
     #[test]
     fn roles_round_trip() {
         for role in [Role::Admin, Role::Readonly] {
-            assert_eq!(Role::parse(role.as_str()), Some(role));
+            assert_eq!(role.as_str().parse::<Role>().ok(), Some(role));
         }
-        assert_eq!(Role::parse("root"), None);
+        assert_eq!("root".parse::<Role>().ok(), None);
     }
 
     #[test]

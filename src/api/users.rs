@@ -43,7 +43,7 @@ fn user_json(state: &AppState, user: &StoredUser) -> Value {
     json!({
         "id": user.id,
         "login": user.login,
-        "role": user.role,
+        "role": user.role.as_str(),
         "created_at": state.time_zone.format(user.created_at),
     })
 }
@@ -95,7 +95,7 @@ pub async fn create(
     let login = input::required_text(&body, "login", MAX_LOGIN_CHARS)?;
     check_login(&login)?;
     let role_text = input::required_text(&body, "role", 16)?;
-    let role = Role::parse(&role_text).ok_or_else(|| {
+    let role = role_text.parse::<Role>().map_err(|_| {
         ApiError::bad_request(format!(
             "role must be \"admin\" or \"readonly\", not {role_text:?}"
         ))
@@ -109,12 +109,12 @@ pub async fn create(
         .accounts
         .db()
         .run(move |conn| {
-            let id = db::users::insert(conn, &login, &hash, role.as_str(), clock::now())?;
+            let id = db::users::insert(conn, &login, &hash, role, clock::now())?;
             db::users::find_by_id(conn, id)?
                 .ok_or_else(|| db::DbError::NotFound(format!("user {id}")))
         })
         .await?;
-    tracing::info!(login = %user.login, role = %user.role, "user created");
+    tracing::info!(login = %user.login, role = user.role.as_str(), "user created");
     Ok(HttpResponse::Ok().json(json!({
         "code": 200,
         "message": "success",

@@ -15,7 +15,7 @@ use rusqlite::{
     Connection, ToSql,
 };
 
-use crate::domain::{Action, CallStatus, HangupCause, TaskStatus};
+use crate::domain::{Action, CallStatus, HangupCause, Role, TaskStatus};
 
 pub use rusqlite;
 
@@ -232,6 +232,18 @@ impl FromSql for TaskStatus {
 impl FromSql for CallStatus {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
         name_from_sql(value)
+    }
+}
+
+impl FromSql for Role {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        name_from_sql(value)
+    }
+}
+
+impl ToSql for Role {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
     }
 }
 

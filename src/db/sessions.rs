@@ -21,7 +21,11 @@ pub fn insert(
 }
 
 /// The user (id and role) a live token belongs to; `None` when unknown or expired.
-pub fn user_of(conn: &Connection, token_sha256: &str, now: i64) -> DbResult<Option<(i64, String)>> {
+pub fn user_of(
+    conn: &Connection,
+    token_sha256: &str,
+    now: i64,
+) -> DbResult<Option<(i64, crate::domain::Role)>> {
     Ok(conn
         .query_row(
             "SELECT users.id, users.role FROM sessions JOIN users ON users.id = sessions.user_id

@@ -3,13 +3,13 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{DbError, DbResult};
+use crate::domain::Role;
 
 pub struct StoredUser {
     pub id: i64,
     pub login: String,
     pub password_hash: String,
-    /// `admin` or `readonly`.
-    pub role: String,
+    pub role: Role,
     pub created_at: i64,
 }
 
@@ -34,7 +34,7 @@ pub fn insert(
     conn: &Connection,
     login: &str,
     password_hash: &str,
-    role: &str,
+    role: Role,
     now: i64,
 ) -> DbResult<i64> {
     let inserted = conn.execute(

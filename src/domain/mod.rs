@@ -8,7 +8,7 @@ mod task;
 mod values;
 
 pub use cause::HangupCause;
-pub use states::{Action, CallStatus, TaskStatus};
+pub use states::{Action, CallStatus, Role, TaskStatus};
 pub use task::{Task, TaskSettings};
 pub use values::{
     CallingTime, ConfirmKey, ConfirmTimeout, DestNumber, MaxCaps, MaxConcurrency, TaskName, Text,

@@ -29,6 +29,16 @@ pub enum CallStatus {
     Stop,
 }
 
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantNames)]
+#[strum(serialize_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Reads only (lists, views, downloads, events), and changing their own password.
+    Readonly,
+}
+
 /// What a task does once a call is answered (and confirmed). The vendor's API writes it as a
 /// string: `""`, `"playback"` or `"transfer"`.
 #[derive(
@@ -51,6 +61,12 @@ impl TaskStatus {
 }
 
 impl CallStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl Role {
     pub fn as_str(self) -> &'static str {
         self.into()
     }
