@@ -179,13 +179,9 @@ async fn route_incoming(
             let _ = transaction.reply(StatusCode::ServiceUnavailable).await;
             continue;
         };
-        let ours = transaction
-            .original
-            .call_id_header()
-            .is_ok_and(|call_id| live_calls.contains(call_id.value()));
-        let dialog_layer = dialog_layer.clone();
+        let (dialog_layer, live_calls) = (dialog_layer.clone(), live_calls.clone());
         tokio::spawn(async move {
-            route_request(dialog_layer, transaction, ours).await;
+            route_request(dialog_layer, transaction, &live_calls).await;
             drop(permit);
         });
     }
@@ -197,9 +193,13 @@ async fn route_incoming(
 const DIALOG_MATCH_WAIT: Duration = Duration::from_secs(1);
 
 /// Hands a request to its call's dialog, or answers it when it belongs to none. Only a request
-/// of one of our calls (`ours`) waits for a dialog that is not registered yet; anyone else's is
-/// answered at once.
-async fn route_request(dialog_layer: Arc<DialogLayer>, mut transaction: Transaction, ours: bool) {
+/// of one of our calls (`live_calls`) waits for a dialog that is not registered yet; anyone
+/// else's is answered at once.
+async fn route_request(
+    dialog_layer: Arc<DialogLayer>,
+    mut transaction: Transaction,
+    live_calls: &LiveCalls,
+) {
     let in_dialog = transaction
         .original
         .to_header()
@@ -208,7 +208,15 @@ async fn route_request(dialog_layer: Arc<DialogLayer>, mut transaction: Transact
         .is_some();
     let give_up = tokio::time::Instant::now() + DIALOG_MATCH_WAIT;
     let mut dialog = dialog_layer.match_dialog(&transaction);
-    while dialog.is_none() && in_dialog && ours && tokio::time::Instant::now() < give_up {
+    // Looked up only when the dialog is missing, the rare case.
+    let of_our_call = || {
+        transaction
+            .original
+            .call_id_header()
+            .is_ok_and(|call_id| live_calls.contains(call_id.value()))
+    };
+    let ours = dialog.is_none() && in_dialog && of_our_call();
+    while dialog.is_none() && ours && tokio::time::Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(10)).await;
         dialog = dialog_layer.match_dialog(&transaction);
     }
