@@ -192,8 +192,44 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// The token from `X-XTRA-AUTH-ID` (XSwitch's header) or `Authorization: Bearer`.
+/// Whether a `GET` of this path may carry its token as `?token=`: the routes a browser reaches
+/// without sending headers (`EventSource`, `<audio>`). Matched by shape, so no other route ever
+/// takes a token from its URL.
+fn accepts_query_token(method: &Method, path: &str) -> bool {
+    if *method != Method::GET && *method != Method::HEAD {
+        return false;
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let id = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match segments.as_slice() {
+        ["api", "events"] => true,
+        ["api", "media_files", media, "audio"] => id(media),
+        ["api", "out_call_tasks", task, "numbers", number, "recording"] => id(task) && id(number),
+        _ => false,
+    }
+}
+
+/// The `token` parameter of a query string, when there is one.
+fn query_token(query: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(name, _)| name == "token")
+        .map(|(_, token)| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// The token from `X-XTRA-AUTH-ID` (XSwitch's header) or `Authorization: Bearer`, or, on the
+/// routes of [`accepts_query_token`] only, from `?token=`.
 fn presented_token(request: &ServiceRequest) -> Option<String> {
+    header_token(request).or_else(|| {
+        accepts_query_token(request.method(), request.path())
+            .then(|| query_token(request.query_string()))
+            .flatten()
+    })
+}
+
+fn header_token(request: &ServiceRequest) -> Option<String> {
     let headers = request.headers();
     if let Some(token) = headers.get("X-XTRA-AUTH-ID").and_then(|v| v.to_str().ok()) {
         return Some(token.trim().to_owned()).filter(|t| !t.is_empty());
@@ -301,4 +337,40 @@ pub async fn log_request(
     };
     tracing::info!(%method, %path, status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, %peer, "request");
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_browser_routes_take_a_token_from_the_query() {
+        let get = Method::GET;
+        assert!(accepts_query_token(&get, "/api/events"));
+        assert!(accepts_query_token(&get, "/api/media_files/3/audio"));
+        assert!(accepts_query_token(&get, "/api/out_call_tasks/1/numbers/22/recording"));
+        assert!(accepts_query_token(&Method::HEAD, "/api/media_files/3/audio"));
+        for path in [
+            "/api/out_call_tasks",
+            "/api/out_call_tasks/1",
+            "/api/out_call_tasks/1/download",
+            "/api/media_files/x/audio",
+            "/api/media_files//audio",
+            "/api/events/",
+            "/api/media_files/3/audio/..",
+            "/api/users",
+        ] {
+            assert!(!accepts_query_token(&get, path), "{path}");
+        }
+        assert!(!accepts_query_token(&Method::POST, "/api/events"));
+        assert!(!accepts_query_token(&Method::DELETE, "/api/media_files/3/audio"));
+    }
+
+    #[test]
+    fn the_query_token_is_decoded_and_blank_is_none() {
+        assert_eq!(query_token("a=1&token=ab%2Bc").as_deref(), Some("ab+c"));
+        assert_eq!(query_token("token=").as_deref(), None);
+        assert_eq!(query_token("tok=1").as_deref(), None);
+        assert_eq!(query_token("").as_deref(), None);
+    }
 }
