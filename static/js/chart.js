@@ -1,0 +1,50 @@
+// The detail screen's chart: calls started per second and outcomes over the last 10 minutes,
+// from the history live.js accumulates out of the stream's `task` events.
+
+import { html, useEffect, useRef } from '../vendor/htm-3.1.1-preact-standalone.module.js';
+import uPlot from '../vendor/uPlot-1.6.32.esm.js';
+import { t } from './i18n.js';
+import * as live from './live.js';
+
+export const COLOURS = { started: '#2563eb', answered: '#16a34a', failed: '#dc2626' };
+
+function dataOf(id) {
+  const points = live.historyOf(id);
+  return [
+    points.map((p) => p.t),
+    points.map((p) => p.started),
+    points.map((p) => p.answered),
+    points.map((p) => p.failed),
+  ];
+}
+
+export function RateChart({ id }) {
+  const box = useRef(null);
+  useEffect(() => {
+    const el = box.current;
+    const series = (label, colour) => ({ label, stroke: colour, width: 2, points: { show: true, size: 5 } });
+    const plot = new uPlot({
+      width: Math.max(el.clientWidth, 300),
+      height: 220,
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      axes: [{}, { label: t('chart.per_second') }],
+      series: [
+        {},
+        series(t('chart.started'), COLOURS.started),
+        series(t('chart.answered'), COLOURS.answered),
+        series(t('chart.failed'), COLOURS.failed),
+      ],
+    }, dataOf(id), el);
+    const update = () => {
+      const now = Date.now() / 1000;
+      plot.setData(dataOf(id), false);
+      plot.setScale('x', { min: now - 600, max: now });
+    };
+    update();
+    const off = live.subscribe(update);
+    const resize = new ResizeObserver(() => plot.setSize({ width: Math.max(el.clientWidth, 300), height: 220 }));
+    resize.observe(el);
+    return () => { off(); resize.disconnect(); plot.destroy(); };
+  }, [id]);
+  return html`<div class="chart" ref=${box} id="rate-chart"></div>`;
+}
