@@ -25,7 +25,11 @@ function parseRoute() {
 
 function LiveDot() {
   const [on, setOn] = useState(live.isConnected());
-  useEffect(() => live.subscribe(() => setOn(live.isConnected())), []);
+  useEffect(() => {
+    const off = live.subscribe(() => setOn(live.isConnected()));
+    setOn(live.isConnected()); // the stream may have opened between the render and now
+    return off;
+  }, []);
   return html`<span class=${`live-dot ${on ? 'on' : 'off'}`} title=${on ? t('live.on') : t('live.off')}>
     ${on ? t('live.on') : t('live.off')}</span>`;
 }
@@ -85,4 +89,6 @@ function App() {
 }
 
 await i18n.init();
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = ''; // the boot message goes; Preact would otherwise keep it
+render(html`<${App} />`, root);

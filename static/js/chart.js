@@ -36,9 +36,13 @@ export function RateChart({ id }) {
       ],
     }, dataOf(id), el);
     const update = () => {
+      // The last 10 minutes, or less while the page has seen less: the chart starts where its
+      // first reading is.
+      const data = dataOf(id);
       const now = Date.now() / 1000;
-      plot.setData(dataOf(id), false);
-      plot.setScale('x', { min: now - 600, max: now });
+      const first = data[0].length ? data[0][0] - 5 : now - 60;
+      plot.setData(data, false);
+      plot.setScale('x', { min: Math.max(first, now - 600), max: now });
     };
     update();
     const off = live.subscribe(update);

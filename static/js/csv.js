@@ -50,5 +50,5 @@ export function pastedRows(text) {
 /** Rows as CSV text (for sending a pasted list as a file). */
 export function toCsv(rows) {
   const q = (v) => (/[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
-  return rows.map((r) => r.map(q).join(',')).join('\r\n') + '\r\n';
+  return rows.map((r) => r.map(q).join(',')).join('\n') + '\n';
 }

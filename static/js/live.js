@@ -6,6 +6,7 @@ import { api, endSession, token, withToken } from './api.js';
 const HISTORY_SECONDS = 600;
 const stats = new Map(); // task id → last stats object
 const history = new Map(); // task id → [{t, started, answered, failed}] (rates per second)
+const baselines = new Map(); // task id → the reading the next rate is measured from
 const subscribers = new Set();
 let source = null;
 let retry = null;
@@ -26,24 +27,35 @@ const notify = () => { for (const fn of subscribers) fn(); };
 /** Records a stats object (from the stream or from GET …/stats). */
 export function record(s) {
   const id = String(s.id);
-  const previous = stats.get(id);
-  stats.set(id, { ...s, seen: Date.now() });
+  if (s.deleted) {
+    stats.delete(id);
+    history.delete(id);
+    baselines.delete(id);
+    notify();
+    return;
+  }
+  stats.set(id, s);
+  // A rate needs a second or so between two readings: a reading right after another (a refresh
+  // next to a stream event) only moves the latest values, not the chart.
   const now = Date.now() / 1000;
-  if (previous) {
-    const dt = Math.max(now - previous.seen / 1000, 0.001);
-    const startedNow = s.calling + s.done;
-    const startedBefore = previous.calling + previous.done;
-    const answered = Math.max(s.answered - previous.answered, 0);
-    const finished = Math.max(s.done - previous.done, 0);
+  const started = s.calling + s.done;
+  const base = baselines.get(id);
+  if (!base) {
+    baselines.set(id, { t: now, started, answered: s.answered, done: s.done });
+  } else if (now - base.t >= 0.9) {
+    const dt = now - base.t;
+    const answered = Math.max(s.answered - base.answered, 0);
+    const finished = Math.max(s.done - base.done, 0);
     const points = history.get(id) || [];
     points.push({
       t: now,
-      started: Math.max(startedNow - startedBefore, 0) / dt,
+      started: Math.max(started - base.started, 0) / dt,
       answered: answered / dt,
       failed: Math.max(finished - answered, 0) / dt,
     });
     while (points.length && points[0].t < now - HISTORY_SECONDS) points.shift();
     history.set(id, points);
+    baselines.set(id, { t: now, started, answered: s.answered, done: s.done });
   }
   notify();
 }
@@ -97,4 +109,5 @@ export function stop() {
   connected = false;
   stats.clear();
   history.clear();
+  baselines.clear();
 }

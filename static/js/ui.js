@@ -74,7 +74,7 @@ export function Copyable({ text }) {
     setTimeout(() => setCopied(false), 1200);
   };
   return html`<span class="copyable"><code id=${`c-${text}`} title=${text}>${text}</code>
-    <button class="btn tiny" title=${t('common.copy')} onClick=${copy}>${copied ? '✓' : '⧉'}</button></span>`;
+    <button class="btn tiny copy" title=${t('common.copy')} onClick=${copy}>${copied ? t('common.copied') : t('common.copy')}</button></span>`;
 }
 
 /** A one-line message: error (red) or info. */

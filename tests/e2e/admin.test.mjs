@@ -192,6 +192,7 @@ test('start the task and watch it reach done without navigating; the chart is dr
   assert.ok(blue > 20, `the calls-started line is drawn (${blue} blue pixels)`);
   await page.locator('.numbers-table .uuid code').first().waitFor();
   await screenshot(page, '07-campaign-done');
+  await screenshot(page, '07-campaign-done-viewport', { fullPage: false }); // docs/admin-page.png
   w.check('campaign');
 });
 
@@ -282,8 +283,8 @@ test('switch the language: English, kept across a reload', async () => {
 
 test('an expired token returns to the log-in screen with a message; log out', async () => {
   w.expect(401, /\/api\//);
+  // The detail page, reloaded with a token the server no longer knows.
   await page.evaluate(() => sessionStorage.setItem('outcall.token', 'expired-token'));
-  await page.goto(`${server.base}/#/tasks`);
   await page.reload();
   await page.waitForURL(/#\/login$/);
   await page.locator('.notice.info', { hasText: '登录已过期' }).waitFor();

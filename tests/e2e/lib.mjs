@@ -111,18 +111,12 @@ export async function watchedPage(browser) {
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1440, height: 900 }, locale: 'zh-CN' });
   const page = await context.newPage();
   const problems = [];
+  const consoleErrors = [];
   let allowed = [];
+  const allowedSeen = new Set(); // statuses of allowed answers this flow received
   const isAllowed = (status, url) => allowed.some((a) => a.status === status && a.pattern.test(url));
-  const expectedConsole = new Set();
   page.on('console', (message) => {
-    if (message.type() !== 'error') return;
-    const text = message.text();
-    // Chromium logs every 4xx answer as a console error too; an allowed one is not a problem.
-    const m = /status of (\d+)/.exec(text);
-    const url = message.location()?.url || '';
-    if (m && isAllowed(Number(m[1]), url)) return;
-    if (m && [...expectedConsole].some((u) => url.includes(u))) return;
-    problems.push(`console error: ${text} (${url})`);
+    if (message.type() === 'error') consoleErrors.push(`${message.text()} (${message.location()?.url || ''})`);
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.stack || error}`));
   page.on('requestfailed', (request) => {
@@ -135,29 +129,33 @@ export async function watchedPage(browser) {
   page.on('response', (response) => {
     const status = response.status();
     if (status < 400) return;
-    if (isAllowed(status, response.url())) {
-      expectedConsole.add(response.url());
-      return;
-    }
-    problems.push(`HTTP ${status}: ${response.request().method()} ${response.url()}`);
+    if (isAllowed(status, response.url())) allowedSeen.add(status);
+    else problems.push(`HTTP ${status}: ${response.request().method()} ${response.url()}`);
   });
+  // Chromium logs every error answer on the console too ("… status of 401", "EventSource's
+  // response has a status 401 …"): one of an allowed answer is not a problem of its own.
+  const consoleProblems = () => consoleErrors.splice(0).filter((text) => {
+    const m = /status (?:of )?(\d{3})\b/.exec(text);
+    return !(m && allowedSeen.has(Number(m[1])));
+  }).map((text) => `console error: ${text}`);
   return {
     page,
     context,
     expect(status, pattern) { allowed.push({ status, pattern }); },
     /** Forgets what an earlier (failed) flow left behind. */
-    reset() { problems.splice(0); allowed = []; },
+    reset() { problems.splice(0); consoleErrors.splice(0); allowed = []; allowedSeen.clear(); },
     check(flow) {
-      const found = problems.splice(0);
+      const found = [...problems.splice(0), ...consoleProblems()];
       allowed = [];
+      allowedSeen.clear();
       if (found.length) throw new Error(`${flow}: the page had problems:\n${found.join('\n')}`);
     },
   };
 }
 
-export async function screenshot(page, name) {
+export async function screenshot(page, name, { fullPage = true } = {}) {
   mkdirSync(SCREENSHOTS, { recursive: true });
-  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage });
 }
 
 /** An 8 kHz mono 16-bit PCM WAV of a sine, as bytes. */

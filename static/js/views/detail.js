@@ -116,11 +116,15 @@ function Numbers({ id, version }) {
   const [error, setError] = useState('');
   const lastLoad = useRef(0);
   const timer = useRef(null);
+  const requests = useRef(0);
 
   const load = useCallback(async () => {
     lastLoad.current = Date.now();
+    const ticket = ++requests.current;
     try {
-      setList(await api('GET', `/api/out_call_tasks/${id}/numbers${query({ page, perPage: PER_PAGE, ...filters })}`));
+      const body = await api('GET', `/api/out_call_tasks/${id}/numbers${query({ page, perPage: PER_PAGE, ...filters })}`);
+      if (ticket !== requests.current) return; // an older answer never overwrites a newer one
+      setList(body);
       setError('');
     } catch (e) {
       setError(e.message);

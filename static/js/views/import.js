@@ -61,8 +61,13 @@ export function ImportWizard({ id }) {
     } else {
       form.append('file', file, file.name);
       if (hasHeader !== '') form.append('has_header', hasHeader);
-      form.append('number_column', numberColumn);
-      if (externalColumn) form.append('external_id_column', externalColumn);
+      // A column goes by its header's name when it has a unique one, else by its number.
+      const byName = (n) => {
+        const name = header && header[Number(n) - 1];
+        return name && header.filter((h) => h === name).length === 1 ? name : n;
+      };
+      form.append('number_column', byName(numberColumn));
+      if (externalColumn) form.append('external_id_column', byName(externalColumn));
     }
     setProgress(0);
     try {

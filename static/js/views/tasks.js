@@ -1,7 +1,7 @@
 // The task list: search, status filter, paging, live progress, start/stop (one or many), clone,
 // delete.
 
-import { html, useCallback, useEffect, useState } from '../../vendor/htm-3.1.1-preact-standalone.module.js';
+import { html, useCallback, useEffect, useRef, useState } from '../../vendor/htm-3.1.1-preact-standalone.module.js';
 import { api, query } from '../api.js';
 import { t } from '../i18n.js';
 import * as live from '../live.js';
@@ -27,11 +27,13 @@ export function TaskList() {
   const [cloning, setCloning] = useState(null);
   const [deleting, setDeleting] = useState(null);
   const [, setTick] = useState(0);
+  const requests = useRef(0);
 
   const load = useCallback(async () => {
     try {
+      const ticket = ++requests.current;
       const body = await api('GET', `/api/out_call_tasks${query({ page, perPage: PER_PAGE, name, status })}`);
-      setList(body);
+      if (ticket === requests.current) setList(body); // an older answer never overwrites a newer one
     } catch (e) {
       if (e.status !== 401) setError(e.message);
     }
@@ -97,8 +99,8 @@ export function TaskList() {
           <th class="check"><input type="checkbox" aria-label=${t('tasks.select_all')} checked=${allSelected}
             onChange=${() => setSelected(allSelected ? new Set() : new Set(rows.map((r) => r.id)))} /></th>
           <th class="num">ID</th><th>${t('task.group_name')}</th><th>${t('tasks.status')}</th>
-          <th class="progress-col">${t('tasks.progress')}</th><th class="num">CAPS</th><th class="num">${t('tasks.live')}</th>
-          <th class="num">${t('task.max_caps')}</th><th>${t('tasks.created')}</th><th class="actions">${t('tasks.actions')}</th>
+          <th class="progress-col">${t('tasks.progress')}</th><th class="num">${t('tasks.caps')}</th><th class="num">${t('tasks.live')}</th>
+          <th class="num">${t('tasks.max_caps')}</th><th>${t('tasks.created')}</th><th class="actions">${t('tasks.actions')}</th>
         </tr></thead>
         <tbody>
           ${list && rows.length === 0 ? html`<tr><td colspan="10" class="empty">${t('tasks.none')}</td></tr>` : null}
@@ -112,7 +114,7 @@ export function TaskList() {
             <td class="num">${r.status === 'running' && r.live != null ? r.live : '—'}</td>
             <td class="num">${r.max_caps}</td>
             <td class="time">${r.created_at}</td>
-            <td class="actions">
+            <td class="actions"><div class="row-actions">
               ${r.status === 'running'
                 ? html`<button class="btn small act-stop" onClick=${() => act('stop', [r.id])}>■ ${t('tasks.stop')}</button>`
                 : html`<button class="btn small act-start" onClick=${() => act('start', [r.id])}>▶ ${t('tasks.start')}</button>`}
@@ -120,7 +122,7 @@ export function TaskList() {
               <a class="btn small" href=${`#/tasks/${r.id}/import`}>${t('tasks.import')}</a>
               <button class="btn small act-clone" onClick=${() => setCloning(r)}>${t('tasks.clone')}</button>
               <button class="btn small danger act-delete" onClick=${() => setDeleting(r)}>${t('tasks.delete')}</button>
-            </td>
+            </div></td>
           </tr>`)}
         </tbody>
       </table>
