@@ -23,7 +23,8 @@ pub struct DataDirLock {
 /// on a FIFO, and checked again once open. Blocking: call it off the async workers. Answers the
 /// file and its resolved path.
 pub fn open_inside(directory: &Path, stored: &Path) -> std::io::Result<(File, PathBuf)> {
-    let outside = || std::io::Error::new(std::io::ErrorKind::NotFound, "not a file of the directory");
+    let outside =
+        || std::io::Error::new(std::io::ErrorKind::NotFound, "not a file of the directory");
     let root = std::fs::canonicalize(directory)?;
     let resolved = std::fs::canonicalize(stored)?;
     if resolved == root || !resolved.starts_with(&root) {

@@ -113,9 +113,10 @@ fn content_type(name: &str) -> String {
 
 /// Whether an `If-None-Match` list names `etag` (weak comparison, as RFC 9110 asks for it).
 fn etag_matches(if_none_match: &str, etag: &str) -> bool {
-    if_none_match.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
-    })
+    if_none_match
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 #[cfg(test)]
@@ -126,7 +127,10 @@ mod tests {
     fn only_plain_relative_names_are_looked_up() {
         assert_eq!(asset_name("/"), Some("index.html"));
         assert_eq!(asset_name("/app.js"), Some("app.js"));
-        assert_eq!(asset_name("/vendor/preact-10.js"), Some("vendor/preact-10.js"));
+        assert_eq!(
+            asset_name("/vendor/preact-10.js"),
+            Some("vendor/preact-10.js")
+        );
         assert_eq!(asset_name("/i18n/zh-CN.json"), Some("i18n/zh-CN.json"));
         for path in [
             "",

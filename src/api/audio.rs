@@ -62,9 +62,10 @@ pub async fn recording(
     let stored = PathBuf::from(stored);
     let wav = Wav {
         directory: telephony::recordings_dir(&state.data_dir),
-        file_name: stored
-            .file_name()
-            .map_or_else(|| "recording.wav".into(), |n| n.to_string_lossy().into_owned()),
+        file_name: stored.file_name().map_or_else(
+            || "recording.wav".into(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
         stored,
         missing,
     };
@@ -176,7 +177,10 @@ mod tests {
         assert!(open(&inside.join("../recordings/a.wav")).is_ok());
         assert!(open(&inside.join("../secret")).is_err());
         assert!(open(&dir.path().join("secret")).is_err());
-        assert!(open(&inside.join("link.wav")).is_err(), "a link out of the directory");
+        assert!(
+            open(&inside.join("link.wav")).is_err(),
+            "a link out of the directory"
+        );
         assert!(open(&inside).is_err(), "the directory itself");
         assert!(open(Path::new("/etc/passwd")).is_err());
         assert!(open(&inside.join("missing.wav")).is_err());
