@@ -6,7 +6,9 @@
 //! NUL never reach the lookup; they are 404 like any unknown name (there is no fallback to
 //! `index.html`: the page uses hash routes).
 
-use actix_web::{http::header, HttpRequest, HttpResponse};
+use std::borrow::Cow;
+
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use rust_embed::RustEmbed;
 
 use crate::api::error::ApiError;
@@ -55,9 +57,14 @@ pub async fn serve(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     if unchanged {
         return Ok(response.finish());
     }
+    // A release build's files are static bytes in the binary: sent without a copy.
+    let body = match file.data {
+        Cow::Borrowed(bytes) => web::Bytes::from_static(bytes),
+        Cow::Owned(bytes) => web::Bytes::from(bytes),
+    };
     Ok(response
         .insert_header((header::CONTENT_TYPE, content_type(name)))
-        .body(file.data.into_owned()))
+        .body(body))
 }
 
 fn not_found(raw_path: &str) -> ApiError {
