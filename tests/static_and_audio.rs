@@ -178,7 +178,7 @@ fn assert_security_headers(what: &str, headers: &HeaderMap) {
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
-        "media-src 'self' blob:",
+        "media-src 'self'",
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
@@ -193,6 +193,10 @@ fn assert_security_headers(what: &str, headers: &HeaderMap) {
     assert!(
         !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
         "{what}: no inline code or eval: {csp}"
+    );
+    assert!(
+        !csp.contains('*') && !csp.contains("http") && !csp.contains("blob:"),
+        "{what}: no other origin or scheme: {csp}"
     );
     assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
     assert_eq!(header("x-frame-options"), "DENY", "{what}");

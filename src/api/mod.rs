@@ -305,14 +305,15 @@ async fn require_token(
 /// The page's Content-Security-Policy. Everything comes from outcall itself (`'self'`), never
 /// inline: no inline script or style, no `eval`. Beyond `default-src 'self'`:
 /// - `img-src data:`: the page's `<link rel="icon" href="data:,">` (no favicon request, no 404);
-/// - `media-src blob:`: a WAV picked for upload is played from a `blob:` URL before it is sent;
 /// - `object-src 'none'`, `base-uri 'none'`, `frame-ancestors 'none'` (never framed, as
 ///   `X-Frame-Options: DENY` says to older browsers), `form-action 'self'`.
 ///
-/// `script-src`, `style-src` and `connect-src` repeat `'self'` so that a later change of
-/// `default-src` cannot open them by accident.
+/// `script-src`, `style-src`, `media-src` (the audio routes) and `connect-src` (the API, the
+/// event stream) repeat `'self'` so that a later change of `default-src` cannot open them by
+/// accident. Downloads are saved through `blob:` links, which navigate and need no directive; a
+/// page that played a `blob:` (a WAV before its upload) would need `media-src 'self' blob:`.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-    style-src 'self'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; \
+    style-src 'self'; img-src 'self' data:; media-src 'self'; connect-src 'self'; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// Headers every response carries: the page may load only its own files, is never framed, and
