@@ -824,3 +824,71 @@ async fn a_real_sip_recording_plays_through_the_route() {
     assert_eq!((channels, rate, bits), (2, 8000, 16), "stereo 8 kHz 16-bit");
     assert_ranges(app, &path, &file).await;
 }
+
+/// A 32 MiB recording, fetched whole four times at once from the real binary, streams: the
+/// bytes arrive intact and the server's peak RSS grows by far less than the file (generous
+/// bound: 16 MiB for all four transfers together, which hold 128 MiB).
+#[tokio::test]
+async fn a_large_recording_streams_in_flat_memory() {
+    const SIZE: usize = 32 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = common::process::Outcall::in_dir(dir.path()).spawn();
+    let api = server.connect().await;
+    let task = api.create_task("large recording").await;
+    api.import(task, &["13800138000".to_owned()]).await;
+    let number_id = id_of(&api.all_numbers(task).await[0]["id"]).expect("an id");
+
+    let recordings = common::process::data_dir(dir.path()).join("recordings");
+    std::fs::create_dir_all(&recordings).unwrap();
+    let file_path = recordings.join("large.wav");
+    // Every 4 bytes their own offset: a misplaced chunk cannot match.
+    let content: Vec<u8> = (0..SIZE as u32 / 4).flat_map(u32::to_le_bytes).collect();
+    std::fs::write(&file_path, &content).unwrap();
+    common::db::open(&common::process::database(dir.path()))
+        .execute(
+            "UPDATE numbers SET record_path = ?1 WHERE id = ?2",
+            outcall::db::rusqlite::params![file_path.display().to_string(), number_id],
+        )
+        .unwrap();
+
+    let pid = server.pid();
+    let before = common::process::proc_status_kib(pid, "VmHWM");
+    let url = api.url(&format!(
+        "/api/out_call_tasks/{task}/numbers/{number_id}/recording?token={}",
+        api.token
+    ));
+    let started = std::time::Instant::now();
+    let transfers = (0..4).map(|_| {
+        let client = api.client.clone();
+        let url = url.clone();
+        let content = &content;
+        async move {
+            let mut response = client.get(&url).send().await.expect("an answer");
+            assert_eq!(response.status(), StatusCode::OK);
+            let mut received = 0usize;
+            while let Some(chunk) = response.chunk().await.expect("a chunk") {
+                assert!(
+                    chunk[..] == content[received..received + chunk.len()],
+                    "the file's bytes at {received}"
+                );
+                received += chunk.len();
+            }
+            received
+        }
+    });
+    for received in futures_util::future::join_all(transfers).await {
+        assert_eq!(received, SIZE);
+    }
+    let elapsed = started.elapsed();
+    let after = common::process::proc_status_kib(pid, "VmHWM");
+    let growth_mib = after.saturating_sub(before) as f64 / 1024.0;
+    println!(
+        "4 × {} MiB in {elapsed:?} ({:.0} MiB/s); server peak RSS {before} → {after} KiB (+{growth_mib:.1} MiB)",
+        SIZE >> 20,
+        ((4 * SIZE) >> 20) as f64 / elapsed.as_secs_f64()
+    );
+    assert!(
+        growth_mib < 16.0,
+        "the recording streams: peak RSS grew by {growth_mib:.1} MiB for 4 × 32 MiB"
+    );
+}
