@@ -263,6 +263,11 @@ fn assert_whole_wav(what: &str, fetched: &Fetched, file: &[u8]) {
     );
     assert_eq!(fetched.header("accept-ranges"), "bytes", "{what}");
     assert_eq!(
+        fetched.header("cache-control"),
+        "private, no-cache",
+        "{what}"
+    );
+    assert_eq!(
         fetched.header("content-length"),
         file.len().to_string(),
         "{what}"
@@ -548,6 +553,12 @@ async fn a_media_file_plays_whole_by_range_and_with_a_query_token() {
     assert_eq!(data, 500 * 8 * 2, "half a second at 8 kHz, 16-bit");
 
     assert_ranges(&app, &path, &stored).await;
+
+    let etag = whole.header("etag");
+    assert!(!etag.is_empty(), "an ETag");
+    let unchanged = get_bytes(&app, &path, &[("If-None-Match", &etag)]).await;
+    assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
+    assert!(unchanged.body.is_empty());
 
     let head = fetch(&app, Method::HEAD, &path, &[("X-XTRA-AUTH-ID", &app.token)]).await;
     assert_eq!(head.status, StatusCode::OK);

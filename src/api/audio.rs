@@ -116,7 +116,14 @@ impl Wav {
                 parameters: vec![DispositionParam::Filename(file_name)],
             })
             .into_response(request);
-        Ok(with_envelope(request, response))
+        let mut response = with_envelope(request, response);
+        // Calls' audio is personal data: no shared cache keeps it, and a browser asks again
+        // (a cheap 304 with the ETag) before reusing its copy.
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("private, no-cache"),
+        );
+        Ok(response)
     }
 }
 
