@@ -19,7 +19,8 @@ struct Assets;
 
 /// The page itself, served at `/`.
 const INDEX: &str = "index.html";
-/// Third-party files whose names change with their version: browsers may keep them a year.
+/// Third-party files: browsers may keep them a year without asking, so a new version of a
+/// library must come with a new file name (see `static/vendor/README.txt`).
 const VENDOR_PREFIX: &str = "vendor/";
 const LONG_CACHE: &str = "public, max-age=31536000, immutable";
 /// Every other file is revalidated on each load (a cheap 304 thanks to its ETag), so that a new
@@ -68,7 +69,7 @@ pub async fn serve(request: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 fn not_found(raw_path: &str) -> ApiError {
-    // The path is echoed only when it is plain text, never as the raw bytes of an attack.
+    // The path as it arrived: URI characters only (anything else is percent-encoded), truncated.
     let shown: String = raw_path.chars().take(MAX_PATH_BYTES).collect();
     ApiError::not_found(format!("no such file: {shown}"))
 }
