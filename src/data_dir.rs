@@ -3,7 +3,7 @@
 use std::{
     fs::{File, OpenOptions, TryLockError},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use anyhow::Context;
@@ -15,6 +15,29 @@ pub const LOCK_FILE: &str = "outcall.lock";
 #[derive(Debug)]
 pub struct DataDirLock {
     _file: File,
+}
+
+/// Opens `stored` for reading only when, with symbolic links and `..` resolved, it is a regular
+/// file inside `directory`: a path read from the database, however it was changed, reaches
+/// nothing else. The file is opened without following a last symbolic link and without blocking
+/// on a FIFO, and checked again once open. Blocking: call it off the async workers. Answers the
+/// file and its resolved path.
+pub fn open_inside(directory: &Path, stored: &Path) -> std::io::Result<(File, PathBuf)> {
+    let outside =
+        || std::io::Error::new(std::io::ErrorKind::NotFound, "not a file of the directory");
+    let root = std::fs::canonicalize(directory)?;
+    let resolved = std::fs::canonicalize(stored)?;
+    if resolved == root || !resolved.starts_with(&root) {
+        return Err(outside());
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&resolved)?;
+    if !file.metadata()?.is_file() {
+        return Err(outside());
+    }
+    Ok((file, resolved))
 }
 
 /// Creates the data directory (mode 0700) or tightens an existing one (directories 0700, files

@@ -69,6 +69,23 @@ async fn seed(api: &Api) {
             assert!(answer.status.is_success(), "{action}: {}", answer.body);
         }
     }
+    // A prompt, so that the audio route's example id plays a real file (200, Range → 206).
+    let boundary = "seed-boundary";
+    let samples: Vec<i16> = (0..800).map(|n| (n % 40) * 100).collect();
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"seed.wav\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&outcall::telephony::sip::media::wav::encode_wav(
+        &samples, 1, 8000,
+    ));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let uploaded = api.post_multipart("/api/media_files", boundary, body).await;
+    assert!(
+        uploaded.status.is_success(),
+        "the seed prompt: {}",
+        uploaded.body
+    );
 }
 
 /// The number in the summary line `N generated, …`.

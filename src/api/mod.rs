@@ -1,5 +1,6 @@
 //! The HTTP API: XSwitch's `/api/out_call_tasks` contract, sessions, health, and the admin page.
 
+mod audio;
 pub mod body_deadline;
 pub mod error;
 mod input;
@@ -99,6 +100,16 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                         .route(web::post().to(media_files::upload)),
                 )
                 .service(
+                    resource("/media_files/{id}/audio")
+                        .route(web::get().to(audio::media_file))
+                        .route(web::head().to(audio::media_file)),
+                )
+                .service(
+                    resource("/out_call_tasks/{id}/numbers/{number_id}/recording")
+                        .route(web::get().to(audio::recording))
+                        .route(web::head().to(audio::recording)),
+                )
+                .service(
                     resource("/users")
                         .route(web::get().to(users::list))
                         .route(web::post().to(users::create)),
@@ -109,7 +120,9 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .default_service(web::to(unknown_route)),
         )
         .route("/", web::get().to(web_assets::serve))
+        .route("/", web::head().to(web_assets::serve))
         .route("/{path:.*}", web::get().to(web_assets::serve))
+        .route("/{path:.*}", web::head().to(web_assets::serve))
         .default_service(web::to(unknown_route));
 }
 
@@ -289,15 +302,26 @@ async fn require_token(
     Ok(next.call(request).await?.map_into_boxed_body())
 }
 
+/// The page's Content-Security-Policy. Everything comes from outcall itself (`'self'`), never
+/// inline: no inline script or style, no `eval`. Beyond `default-src 'self'`:
+/// - `img-src data:`: the page's `<link rel="icon" href="data:,">` (no favicon request, no 404);
+/// - `object-src 'none'`, `base-uri 'none'`, `frame-ancestors 'none'` (never framed, as
+///   `X-Frame-Options: DENY` says to older browsers), `form-action 'self'`.
+///
+/// `script-src`, `style-src`, `media-src` (the audio routes) and `connect-src` (the API, the
+/// event stream) repeat `'self'` so that a later change of `default-src` cannot open them by
+/// accident. Downloads are saved through `blob:` links, which navigate and need no directive; a
+/// page that played a `blob:` (a WAV before its upload) would need `media-src 'self' blob:`.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; media-src 'self'; connect-src 'self'; \
+    object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
 /// Headers every response carries: the page may load only its own files, is never framed, and
 /// leaks no referrer; no response is content-sniffed. No CORS header is ever sent, so browsers
 /// keep other sites' scripts away from the API.
 pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
     actix_web::middleware::DefaultHeaders::new()
-        .add((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ))
+        .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::REFERRER_POLICY, "no-referrer"))

@@ -72,6 +72,8 @@ pub async fn serve() -> HttpResponse {
         paths::download_numbers,
         paths::list_media_files,
         paths::upload_media_file,
+        paths::media_file_audio,
+        paths::number_recording,
         paths::list_users,
         paths::create_user,
         paths::change_password,
@@ -352,6 +354,40 @@ mod paths {
         request_body(content = MediaUpload, content_type = "multipart/form-data"),
         responses((status = 200, description = "stored: `data` is the media object tasks reference", body = MediaUploadAnswer)))]
     fn upload_media_file() {}
+
+    #[utoipa::path(get, path = "/api/media_files/{id}/audio", tag = "media",
+        description = "The stored prompt as `audio/wav` (8 kHz mono 16-bit), `Content-Disposition: inline`, for an `<audio>` element. \
+            Honours `Range` (206 with `Content-Range`; 416 past the end) and `If-None-Match` / `If-Range` with its `ETag`. \
+            The token may be given as `?token=` instead of a header. A readonly user may play it.",
+        params(
+            ("id" = i64, Path, minimum = 1, example = 1, description = "media id"),
+            ("token" = Option<String>, Query, description = "the login token, for clients that cannot send headers (an `<audio>` element)"),
+            ("Range" = Option<String>, Header, description = "bytes to send, e.g. `bytes=0-43` or `bytes=-1000`"),
+        ),
+        responses(
+            (status = 200, description = "the whole file", content_type = "audio/wav", body = WavBytes),
+            (status = 206, description = "the range asked for", content_type = "audio/wav", body = WavBytes),
+            (status = 404, description = "no such media file, or its file is gone", body = ErrorEnvelope),
+            (status = 416, description = "the range starts past the end of the file", body = ErrorEnvelope),
+        ))]
+    fn media_file_audio() {}
+
+    #[utoipa::path(get, path = "/api/out_call_tasks/{id}/numbers/{number_id}/recording", tag = "numbers",
+        description = "The call's recording (`auto_record`, sip back end) as `audio/wav` (stereo 8 kHz 16-bit: left what was sent, right what was heard), `Content-Disposition: inline`. \
+            Honours `Range` (206 with `Content-Range`; 416 past the end). The token may be given as `?token=` instead of a header. A readonly user may play it.",
+        params(
+            ("id" = i64, Path, minimum = 1, example = 1, description = "task id"),
+            ("number_id" = i64, Path, minimum = 1, example = 1, description = "the number's `id`"),
+            ("token" = Option<String>, Query, description = "the login token, for clients that cannot send headers (an `<audio>` element)"),
+            ("Range" = Option<String>, Header, description = "bytes to send, e.g. `bytes=0-43` or `bytes=-1000`"),
+        ),
+        responses(
+            (status = 200, description = "the whole recording", content_type = "audio/wav", body = WavBytes),
+            (status = 206, description = "the range asked for", content_type = "audio/wav", body = WavBytes),
+            (status = 404, description = "no such task or number, or the number has no recording", body = ErrorEnvelope),
+            (status = 416, description = "the range starts past the end of the file", body = ErrorEnvelope),
+        ))]
+    fn number_recording() {}
 
     #[utoipa::path(get, path = "/api/users", tag = "users",
         description = "The users (admins only).",
@@ -1216,6 +1252,20 @@ fn wav_file() -> Schema {
         .examples([tiny_wav()])
         .into()
 }
+
+/// A WAV file's bytes, as the audio routes answer them.
+pub struct WavBytes;
+
+impl PartialSchema for WavBytes {
+    fn schema() -> RefOr<Schema> {
+        string()
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("a WAV file (or the part of it a `Range` asked for)"))
+            .into()
+    }
+}
+
+impl ToSchema for WavBytes {}
 
 /// 8 ms of near-silence, 8 kHz mono 8-bit PCM: every byte is below 0x80, so the example is the
 /// same whether a client sends it as text or as bytes.

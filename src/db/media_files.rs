@@ -1,8 +1,8 @@
 //! The `media_files` table: uploaded prompts.
 
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{DbResult, Page};
+use super::{DbError, DbResult, Page};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaFile {
@@ -76,4 +76,15 @@ pub fn list(conn: &Connection, page: Page) -> DbResult<(Vec<MediaFile>, i64)> {
         .query_map(params![page.per_page, page.offset()], from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok((files, total))
+}
+
+/// Where a live media file is stored (as recorded when it was uploaded).
+pub fn stored_path(conn: &Connection, id: i64) -> DbResult<String> {
+    conn.query_row(
+        "SELECT path FROM media_files WHERE id = ?1 AND deleted_at IS NULL",
+        [id],
+        |row| row.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| DbError::NotFound(format!("media file {id}")))
 }

@@ -267,3 +267,15 @@ pub fn finish_interrupted(conn: &Connection, cause: HangupCause) -> DbResult<usi
         [cause],
     )?)
 }
+
+/// The recording of a live number of a live task: its `record_path`, empty when it has none.
+pub fn record_path(conn: &Connection, task_id: i64, number_id: i64) -> DbResult<String> {
+    require_live_task(conn, task_id)?;
+    conn.query_row(
+        "SELECT record_path FROM numbers WHERE id = ?1 AND group_id = ?2 AND deleted_at IS NULL",
+        [number_id, task_id],
+        |row| row.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| DbError::NotFound(format!("number {number_id} of task {task_id}")))
+}

@@ -48,6 +48,11 @@ pub fn media_dir(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("media")
 }
 
+/// Call recordings (`auto_record`) are written to `<data-dir>/recordings/<uuid>.wav`.
+pub fn recordings_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("recordings")
+}
+
 pub fn upload_file_name(media_id: u64) -> String {
     format!("{media_id}.wav")
 }

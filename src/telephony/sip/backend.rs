@@ -127,7 +127,7 @@ impl SipBackend {
             live_calls.clone(),
             incoming,
         ));
-        let recordings = data_dir.join("recordings");
+        let recordings = crate::telephony::recordings_dir(data_dir);
         std::fs::create_dir_all(&recordings)
             .with_context(|| format!("creating {}", recordings.display()))?;
         let media = Arc::new(MediaKit::new(
