@@ -27,7 +27,7 @@ export function RateChart({ id }) {
       width: Math.max(el.clientWidth, 300),
       height: 220,
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
-      axes: [{}, { label: t('chart.per_second') }],
+      axes: [{}, {}],
       series: [
         {},
         series(t('chart.started'), COLOURS.started),
