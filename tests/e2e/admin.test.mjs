@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import {
-  FIXTURES, PASSWORD, csvRows, launch, poll, screenshot, sineWav, startOutcall, watchedPage, xlsxRows,
+  FIXTURES, PASSWORD, apiCall, apiToken, csvRows, launch, poll, screenshot, sineWav, startOutcall, watchedPage, xlsxRows,
 } from './lib.mjs';
 
 let server;
@@ -193,6 +193,26 @@ test('start the task and watch it reach done without navigating; the chart is dr
   await page.locator('.numbers-table .uuid code').first().waitFor();
   await screenshot(page, '07-campaign-done');
   await screenshot(page, '07-campaign-done-viewport', { fullPage: false }); // docs/admin-page.png
+  // The numbers table's filters: by cause, by status, by prefix together.
+  const busy = Number(await page.locator('#causes tr', { hasText: 'USER_BUSY' }).locator('td.num').first().innerText());
+  assert.equal(busy, 4, 'the sim: numbers ending in 4 are busy (4 of the 39)');
+  await page.selectOption('#filter-cause', 'USER_BUSY');
+  await poll('the cause filter', async () => {
+    const cells = await page.locator('.numbers-table tbody td.cause').allInnerTexts();
+    return cells.length === busy && cells.every((c) => c === 'USER_BUSY');
+  });
+  await page.selectOption('#filter-status', 'init');
+  await page.locator('.numbers-table td.empty').waitFor();
+  await page.selectOption('#filter-status', 'done');
+  await page.fill('#filter-prefix', '139');
+  await poll('the cause, status and prefix filters together', async () => {
+    const rows = await page.locator('.numbers-table tbody tr[data-number]').evaluateAll((trs) => trs.map((tr) => tr.dataset.number));
+    return rows.length === 1 && rows[0] === '13900000004';
+  });
+  await page.selectOption('#filter-cause', '');
+  await page.selectOption('#filter-status', '');
+  await page.fill('#filter-prefix', '');
+  await screenshot(page, '07-campaign-done-viewport', { fullPage: false }); // docs/admin-page.png
   w.check('campaign');
 });
 
@@ -265,6 +285,29 @@ test('clone with numbers, slow it down, start and stop it from the list, delete 
   await page.selectOption('#status-filter', '');
   await screenshot(page, '10-list-after-clone-delete');
   w.check('stop, clone, delete');
+});
+
+test('the live stream reconnects by itself after outcall restarts, and the list follows it', async () => {
+  // While outcall is down, the stream's reconnections and the page's token check cannot connect.
+  w.expectUnreachable(/\/api\/(events|out_call_tasks\?perPage=1)/);
+  await page.goto(`${server.base}/#/tasks`);
+  await page.locator('.live-dot.on').waitFor();
+  await page.evaluate(() => { window.stayedOnPage = true; });
+  await server.kill();
+  await page.locator('.live-dot.off').waitFor();
+  await server.start();
+  await page.locator('.live-dot.on').waitFor({ timeout: 20000 });
+  // A campaign started behind the page's back shows up through the stream alone.
+  const token = await apiToken(server.base);
+  const empty = page.locator('tr', { hasText: '空白副本' });
+  const id = await empty.getAttribute('data-task');
+  const numbers = ['13600000000', '13600000001', '13600000002', '13600000003', '13600000004'];
+  await apiCall(server.base, token, 'POST', `/api/out_call_tasks/${id}/import`, { data: numbers.map((n) => ({ dest_number: n, external_id: '' })) });
+  await apiCall(server.base, token, 'PUT', '/api/out_call_tasks', { action: 'start', data: [id] });
+  await empty.locator('.badge.st-done').waitFor({ timeout: 20000 });
+  await empty.locator('.progress-text', { hasText: '5/5' }).waitFor();
+  assert.ok(await page.evaluate(() => window.stayedOnPage), 'the page was not reloaded');
+  w.check('reconnect');
 });
 
 test('switch the language: English, kept across a reload', async () => {

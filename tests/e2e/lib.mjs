@@ -44,36 +44,54 @@ export function freePort() {
   });
 }
 
-/** The outcall binary (`OUTCALL_BIN`) with its own data directory; `extra` flags appended. */
+/**
+ * The outcall binary (`OUTCALL_BIN`) with its own data directory; `extra` flags appended.
+ * `restart()` kills it (SIGKILL) and starts it again on the same port and data directory.
+ */
 export async function startOutcall(extra = []) {
   const bin = process.env.OUTCALL_BIN;
   if (!bin) throw new Error('OUTCALL_BIN must name the outcall binary (cargo sets it in tests/admin_page.rs)');
   const dir = mkdtempSync(join(tmpdir(), 'outcall-e2e-'));
   const port = await freePort();
-  const logPath = join(dir, 'server.log');
-  const log = openSync(logPath, 'w');
+  const base = `http://127.0.0.1:${port}`;
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OUTCALL_')));
   env.OUTCALL_ADMIN_PASSWORD = PASSWORD;
-  const child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data'), ...extra], {
-    env, stdio: ['ignore', log, log],
-  });
-  const base = `http://127.0.0.1:${port}`;
+  let child;
+  let runs = 0;
+  let logPath;
   const server = {
-    base, dir, child,
+    base,
+    dir,
     log: () => readFileSync(logPath, 'utf8'),
-    async stop() {
-      if (child.exitCode === null) {
+    async start() {
+      runs += 1;
+      logPath = join(dir, `server-${runs}.log`);
+      const log = openSync(logPath, 'w');
+      child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data'), ...extra], {
+        env, stdio: ['ignore', log, log],
+      });
+      await poll('outcall to answer /healthz', async () => {
+        if (child.exitCode !== null) throw new Error(`outcall exited: ${server.log()}`);
+        return (await fetch(`${base}/healthz`)).ok;
+      }, 20000);
+    },
+    async kill() {
+      if (child && child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGKILL');
         await exited;
       }
+    },
+    async restart() {
+      await server.kill();
+      await server.start();
+    },
+    async stop() {
+      await server.kill();
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  await poll('outcall to answer /healthz', async () => {
-    if (child.exitCode !== null) throw new Error(`outcall exited: ${server.log()}`);
-    return (await fetch(`${base}/healthz`)).ok;
-  }, 20000);
+  await server.start();
   return server;
 }
 
@@ -114,9 +132,10 @@ export async function watchedPage(browser) {
   const consoleErrors = [];
   let allowed = [];
   const allowedSeen = new Set(); // statuses of allowed answers this flow received
+  let allowedFailures = []; // URLs whose requests may fail to connect in this flow
   const isAllowed = (status, url) => allowed.some((a) => a.status === status && a.pattern.test(url));
   page.on('console', (message) => {
-    if (message.type() === 'error') consoleErrors.push(`${message.text()} (${message.location()?.url || ''})`);
+    if (message.type() === 'error') consoleErrors.push({ text: message.text(), url: message.location()?.url || '' });
   });
   page.on('pageerror', (error) => problems.push(`page error: ${error.stack || error}`));
   page.on('requestfailed', (request) => {
@@ -124,6 +143,7 @@ export async function watchedPage(browser) {
     // A request the page itself cancelled (an <audio> that got what it needed, a stream closed
     // on navigation) is not a failure of the server.
     if (failure === 'net::ERR_ABORTED') return;
+    if (allowedFailures.some((pattern) => pattern.test(request.url()))) return;
     problems.push(`request failed: ${request.method()} ${request.url()} ${failure}`);
   });
   page.on('response', (response) => {
@@ -134,20 +154,28 @@ export async function watchedPage(browser) {
   });
   // Chromium logs every error answer on the console too ("… status of 401", "EventSource's
   // response has a status 401 …"): one of an allowed answer is not a problem of its own.
-  const consoleProblems = () => consoleErrors.splice(0).filter((text) => {
+  // A request allowed to fail (its URL matches) logs its failure on the console too.
+  const consoleProblems = () => consoleErrors.splice(0).filter(({ text, url }) => {
     const m = /status (?:of )?(\d{3})\b/.exec(text);
+    if (/net::ERR_/.test(text) && allowedFailures.some((pattern) => pattern.test(url))) return false;
     return !(m && allowedSeen.has(Number(m[1])));
-  }).map((text) => `console error: ${text}`);
+  }).map(({ text, url }) => `console error: ${text} (${url})`);
   return {
     page,
     context,
     expect(status, pattern) { allowed.push({ status, pattern }); },
+    /** Requests to URLs matching `pattern` may fail to connect (while the server restarts). */
+    expectUnreachable(pattern) { allowedFailures.push(pattern); },
     /** Forgets what an earlier (failed) flow left behind. */
-    reset() { problems.splice(0); consoleErrors.splice(0); allowed = []; allowedSeen.clear(); },
+    reset() {
+      problems.splice(0); consoleErrors.splice(0); allowed = []; allowedSeen.clear();
+      allowedFailures = [];
+    },
     check(flow) {
       const found = [...problems.splice(0), ...consoleProblems()];
       allowed = [];
       allowedSeen.clear();
+      allowedFailures = [];
       if (found.length) throw new Error(`${flow}: the page had problems:\n${found.join('\n')}`);
     },
   };
