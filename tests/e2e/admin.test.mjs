@@ -332,7 +332,23 @@ test('an expired token returns to the log-in screen with a message; log out', as
   await page.waitForURL(/#\/login$/);
   await page.locator('.notice.info', { hasText: '登录已过期' }).waitFor();
   await screenshot(page, '12-session-expired');
+  await page.fill('input[name=password]', PASSWORD);
+  await page.click('button[type=submit]');
+  await page.waitForURL(/#\/tasks$/);
+  await page.locator('.live-dot.on').waitFor();
   w.check('expired token');
+
+  // The token is revoked while the page sits idle, then outcall restarts: the stream's
+  // reconnection is refused (401) and the page returns to the log-in screen by itself.
+  w.expect(401, /\/api\//);
+  w.expectUnreachable(/\/api\/(events|out_call_tasks\?perPage=1)/);
+  const token = await page.evaluate(() => sessionStorage.getItem('outcall.token'));
+  await apiCall(server.base, token, 'DELETE', '/api/sessions');
+  await server.restart();
+  await page.waitForURL(/#\/login$/, { timeout: 20000 });
+  await page.locator('.notice.info', { hasText: '登录已过期' }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('outcall.token')), null);
+  w.check('a revoked token on reconnection');
 
   await page.fill('input[name=password]', PASSWORD);
   await page.click('button[type=submit]');
