@@ -28,13 +28,13 @@ export function Progress({ done, total }) {
   const pct = total > 0 ? Math.floor((done * 100) / total) : 0;
   return html`<span class="progress">
     <progress max=${Math.max(total, 1)} value=${done}></progress>
-    <span class="progress-text">${done}/${total} <small>${pct}%</small></span>
+    <span class="progress-text">${fmtInt(done)}/${fmtInt(total)} <small>${pct}%</small></span>
   </span>`;
 }
 
 export function Pager({ page, pageCount, rowCount, onPage }) {
   return html`<div class="pager">
-    <span class="muted">${t('pager.rows', { n: rowCount })}</span>
+    <span class="muted">${t('pager.rows', { n: fmtInt(rowCount) })}</span>
     <button class="btn small" disabled=${page <= 1} onClick=${() => onPage(page - 1)}>‹ ${t('pager.prev')}</button>
     <span class="pager-pos">${t('pager.page', { page, pages: Math.max(pageCount, 1) })}</span>
     <button class="btn small" disabled=${page >= pageCount} onClick=${() => onPage(page + 1)}>${t('pager.next')} ›</button>
@@ -82,5 +82,9 @@ export function Notice({ kind = 'error', children }) {
   if (!children) return null;
   return html`<div class=${`notice ${kind}`} role=${kind === 'error' ? 'alert' : 'status'}>${children}</div>`;
 }
+
+const integers = new Intl.NumberFormat('en-US');
+/** A count with thousands separators (1,000,000), the same in both languages. */
+export const fmtInt = (n) => (n == null ? '—' : integers.format(n));
 
 export const fmtRate = (x) => (x == null ? '—' : (Math.round(x * 100) / 100).toFixed(2));

@@ -5,7 +5,7 @@ import { api, download, query, withToken } from '../api.js';
 import { RateChart } from '../chart.js';
 import { t } from '../i18n.js';
 import * as live from '../live.js';
-import { CAUSES, Copyable, NUMBER_STATUSES, Notice, NumberStatus, Pager, Progress, StatusBadge, fmtRate } from '../ui.js';
+import { CAUSES, Copyable, NUMBER_STATUSES, Notice, NumberStatus, Pager, Progress, StatusBadge, fmtInt, fmtRate } from '../ui.js';
 
 const PER_PAGE = 50;
 
@@ -76,8 +76,8 @@ export function TaskDetail({ id }) {
     <${Notice} kind="info">${info}<//>
     ${s ? html`<div class="stat-cards" id="live-header">
       ${[
-        ['total', s.total], ['init', s.init], ['calling', s.calling], ['done', s.done],
-        ['answered', s.answered], ['caps', fmtRate(s.caps)], ['live', s.live],
+        ['total', fmtInt(s.total)], ['init', fmtInt(s.init)], ['calling', fmtInt(s.calling)], ['done', fmtInt(s.done)],
+        ['answered', fmtInt(s.answered)], ['caps', fmtRate(s.caps)], ['live', fmtInt(s.live)],
       ].map(([k, v]) => html`<div class=${`stat stat-${k}`} data-stat=${k}><div class="stat-value">${v}</div><div class="stat-label">${t(`stats.${k}`)}</div></div>`)}
     </div>
     <div class="detail-progress"><${Progress} done=${s.done} total=${s.total} /></div>` : null}
@@ -102,7 +102,7 @@ function Causes({ causes, done }) {
     ${entries.map(([cause, n]) => html`<tr key=${cause}>
       <td class="cause-name"><span class=${`dot cause-${cause}`}></span>${cause}<div class="sub">${t(`cause.${cause}`)}</div></td>
       <td class="cause-bar"><progress max=${Math.max(done, 1)} value=${n}></progress></td>
-      <td class="num">${n}</td>
+      <td class="num">${fmtInt(n)}</td>
       <td class="num muted">${done ? Math.round((n * 100) / done) : 0}%</td>
     </tr>`)}
   </table>`;
