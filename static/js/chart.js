@@ -1,7 +1,7 @@
 // The detail screen's chart: calls started per second and outcomes over the last 10 minutes,
 // from the history live.js accumulates out of the stream's `task` events.
 
-import { html, useEffect, useRef } from '../vendor/htm-3.1.1-preact-standalone.module.js';
+import { html, useEffect, useRef, useState } from '../vendor/htm-3.1.1-preact-standalone.module.js';
 import uPlot from '../vendor/uPlot-1.6.32.esm.js';
 import { t } from './i18n.js';
 import * as live from './live.js';
@@ -20,6 +20,7 @@ function dataOf(id) {
 
 export function RateChart({ id }) {
   const box = useRef(null);
+  const [empty, setEmpty] = useState(live.historyOf(id).length === 0);
   useEffect(() => {
     const el = box.current;
     const series = (label, colour) => ({ label, stroke: colour, width: 2, points: { show: true, size: 5 } });
@@ -41,6 +42,7 @@ export function RateChart({ id }) {
       const data = dataOf(id);
       const now = Date.now() / 1000;
       const first = data[0].length ? data[0][0] - 5 : now - 60;
+      setEmpty(data[0].length === 0);
       plot.setData(data, false);
       plot.setScale('x', { min: Math.max(first, now - 600), max: now });
     };
@@ -50,5 +52,8 @@ export function RateChart({ id }) {
     resize.observe(el);
     return () => { off(); resize.disconnect(); plot.destroy(); };
   }, [id]);
-  return html`<div class="chart" ref=${box} id="rate-chart"></div>`;
+  return html`<div class="chart-wrap">
+    <div class="chart" ref=${box} id="rate-chart"></div>
+    ${empty ? html`<div class="chart-empty muted">${t('chart.empty')}</div>` : null}
+  </div>`;
 }
