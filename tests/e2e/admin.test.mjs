@@ -190,7 +190,13 @@ test('start the task and watch it reach done without navigating; the chart is dr
     return n;
   });
   assert.ok(blue > 20, `the calls-started line is drawn (${blue} blue pixels)`);
-  await page.locator('.numbers-table .uuid code').first().waitFor();
+  // A call's uuid is copied by its button.
+  await w.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.base });
+  const firstUuid = page.locator('.numbers-table .uuid').first();
+  const uuid = await firstUuid.locator('code').getAttribute('title');
+  assert.match(uuid, /^[0-9a-f-]{36}$/);
+  await firstUuid.locator('button.copy').click();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), uuid);
   await screenshot(page, '07-campaign-done');
   await screenshot(page, '07-campaign-done-viewport', { fullPage: false }); // docs/admin-page.png
   // The numbers table's filters: by cause, by status, by prefix together.
