@@ -118,7 +118,7 @@ export function TaskEditor({ id }) {
         <legend>${t(`group.${group}`)}</legend>
         <div class="fields">
           ${fields.map((k) => html`<div class=${`field ${errors[k] ? 'has-error' : ''} ${k === 'description' || k === 'data' || k === 'group_confirm_file' ? 'wide' : ''}`} data-field=${k}>
-            <label for=${`f-${k}`}>${t(`task.${k}`)}${k === 'group_name' ? html` <span class="req">*</span>` : null}</label>
+            <label for=${`f-${k}`}>${t(`task.${k}`)}${k === 'group_name' ? html` <span class="req">*</span>` : null}<code class="field-key">${k}</code></label>
             ${input(k)}
             ${t(`hint.${k}`) ? html`<div class="hint">${t(`hint.${k}`)}</div>` : null}
             ${errors[k] ? html`<div class="field-error" role="alert">${errors[k]}</div>` : null}
