@@ -148,22 +148,10 @@ BEGIN
     INSERT INTO task_counts (group_id) VALUES (NEW.id);
 END;
 
-CREATE TRIGGER task_counts_number_added AFTER INSERT ON numbers WHEN NEW.deleted_at IS NULL
-BEGIN
-    UPDATE task_counts SET
-        total = total + 1,
-        init = init + (NEW.call_status = 'init'),
-        calling = calling + (NEW.call_status = 'calling'),
-        done = done + (NEW.call_status = 'done'),
-        stop = stop + (NEW.call_status = 'stop'),
-        answered = answered + (NEW.call_answer_time IS NOT NULL),
-        updated_at = max(updated_at, NEW.updated_at)
-    WHERE group_id = NEW.group_id;
-    INSERT INTO task_cause_counts (group_id, cause, count)
-    SELECT NEW.group_id, NEW.cause, 1 WHERE NEW.cause <> ''
-    ON CONFLICT (group_id, cause) DO UPDATE SET count = count + 1;
-END;
-
+-- A number counts while it is live (deleted_at NULL). Each trigger's WHEN skips the changes that
+-- move no counter, and the causes have a trigger of their own. Numbers are added in bulk (import,
+-- clone), and a trigger on INSERT would cost a statement journal per row (an import three times
+-- slower): their writer counts them instead, once per batch (`db::stats::count_added_numbers`).
 CREATE TRIGGER task_counts_number_removed AFTER DELETE ON numbers WHEN OLD.deleted_at IS NULL
 BEGIN
     UPDATE task_counts SET
@@ -178,12 +166,11 @@ BEGIN
     WHERE OLD.cause <> '' AND group_id = OLD.group_id AND cause = OLD.cause;
 END;
 
--- A number counts while it is live (deleted_at NULL): the old row is taken out, the new one put in.
+-- The old row is taken out of the counts, the new one put in.
 CREATE TRIGGER task_counts_number_changed
-AFTER UPDATE OF group_id, call_status, cause, call_answer_time, deleted_at ON numbers
+AFTER UPDATE OF group_id, call_status, call_answer_time, deleted_at ON numbers
 WHEN OLD.group_id IS NOT NEW.group_id
   OR OLD.call_status IS NOT NEW.call_status
-  OR OLD.cause IS NOT NEW.cause
   OR (OLD.call_answer_time IS NULL) IS NOT (NEW.call_answer_time IS NULL)
   OR (OLD.deleted_at IS NULL) IS NOT (NEW.deleted_at IS NULL)
 BEGIN
@@ -204,9 +191,19 @@ BEGIN
         answered = answered + (NEW.call_answer_time IS NOT NULL),
         updated_at = max(updated_at, NEW.updated_at)
     WHERE NEW.deleted_at IS NULL AND group_id = NEW.group_id;
+END;
+
+CREATE TRIGGER task_cause_counts_number_changed
+AFTER UPDATE OF group_id, cause, deleted_at ON numbers
+WHEN OLD.group_id IS NOT NEW.group_id
+  OR OLD.cause IS NOT NEW.cause
+  OR (OLD.deleted_at IS NULL) IS NOT (NEW.deleted_at IS NULL)
+BEGIN
     UPDATE task_cause_counts SET count = count - 1
     WHERE OLD.cause <> '' AND OLD.deleted_at IS NULL AND group_id = OLD.group_id AND cause = OLD.cause;
     INSERT INTO task_cause_counts (group_id, cause, count)
     SELECT NEW.group_id, NEW.cause, 1 WHERE NEW.cause <> '' AND NEW.deleted_at IS NULL
     ON CONFLICT (group_id, cause) DO UPDATE SET count = count + 1;
+    UPDATE task_counts SET updated_at = max(updated_at, NEW.updated_at)
+    WHERE NEW.deleted_at IS NULL AND group_id = NEW.group_id;
 END;

@@ -57,6 +57,18 @@ fn with_causes(conn: &Connection, mut counts: TaskCounts) -> DbResult<TaskCounts
     Ok(counts)
 }
 
+/// Counts `added` numbers just inserted into a task, all waiting (`init`), live, unanswered and
+/// without a cause, as every writer inserts them. Numbers have no trigger on INSERT (it would cost
+/// a statement journal per row): whoever inserts numbers calls this in the same transaction.
+pub fn count_added_numbers(conn: &Connection, task_id: i64, added: usize, now: i64) -> DbResult<()> {
+    conn.prepare_cached(
+        "UPDATE task_counts SET total = total + ?2, init = init + ?2, updated_at = max(updated_at, ?3)
+         WHERE group_id = ?1",
+    )?
+    .execute(rusqlite::params![task_id, added as i64, now])?;
+    Ok(())
+}
+
 /// The counts of a live task; `None` when it does not exist or was deleted.
 pub fn of_live_task(conn: &Connection, id: i64) -> DbResult<Option<TaskCounts>> {
     of_task(conn, id).map(|counts| counts.filter(|c| !c.deleted))

@@ -377,12 +377,13 @@ pub fn clone(
     let id = tx.last_insert_rowid();
     reschedule(&tx, id, now)?;
     if with_numbers {
-        tx.execute(
+        let copied = tx.execute(
             "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at)
              SELECT ?2, dest_number, external_id, ?3, ?3 FROM numbers
              WHERE group_id = ?1 AND deleted_at IS NULL ORDER BY id",
             params![source, id, now],
         )?;
+        super::stats::count_added_numbers(&tx, id, copied, now)?;
     }
     tx.commit()?;
     Ok(id)
