@@ -1,8 +1,8 @@
 //! What the per-task counters (schema step 4) cost the database's bulk writes: an import of
 //! 1,000,000 numbers in one transaction (counted once, `db::stats::count_added_numbers`), a stop
 //! (1,000,000 waiting numbers become `stop`, each counted by the update trigger) and a start (back
-//! to waiting); then the same with a per-row INSERT trigger added, to show why imports count their
-//! rows themselves. Also times the stats read and the full count it replaces.
+//! to waiting); then the same with no counter trigger at all (the cost of the counters), and with a
+//! per-row INSERT trigger added (why imports count their rows themselves). Also times the stats read and the full count it replaces.
 //!
 //! Run: `cargo bench --bench counters` (`OUTCALL_BENCH_NUMBERS` to change the count).
 
@@ -12,6 +12,13 @@ use outcall::{
     db::{self, numbers::NewNumber, rusqlite::Connection, Db},
     domain::{TaskName, TaskSettings},
 };
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    AsBuilt,
+    NoTriggers,
+    InsertTrigger,
+}
 
 fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration) {
     let started = Instant::now();
@@ -39,7 +46,8 @@ fn main() {
         })
         .collect();
     println!("{count} numbers, one transaction each step");
-    for with_insert_trigger in [false, true] {
+    for variant in [Variant::AsBuilt, Variant::NoTriggers, Variant::InsertTrigger] {
+        let with_insert_trigger = variant == Variant::InsertTrigger;
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("bench.db")).unwrap();
         let mut conn = db.connection().unwrap();
@@ -51,6 +59,13 @@ fn main() {
                      UPDATE task_counts SET total = total + 1, init = init + (NEW.call_status = 'init')
                      WHERE group_id = NEW.group_id;
                  END;",
+            )
+            .unwrap();
+        }
+        if variant == Variant::NoTriggers {
+            conn.execute_batch(
+                "DROP TRIGGER task_counts_number_changed; DROP TRIGGER task_cause_counts_number_changed;
+                 DROP TRIGGER task_counts_number_removed;",
             )
             .unwrap();
         }
@@ -69,7 +84,9 @@ fn main() {
         let (_, start) = timed(|| db::tasks::start(&mut conn, &[id], 4).unwrap());
         let (counts, read) = timed(|| db::stats::of_task(&conn, id).unwrap().unwrap());
         assert_eq!(counts.total, count as i64);
-        assert_eq!(counts.init, count as i64);
+        if variant != Variant::NoTriggers {
+            assert_eq!(counts.init, count as i64);
+        }
         let (_, scan) = timed(|| {
             conn.query_row(
                 "SELECT count(*) FROM numbers WHERE group_id = ?1 GROUP BY call_status",
@@ -80,10 +97,10 @@ fn main() {
         });
         println!(
             "{}: import {:.2} s, stop {:.2} s, start {:.2} s; stats read {:.0} µs (a full count: {:.0} ms)",
-            if with_insert_trigger {
-                "with a per-row INSERT trigger"
-            } else {
-                "as built (import counted once)"
+            match variant {
+                Variant::AsBuilt => "as built (import counted once)",
+                Variant::NoTriggers => "no counter triggers at all    ",
+                Variant::InsertTrigger => "with a per-row INSERT trigger ",
             },
             import.as_secs_f64(),
             stop.as_secs_f64(),
