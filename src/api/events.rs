@@ -189,8 +189,8 @@ impl Publisher {
     }
 }
 
-/// The stream of one client: the current stats of every running task, then the broadcast, until
-/// the client goes or the server stops.
+/// The stream of one client: the current stats of every running task, a ping, then the broadcast,
+/// until the client goes or the server stops.
 pub async fn stream(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     // Subscribed before reading, so nothing between the read and the first event is missed.
     let receiver = state.events.sender.subscribe();
@@ -205,6 +205,8 @@ pub async fn stream(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
         let pace = state.dialer.task_pace(counts.id);
         first.push_back(task_event(&stats_object(counts, pace, state.time_zone)));
     }
+    // Then a ping at once: the client knows the stream is up even when nothing runs.
+    first.push_back(Bytes::from_static(PING_EVENT));
     let events = futures_util::stream::unfold(
         (first, receiver, shutdown),
         |(mut first, mut receiver, shutdown)| async move {

@@ -348,9 +348,9 @@ mod paths {
     fn task_stats() {}
 
     #[utoipa::path(get, path = "/api/events", tag = "tasks",
-        description = "A server-sent-events stream that does not end. First `event: task` with the stats of every running task, then `event: task` whenever a task's stats change (at most once a second a task) or its status changes, and `event: ping` every 15 s. Each `task` event's `data:` is a stats object as `GET /api/out_call_tasks/{id}/stats` answers it (a deleted task's also has `\"deleted\": true`). Also takes the token as `?token=` (a browser's `EventSource` cannot send headers).",
+        description = "A server-sent-events stream that does not end. First `event: task` with the stats of every running task and a ping, then `event: task` whenever a task's stats change (at most once a second a task) or its status changes, and `event: ping` every 15 s. Each `task` event's `data:` is a stats object as `GET /api/out_call_tasks/{id}/stats` answers it (a deleted task's also has `\"deleted\": true`). Also takes the token as `?token=` (a browser's `EventSource` cannot send headers).",
         params(("token" = Option<String>, Query, description = "the login token, instead of a header")),
-        responses((status = 200, description = "the event stream", content_type = "text/event-stream", body = String)))]
+        responses((status = 200, description = "the event stream", content_type = "text/event-stream", body = StreamEvent)))]
     fn events() {}
 
     #[utoipa::path(get, path = "/api/media_files", tag = "media",
@@ -713,6 +713,20 @@ fn cause_counts() -> Schema {
         .additional_properties(Some(integer().minimum(Some(1))))
         .property_names(Some(one_of(<domain::HangupCause as VariantNames>::VARIANTS)))
         .into()
+}
+
+/// One event of `GET /api/events` (as OpenAPI 3.1 describes a stream: the schema of each event).
+#[derive(ToSchema)]
+pub struct StreamEvent {
+    #[schema(schema_with = stream_event_name)]
+    event: String,
+    /// JSON: a task's stats for `task` (see `TaskStats`), `{}` for `ping`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+fn stream_event_name() -> Schema {
+    string().enum_values(Some(["task", "ping"])).into()
 }
 
 #[derive(ToSchema)]
