@@ -123,8 +123,21 @@ impl Publisher {
         self.sent.insert(id, stats);
     }
 
+    /// With no client connected there is nothing to do (a client that connects reads the running
+    /// tasks itself), and nothing to remember.
+    fn nobody_listens(&mut self) -> bool {
+        let idle = self.sender.receiver_count() == 0;
+        if idle {
+            self.sent.clear();
+        }
+        idle
+    }
+
     /// A task changed: its stats are sent at once when its status did (or it was not followed).
     async fn changed(&mut self, task_id: i64) {
+        if self.nobody_listens() {
+            return;
+        }
         let counts = match self
             .db
             .run(move |conn| db::stats::of_task(conn, task_id))
@@ -149,6 +162,9 @@ impl Publisher {
     /// Sends the stats that changed of every followed task, and stops following the tasks that
     /// neither run nor call any more.
     async fn refresh(&mut self) {
+        if self.nobody_listens() {
+            return;
+        }
         let mut others: Vec<i64> = self.sent.keys().copied().collect();
         others.extend(self.dialer.active_tasks());
         let read = self
