@@ -104,3 +104,106 @@ ALTER TABLE numbers ADD COLUMN record_path TEXT NOT NULL DEFAULT '';
 -- What a user may do: `admin` everything, `readonly` only reads (and change their own password).
 -- Users from before roles existed were all administrators.
 ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'admin' CHECK (role IN ('admin', 'readonly'));
+
+-- step 4
+-- Per-task counters of its live numbers, kept by the triggers below in the same transaction as
+-- every change of a number, so that a task's progress is read without scanning its numbers:
+-- counts by call_status, the total, the answered (call_answer_time set), and, in
+-- task_cause_counts, the numbers per hangup cause. `updated_at` is the last number change seen.
+CREATE TABLE task_counts (
+    group_id   INTEGER PRIMARY KEY,
+    total      INTEGER NOT NULL DEFAULT 0,
+    init       INTEGER NOT NULL DEFAULT 0,
+    calling    INTEGER NOT NULL DEFAULT 0,
+    done       INTEGER NOT NULL DEFAULT 0,
+    stop       INTEGER NOT NULL DEFAULT 0,
+    answered   INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE task_cause_counts (
+    group_id INTEGER NOT NULL,
+    cause    TEXT    NOT NULL,
+    count    INTEGER NOT NULL,
+    PRIMARY KEY (group_id, cause)
+) WITHOUT ROWID;
+
+INSERT INTO task_counts (group_id, total, init, calling, done, stop, answered, updated_at)
+SELECT t.id,
+       count(n.id),
+       count(CASE WHEN n.call_status = 'init' THEN 1 END),
+       count(CASE WHEN n.call_status = 'calling' THEN 1 END),
+       count(CASE WHEN n.call_status = 'done' THEN 1 END),
+       count(CASE WHEN n.call_status = 'stop' THEN 1 END),
+       count(n.call_answer_time),
+       coalesce(max(n.updated_at), 0)
+FROM tasks t LEFT JOIN numbers n ON n.group_id = t.id AND n.deleted_at IS NULL
+GROUP BY t.id;
+INSERT INTO task_cause_counts (group_id, cause, count)
+SELECT group_id, cause, count(*) FROM numbers
+WHERE cause <> '' AND deleted_at IS NULL
+GROUP BY group_id, cause;
+
+CREATE TRIGGER task_counts_new_task AFTER INSERT ON tasks
+BEGIN
+    INSERT INTO task_counts (group_id) VALUES (NEW.id);
+END;
+
+-- A number counts while it is live (deleted_at NULL). Each trigger's WHEN skips the changes that
+-- move no counter, and the causes have a trigger of their own. Numbers are added in bulk (import,
+-- clone), and a trigger on INSERT would cost a statement journal per row (an import three times
+-- slower): their writer counts them instead, once per batch (`db::stats::count_added_numbers`).
+CREATE TRIGGER task_counts_number_removed AFTER DELETE ON numbers WHEN OLD.deleted_at IS NULL
+BEGIN
+    UPDATE task_counts SET
+        total = total - 1,
+        init = init - (OLD.call_status = 'init'),
+        calling = calling - (OLD.call_status = 'calling'),
+        done = done - (OLD.call_status = 'done'),
+        stop = stop - (OLD.call_status = 'stop'),
+        answered = answered - (OLD.call_answer_time IS NOT NULL)
+    WHERE group_id = OLD.group_id;
+    UPDATE task_cause_counts SET count = count - 1
+    WHERE OLD.cause <> '' AND group_id = OLD.group_id AND cause = OLD.cause;
+END;
+
+-- The old row is taken out of the counts, the new one put in.
+CREATE TRIGGER task_counts_number_changed
+AFTER UPDATE OF group_id, call_status, call_answer_time, deleted_at ON numbers
+WHEN OLD.group_id IS NOT NEW.group_id
+  OR OLD.call_status IS NOT NEW.call_status
+  OR (OLD.call_answer_time IS NULL) IS NOT (NEW.call_answer_time IS NULL)
+  OR (OLD.deleted_at IS NULL) IS NOT (NEW.deleted_at IS NULL)
+BEGIN
+    UPDATE task_counts SET
+        total = total - 1,
+        init = init - (OLD.call_status = 'init'),
+        calling = calling - (OLD.call_status = 'calling'),
+        done = done - (OLD.call_status = 'done'),
+        stop = stop - (OLD.call_status = 'stop'),
+        answered = answered - (OLD.call_answer_time IS NOT NULL)
+    WHERE OLD.deleted_at IS NULL AND group_id = OLD.group_id;
+    UPDATE task_counts SET
+        total = total + 1,
+        init = init + (NEW.call_status = 'init'),
+        calling = calling + (NEW.call_status = 'calling'),
+        done = done + (NEW.call_status = 'done'),
+        stop = stop + (NEW.call_status = 'stop'),
+        answered = answered + (NEW.call_answer_time IS NOT NULL),
+        updated_at = max(updated_at, NEW.updated_at)
+    WHERE NEW.deleted_at IS NULL AND group_id = NEW.group_id;
+END;
+
+CREATE TRIGGER task_cause_counts_number_changed
+AFTER UPDATE OF group_id, cause, deleted_at ON numbers
+WHEN OLD.group_id IS NOT NEW.group_id
+  OR OLD.cause IS NOT NEW.cause
+  OR (OLD.deleted_at IS NULL) IS NOT (NEW.deleted_at IS NULL)
+BEGIN
+    UPDATE task_cause_counts SET count = count - 1
+    WHERE OLD.cause <> '' AND OLD.deleted_at IS NULL AND group_id = OLD.group_id AND cause = OLD.cause;
+    INSERT INTO task_cause_counts (group_id, cause, count)
+    SELECT NEW.group_id, NEW.cause, 1 WHERE NEW.cause <> '' AND NEW.deleted_at IS NULL
+    ON CONFLICT (group_id, cause) DO UPDATE SET count = count + 1;
+    UPDATE task_counts SET updated_at = max(updated_at, NEW.updated_at)
+    WHERE NEW.deleted_at IS NULL AND group_id = NEW.group_id;
+END;

@@ -75,6 +75,7 @@ pub struct Application {
     server: Server,
     db: Db,
     dialer: DialerHandle,
+    events: api::events::Events,
     supervisor: JoinHandle<()>,
     /// Held until the application ends: no second outcall on the same data directory.
     _data_dir_lock: DataDirLock,
@@ -151,6 +152,7 @@ impl Application {
         let dialer_db = Db::open_another(&config.database_path(), config.sqlite_synchronous, 4)?;
         let (dialer, supervisor) =
             dialer::start(dialer_db, backend, config.dialer.clone(), runtime.handle()).await?;
+        let events = api::events::Events::start(db.clone(), dialer.clone(), config.time_zone);
         let state = web::Data::new(AppState {
             db: db.clone(),
             time_zone: config.time_zone,
@@ -158,6 +160,7 @@ impl Application {
             dialer: dialer.clone(),
             data_dir: config.data_dir.clone(),
             accounts: auth::Accounts::new(db.clone(), config.token_ttl.as_secs() as i64),
+            events: events.clone(),
         });
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let server = HttpServer::new(move || {
@@ -194,6 +197,7 @@ impl Application {
             server,
             db,
             dialer,
+            events,
             supervisor,
             _data_dir_lock: data_dir_lock,
         })
@@ -212,6 +216,7 @@ impl Application {
         Stopper {
             server: self.server.handle(),
             dialer: self.dialer.clone(),
+            events: self.events.clone(),
         }
     }
 
@@ -231,11 +236,14 @@ impl Application {
 pub struct Stopper {
     server: actix_web::dev::ServerHandle,
     dialer: DialerHandle,
+    events: api::events::Events,
 }
 
 impl Stopper {
     /// Stops taking requests and starting calls; lets live calls end within the grace period.
     pub async fn stop(&self) {
+        // Event streams never end by themselves: closed first, or the graceful stop waits on them.
+        self.events.close();
         self.server.stop(true).await;
         self.dialer.shutdown().await;
     }

@@ -140,6 +140,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis");
     let mut command = tokio::process::Command::new(&st);
     command
+        .arg("--config-file")
+        .arg(hooks.join("schemathesis.toml"))
         .arg("run")
         .arg(&document_path)
         .args(["--url", &base])

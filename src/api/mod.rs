@@ -3,11 +3,13 @@
 mod audio;
 pub mod body_deadline;
 pub mod error;
+pub mod events;
 mod input;
 mod media_files;
 mod numbers;
 pub mod openapi;
 mod sessions;
+mod stats;
 mod tasks;
 mod users;
 
@@ -41,6 +43,8 @@ pub struct AppState {
     pub data_dir: std::path::PathBuf,
     /// Logins, roles and passwords: the hashing pool and the login throttle.
     pub accounts: auth::Accounts,
+    /// The publisher of `/api/events`.
+    pub events: events::Events,
 }
 
 /// Bodies of task writes (create, update, start/stop, clone) are small: a larger one is refused
@@ -94,6 +98,10 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     resource("/out_call_tasks/{id}/download")
                         .route(web::get().to(numbers::download)),
                 )
+                .service(
+                    resource("/out_call_tasks/{id}/stats").route(web::get().to(stats::get)),
+                )
+                .service(resource("/events").route(web::get().to(events::stream)))
                 .service(
                     resource("/media_files")
                         .route(web::get().to(media_files::list))

@@ -70,6 +70,8 @@ pub async fn serve() -> HttpResponse {
         paths::import_numbers,
         paths::list_numbers,
         paths::download_numbers,
+        paths::task_stats,
+        paths::events,
         paths::list_media_files,
         paths::upload_media_file,
         paths::media_file_audio,
@@ -178,6 +180,7 @@ const TASK_OPERATIONS: &[&str] = &[
     "import_numbers",
     "list_numbers",
     "download_numbers",
+    "task_stats",
 ];
 
 impl Modify for NewTaskLinks {
@@ -339,6 +342,18 @@ mod paths {
         params(("id" = i64, Path, minimum = 1, example = 1, description = "task id")),
         responses((status = 200, description = "rows of ten strings", body = DownloadRows)))]
     fn download_numbers() {}
+
+    #[utoipa::path(get, path = "/api/out_call_tasks/{id}/stats", tag = "tasks",
+        description = "A task's live progress: its numbers counted by status, answered and cause (kept as counters, never a scan of the numbers), with the pace and live calls of the dialer.",
+        params(("id" = i64, Path, minimum = 1, example = 1, description = "task id")),
+        responses((status = 200, description = "the task's stats", body = StatsAnswer)))]
+    fn task_stats() {}
+
+    #[utoipa::path(get, path = "/api/events", tag = "tasks",
+        description = "A server-sent-events stream that does not end. First `event: task` with the stats of every running task and a ping, then `event: task` whenever a task's stats change (at most once a second a task) or its status changes, and `event: ping` every 15 s. Each `task` event's `data:` is a stats object as `GET /api/out_call_tasks/{id}/stats` answers it (a deleted task's also has `\"deleted\": true`). Also takes the token as `?token=` (a browser's `EventSource` cannot send headers).",
+        params(("token" = Option<String>, Query, description = "the login token, instead of a header")),
+        responses((status = 200, description = "the event stream", content_type = "text/event-stream", body = StreamEvent)))]
+    fn events() {}
 
     #[utoipa::path(get, path = "/api/media_files", tag = "media",
         description = "Uploaded prompts, newest first.",
@@ -690,6 +705,74 @@ fn external_id_input() -> Schema {
 }
 
 // ---- Schemas ----
+
+/// A task's live progress.
+#[derive(ToSchema)]
+pub struct TaskStats {
+    #[schema(minimum = 1)]
+    id: i64,
+    #[schema(schema_with = task_status)]
+    status: String,
+    /// Numbers in the task.
+    #[schema(minimum = 0)]
+    total: i64,
+    /// Numbers waiting to be dialed.
+    #[schema(minimum = 0)]
+    init: i64,
+    /// Numbers whose call is in progress.
+    #[schema(minimum = 0)]
+    calling: i64,
+    /// Numbers finished.
+    #[schema(minimum = 0)]
+    done: i64,
+    /// Numbers a stop left undialed.
+    #[schema(minimum = 0)]
+    stop: i64,
+    /// Numbers whose call was answered.
+    #[schema(minimum = 0)]
+    answered: i64,
+    /// Finished numbers per hangup cause name.
+    #[schema(schema_with = cause_counts)]
+    causes: (),
+    /// Calls started in the last 10 s, divided by 10.
+    #[schema(minimum = 0)]
+    caps: f64,
+    /// Calls alive now.
+    #[schema(minimum = 0)]
+    live: i64,
+    #[schema(schema_with = timestamp)]
+    updated_at: String,
+}
+
+fn cause_counts() -> Schema {
+    ObjectBuilder::new()
+        .additional_properties(Some(integer().minimum(Some(1))))
+        .property_names(Some(one_of(<domain::HangupCause as VariantNames>::VARIANTS)))
+        .into()
+}
+
+/// One event of `GET /api/events` (as OpenAPI 3.1 describes a stream: the schema of each event).
+#[derive(ToSchema)]
+pub struct StreamEvent {
+    #[schema(schema_with = stream_event_name)]
+    event: String,
+    /// JSON: a task's stats for `task` (see `TaskStats`), `{}` for `ping`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+fn stream_event_name() -> Schema {
+    string().enum_values(Some(["task", "ping"])).into()
+}
+
+#[derive(ToSchema)]
+pub struct StatsAnswer {
+    #[schema(schema_with = success_code)]
+    code: i64,
+    #[schema(schema_with = success_message)]
+    message: String,
+    data: TaskStats,
+}
 
 /// Every error: the HTTP status again, and what is wrong, naming the field.
 #[derive(ToSchema)]

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod media_files;
 pub mod numbers;
 pub mod sessions;
+pub mod stats;
 pub mod tasks;
 pub mod users;
 

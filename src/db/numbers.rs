@@ -77,7 +77,8 @@ fn require_live_task(conn: &Connection, task_id: i64) -> DbResult<()> {
     super::tasks::require_live(conn, task_id)
 }
 
-/// Adds numbers to a live task in one transaction: all are written or none.
+/// Adds numbers to a live task in one transaction: all are written or none, and counted (see
+/// `stats::count_added_numbers`).
 pub fn import(
     conn: &mut Connection,
     task_id: i64,
@@ -100,6 +101,7 @@ pub fn import(
             ])?;
         }
     }
+    super::stats::count_added_numbers(&tx, task_id, numbers.len(), now)?;
     tx.commit()?;
     Ok(numbers.len())
 }

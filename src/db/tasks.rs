@@ -95,8 +95,8 @@ const COLUMNS: &str = "t.id, t.group_name, t.description, t.status, t.cid_number
     t.dest_context, t.calling_time, t.max_caps, t.max_concurrency, t.task_start_time, t.task_end_time,
     t.auto_dial, t.disable_ring_back, t.auto_record, t.group_confirm_key, t.group_confirm_read_timeout,
     t.group_confirm_file, t.action, t.data, t.created_at, t.updated_at, t.deleted_at,
-    (SELECT count(*) FROM numbers n WHERE n.group_id = t.id),
-    (SELECT count(*) FROM numbers n WHERE n.group_id = t.id AND n.call_status = 'done')";
+    coalesce((SELECT c.total FROM task_counts c WHERE c.group_id = t.id), 0),
+    coalesce((SELECT c.done FROM task_counts c WHERE c.group_id = t.id), 0)";
 
 fn from_row(row: &Row) -> rusqlite::Result<Task> {
     Ok(Task {
@@ -377,12 +377,13 @@ pub fn clone(
     let id = tx.last_insert_rowid();
     reschedule(&tx, id, now)?;
     if with_numbers {
-        tx.execute(
+        let copied = tx.execute(
             "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at)
              SELECT ?2, dest_number, external_id, ?3, ?3 FROM numbers
              WHERE group_id = ?1 AND deleted_at IS NULL ORDER BY id",
             params![source, id, now],
         )?;
+        super::stats::count_added_numbers(&tx, id, copied, now)?;
     }
     tx.commit()?;
     Ok(id)

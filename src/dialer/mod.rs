@@ -1,6 +1,7 @@
 //! The dialer: a supervisor that starts a runner for every running task (and starts auto_dial
 //! tasks when their time comes), the box-wide limits all runners share, and orderly shutdown.
 
+pub mod activity;
 pub mod pacing;
 pub mod runner;
 
@@ -13,13 +14,17 @@ use std::{
 };
 
 use tokio::{
-    sync::{mpsc, Notify, Semaphore},
+    sync::{broadcast, mpsc, Notify, Semaphore},
     task::JoinHandle,
     time::{sleep_until, MissedTickBehavior},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use self::{pacing::Pacer, runner::TaskRunner};
+use self::{
+    activity::{Activity, TaskPace},
+    pacing::Pacer,
+    runner::TaskRunner,
+};
 use crate::{
     clock,
     db::{self, Db},
@@ -49,6 +54,8 @@ const RUNNER_BACKOFF_MAX: Duration = Duration::from_secs(60);
 pub const RUNNER_MAX_FAILURES: u32 = 5;
 /// After the grace period and the hang-ups, how long to wait for the results to be written.
 const HANGUP_WAIT: Duration = Duration::from_secs(10);
+/// Task changes kept for a follower that is behind; older ones are skipped.
+const ANNOUNCEMENTS_BUFFER: usize = 1024;
 
 /// The limits that protect the trunk across all tasks.
 pub struct GlobalLimits {
@@ -106,19 +113,41 @@ pub struct DialerContext {
     live_calls: Mutex<HashMap<String, CallControl>>,
     /// When the supervisor last finished a pass, for `/healthz`.
     last_pass: Mutex<Instant>,
+    /// Each task's recent starts and live calls, for its stats.
+    activity: Mutex<Activity>,
+    /// Ids of tasks whose state, settings or numbers changed (by the API or by the dialer), for
+    /// whoever follows them (the event stream).
+    announcements: broadcast::Sender<i64>,
 }
 
 impl DialerContext {
-    /// Keeps a way to hang the call up until the guard is dropped.
-    pub fn register_call(self: &Arc<Self>, uuid: &str, control: CallControl) -> LiveCall {
+    /// Keeps a way to hang the call up until the guard is dropped, and counts the call as started
+    /// at `started` and alive for its task's stats.
+    pub fn register_call(
+        self: &Arc<Self>,
+        task_id: i64,
+        uuid: &str,
+        control: CallControl,
+        started: Instant,
+    ) -> LiveCall {
         self.live_calls
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(uuid.to_owned(), control);
+        self.activity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .call_started(task_id, started);
         LiveCall {
             context: self.clone(),
+            task_id,
             uuid: uuid.to_owned(),
         }
+    }
+
+    /// Tells followers that a task changed (nobody listening is fine).
+    pub fn announce(&self, task_id: i64) {
+        let _ = self.announcements.send(task_id);
     }
 
     fn hang_up_all(&self, cause: HangupCause) -> usize {
@@ -135,6 +164,7 @@ impl DialerContext {
 
 pub struct LiveCall {
     context: Arc<DialerContext>,
+    task_id: i64,
     uuid: String,
 }
 
@@ -145,6 +175,11 @@ impl Drop for LiveCall {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.uuid);
+        self.context
+            .activity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .call_ended(self.task_id, Instant::now());
     }
 }
 
@@ -160,6 +195,31 @@ impl DialerHandle {
     /// A task's state, settings or numbers changed: look at it now.
     pub fn task_changed(&self, task_id: i64) {
         let _ = self.changes.send(task_id);
+        self.context.announce(task_id);
+    }
+
+    /// The ids of tasks that change from now on, by the API or by the dialer (a task done, an
+    /// auto_dial start, a failing task stopped). A receiver that falls behind skips ids.
+    pub fn task_changes(&self) -> broadcast::Receiver<i64> {
+        self.context.announcements.subscribe()
+    }
+
+    /// A task's calls started in the last 10 s ÷ 10, and its calls alive now.
+    pub fn task_pace(&self, task_id: i64) -> TaskPace {
+        self.context
+            .activity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pace(task_id, Instant::now())
+    }
+
+    /// Tasks with a call alive or started in the last 10 s.
+    pub fn active_tasks(&self) -> Vec<i64> {
+        self.context
+            .activity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .active_tasks(Instant::now())
     }
 
     /// Whether the back end can run this task at all.
@@ -247,6 +307,8 @@ pub async fn start(
         calls: TaskTracker::new(),
         live_calls: Mutex::default(),
         last_pass: Mutex::new(Instant::now()),
+        activity: Mutex::new(Activity::new(Instant::now())),
+        announcements: broadcast::channel(ANNOUNCEMENTS_BUFFER).0,
     });
     let (changes_sender, changes) = mpsc::unbounded_channel();
     let handle = DialerHandle {
@@ -359,6 +421,7 @@ impl Supervisor {
             {
                 tracing::error!(task = task_id, %error, "could not stop the task");
             }
+            self.context.announce(task_id);
             return;
         }
         let wait = clock::doubled(RUNNER_BACKOFF_FIRST, count - 1, RUNNER_BACKOFF_MAX);
@@ -384,6 +447,7 @@ impl Supervisor {
                 for id in started {
                     tracing::info!(task = id, "auto_dial: task started at its start time");
                     self.refuse_if_unrunnable(id).await;
+                    self.context.announce(id);
                 }
             }
             Err(error) => tracing::error!(%error, "could not start auto_dial tasks"),

@@ -194,6 +194,7 @@ impl TaskRunner {
         {
             Ok(true) => {
                 tracing::info!(task = id, "task done: every number has been called");
+                self.context.announce(id);
                 Step::Exit
             }
             // Numbers arrived, or the task was stopped meanwhile: look again. Not at once: when
@@ -268,9 +269,9 @@ impl TaskRunner {
             .await;
         self.pacer.record_start(started);
         self.live_calls += 1;
-        let live = self
-            .context
-            .register_call(&request.uuid, call.control.clone());
+        let live =
+            self.context
+                .register_call(self.task_id, &request.uuid, call.control.clone(), started);
         let context = self.context.clone();
         let ended = self.call_ended_sender.clone();
         self.context

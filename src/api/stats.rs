@@ -1,0 +1,51 @@
+//! `GET /api/out_call_tasks/{id}/stats`: a task's progress from its counters and the dialer's
+//! live record, never from a scan of its numbers.
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+
+use super::{error::ApiResult, input, AppState};
+use crate::{
+    clock::TimeZone,
+    db::{self, stats::TaskCounts, DbError},
+    dialer::activity::TaskPace,
+};
+
+/// The stats object of the route and of the event stream's `task` events. A deleted task (only
+/// ever seen in an event) carries `"deleted": true`.
+pub fn stats_object(counts: &TaskCounts, pace: TaskPace, tz: TimeZone) -> Value {
+    let mut object = json!({
+        "id": counts.id,
+        "status": counts.status.as_str(),
+        "total": counts.total,
+        "init": counts.init,
+        "calling": counts.calling,
+        "done": counts.done,
+        "stop": counts.stop,
+        "answered": counts.answered,
+        "causes": counts.causes,
+        "caps": pace.caps,
+        "live": pace.live,
+        "updated_at": tz.format(counts.updated_at),
+    });
+    if counts.deleted {
+        object["deleted"] = Value::Bool(true);
+    }
+    object
+}
+
+pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = input::path_id(&id)?;
+    let counts = state
+        .db
+        .run(move |conn| {
+            db::stats::of_live_task(conn, id)?.ok_or_else(|| DbError::NotFound(format!("task {id}")))
+        })
+        .await?;
+    let pace = state.dialer.task_pace(id);
+    Ok(HttpResponse::Ok().json(json!({
+        "code": 200,
+        "message": "success",
+        "data": stats_object(&counts, pace, state.time_zone),
+    })))
+}

@@ -1,0 +1,190 @@
+//! `task_counts` and `task_cause_counts`: each task's progress, kept by triggers on `numbers` (see
+//! schema step 4) in the transaction of every change, so reading it never scans the numbers.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use super::DbResult;
+use crate::domain::TaskStatus;
+
+/// A task's numbers counted by status, answered and cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCounts {
+    pub id: i64,
+    pub status: TaskStatus,
+    pub deleted: bool,
+    pub total: i64,
+    pub init: i64,
+    pub calling: i64,
+    pub done: i64,
+    pub stop: i64,
+    pub answered: i64,
+    /// Finished numbers per hangup cause name; causes with no number are left out.
+    pub causes: BTreeMap<String, i64>,
+    /// The later of the task's own change and its numbers' last change, unix seconds.
+    pub updated_at: i64,
+}
+
+const SELECT: &str = "SELECT t.id, t.status, t.deleted_at IS NOT NULL,
+        coalesce(c.total, 0), coalesce(c.init, 0), coalesce(c.calling, 0), coalesce(c.done, 0),
+        coalesce(c.stop, 0), coalesce(c.answered, 0), max(t.updated_at, coalesce(c.updated_at, 0))
+    FROM tasks t LEFT JOIN task_counts c ON c.group_id = t.id";
+
+fn from_row(row: &Row) -> rusqlite::Result<TaskCounts> {
+    Ok(TaskCounts {
+        id: row.get(0)?,
+        status: row.get(1)?,
+        deleted: row.get(2)?,
+        total: row.get(3)?,
+        init: row.get(4)?,
+        calling: row.get(5)?,
+        done: row.get(6)?,
+        stop: row.get(7)?,
+        answered: row.get(8)?,
+        causes: BTreeMap::new(),
+        updated_at: row.get(9)?,
+    })
+}
+
+fn with_causes(conn: &Connection, mut counts: TaskCounts) -> DbResult<TaskCounts> {
+    counts.causes = conn
+        .prepare_cached(
+            "SELECT cause, count FROM task_cause_counts WHERE group_id = ?1 AND count > 0 ORDER BY cause",
+        )?
+        .query_map([counts.id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(counts)
+}
+
+/// Counts `added` numbers just inserted into a task, all waiting (`init`), live, unanswered and
+/// without a cause, as every writer inserts them. Numbers have no trigger on INSERT (it would cost
+/// a statement journal per row): whoever inserts numbers calls this in the same transaction.
+pub fn count_added_numbers(conn: &Connection, task_id: i64, added: usize, now: i64) -> DbResult<()> {
+    conn.prepare_cached(
+        "UPDATE task_counts SET total = total + ?2, init = init + ?2, updated_at = max(updated_at, ?3)
+         WHERE group_id = ?1",
+    )?
+    .execute(rusqlite::params![task_id, added as i64, now])?;
+    Ok(())
+}
+
+/// The counts of a live task; `None` when it does not exist or was deleted.
+pub fn of_live_task(conn: &Connection, id: i64) -> DbResult<Option<TaskCounts>> {
+    of_task(conn, id).map(|counts| counts.filter(|c| !c.deleted))
+}
+
+/// The counts of a task, deleted or not; `None` when it never existed.
+pub fn of_task(conn: &Connection, id: i64) -> DbResult<Option<TaskCounts>> {
+    let counts = conn
+        .prepare_cached(&format!("{SELECT} WHERE t.id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?;
+    counts.map(|c| with_causes(conn, c)).transpose()
+}
+
+/// The counts of every live running task: a point lookup each, no scan of their numbers.
+pub fn of_running_tasks(conn: &Connection) -> DbResult<Vec<TaskCounts>> {
+    let tasks = conn
+        .prepare_cached(&format!(
+            "{SELECT} WHERE t.status = 'running' AND t.deleted_at IS NULL ORDER BY t.id"
+        ))?
+        .query_map([], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    tasks.into_iter().map(|c| with_causes(conn, c)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{self, numbers::NewNumber, Db};
+
+    /// The counters as a full scan of the numbers table finds them.
+    fn scanned(conn: &Connection, id: i64) -> (Vec<i64>, BTreeMap<String, i64>) {
+        let row = conn
+            .query_row(
+                "SELECT count(*), count(CASE WHEN call_status = 'init' THEN 1 END),
+                    count(CASE WHEN call_status = 'calling' THEN 1 END),
+                    count(CASE WHEN call_status = 'done' THEN 1 END),
+                    count(CASE WHEN call_status = 'stop' THEN 1 END), count(call_answer_time)
+                 FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL",
+                [id],
+                |r| (0..6).map(|i| r.get(i)).collect::<Result<Vec<i64>, _>>(),
+            )
+            .unwrap();
+        let causes = conn
+            .prepare("SELECT cause, count(*) FROM numbers WHERE group_id = ?1 AND cause <> '' AND deleted_at IS NULL GROUP BY cause")
+            .unwrap()
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (row, causes)
+    }
+
+    fn counted(conn: &Connection, id: i64) -> (Vec<i64>, BTreeMap<String, i64>) {
+        let c = of_task(conn, id).unwrap().unwrap();
+        (
+            vec![c.total, c.init, c.calling, c.done, c.stop, c.answered],
+            c.causes,
+        )
+    }
+
+    #[test]
+    fn every_writer_keeps_the_counters_equal_to_a_full_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let mut conn = db.connection().unwrap();
+        let settings = crate::domain::TaskSettings {
+            group_name: Some(crate::domain::TaskName::new("t").unwrap()),
+            ..Default::default()
+        };
+        let id = db::tasks::create(&mut conn, &settings, 10).unwrap();
+        let numbers: Vec<NewNumber> = (0..6)
+            .map(|i| NewNumber {
+                dest_number: format!("100{i}"),
+                external_id: String::new(),
+            })
+            .collect();
+        db::numbers::import(&mut conn, id, &numbers, 11).unwrap();
+        assert_eq!(counted(&conn, id), scanned(&conn, id));
+        assert_eq!(counted(&conn, id).0, vec![6, 6, 0, 0, 0, 0]);
+        db::tasks::start(&mut conn, &[id], 12).unwrap();
+        let first = db::numbers::claim_next(&conn, id, "u1", 13).unwrap().unwrap();
+        let second = db::numbers::claim_next(&conn, id, "u2", 13).unwrap().unwrap();
+        let third = db::numbers::claim_next(&conn, id, "u3", 13).unwrap().unwrap();
+        db::numbers::release_claim(&conn, third.id, "u3").unwrap();
+        db::numbers::record_answer(&conn, first.id, "u1", 14).unwrap();
+        assert_eq!(counted(&conn, id), scanned(&conn, id));
+        let result = db::numbers::CallResult {
+            cause: crate::domain::HangupCause::NORMAL_CLEARING,
+            sip_code: None,
+            answered_at: None,
+            ended_at: 15,
+            dtmf: String::new(),
+            record_path: String::new(),
+        };
+        db::numbers::finish(&conn, first.id, "u1", &result).unwrap();
+        assert_eq!(counted(&conn, id), scanned(&conn, id));
+        db::tasks::stop(&mut conn, &[id], 16).unwrap();
+        db::numbers::finish_interrupted(&conn, crate::domain::HangupCause::SYSTEM_SHUTDOWN).unwrap();
+        let (counts, causes) = counted(&conn, id);
+        assert_eq!((counts.clone(), causes.clone()), scanned(&conn, id));
+        assert_eq!(counts, vec![6, 0, 0, 2, 4, 1]);
+        assert_eq!(causes.get("SYSTEM_SHUTDOWN"), Some(&1));
+        assert_eq!(second.id, first.id + 1);
+        db::tasks::start(&mut conn, &[id], 17).unwrap();
+        assert_eq!(counted(&conn, id), scanned(&conn, id));
+        let copy = db::tasks::clone(&mut conn, id, "copy", "", true, 18).unwrap();
+        assert_eq!(counted(&conn, copy), scanned(&conn, copy));
+        assert_eq!(counted(&conn, copy).0, vec![6, 6, 0, 0, 0, 0]);
+        conn.execute("UPDATE numbers SET deleted_at = 19 WHERE id = ?1", [first.id])
+            .unwrap();
+        conn.execute("DELETE FROM numbers WHERE id = ?1", [second.id])
+            .unwrap();
+        assert_eq!(counted(&conn, id), scanned(&conn, id));
+        db::tasks::delete(&mut conn, id, 20).unwrap();
+        assert!(of_live_task(&conn, id).unwrap().is_none());
+        assert!(of_task(&conn, id).unwrap().unwrap().deleted);
+    }
+}
