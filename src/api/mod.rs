@@ -2,6 +2,8 @@
 
 pub mod body_deadline;
 pub mod error;
+mod export;
+mod import_file;
 mod input;
 mod media_files;
 mod numbers;
@@ -91,7 +93,7 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 )
                 .service(
                     resource("/out_call_tasks/{id}/download")
-                        .route(web::get().to(numbers::download)),
+                        .route(web::get().to(export::download)),
                 )
                 .service(
                     resource("/media_files")
