@@ -352,8 +352,8 @@ fn read_csv(mut file: File, rows: &mut Rows) -> ApiResult<()> {
                 )))
             }
         }
-        let row = record.position().map_or(index, |position| position.line());
-        rows.row(row, record.iter().map(Cow::Borrowed))?;
+        // The record's count, not its line: `csv` counts a CRLF file's lines one behind.
+        rows.row(index, record.iter().map(Cow::Borrowed))?;
     }
 }
 
