@@ -159,12 +159,18 @@ async fn csv_and_xlsx_exports_hold_the_rows_of_the_json_download() {
     let exported: Vec<&str> = json[1..].iter().map(|row| row[2].as_str()).collect();
     assert_eq!(exported, numbers, "a row a number, in id order");
     assert!(
-        json[1..].iter().any(|row| !row[7].is_empty() && row[5] != ""),
+        json[1..]
+            .iter()
+            .any(|row| !row[7].is_empty() && !row[5].is_empty()),
         "some calls were answered: {json:?}"
     );
 
     let csv = csv_rows(&download(&app, id, "?format=csv").await, id);
-    assert_eq!(csv.len(), json.len(), "one CSV row a number, after the header");
+    assert_eq!(
+        csv.len(),
+        json.len(),
+        "one CSV row a number, after the header"
+    );
     for (csv_row, json_row) in csv.iter().zip(&json) {
         let expected: Vec<String> = json_row.iter().map(|cell| neutralised(cell)).collect();
         assert_eq!(csv_row, &expected);
@@ -172,17 +178,29 @@ async fn csv_and_xlsx_exports_hold_the_rows_of_the_json_download() {
     assert_eq!(csv.last().unwrap()[2], "'+8613900139000");
 
     let xlsx = xlsx_rows(&download(&app, id, "?format=xlsx").await, id);
-    assert_eq!(xlsx.len(), json.len(), "one sheet row a number, after the header");
+    assert_eq!(
+        xlsx.len(),
+        json.len(),
+        "one sheet row a number, after the header"
+    );
     for (row_index, (sheet_row, json_row)) in xlsx.iter().zip(&json).enumerate() {
         for (column, (cell, expected)) in sheet_row.iter().zip(json_row).enumerate() {
             let seconds = row_index > 0 && (column == 7 || column == 8);
             match cell {
                 Data::Empty => assert_eq!(expected, "", "row {row_index} column {column}"),
                 Data::Float(value) if seconds => {
-                    assert_eq!(value.to_string(), *expected, "row {row_index} column {column}")
+                    assert_eq!(
+                        value.to_string(),
+                        *expected,
+                        "row {row_index} column {column}"
+                    )
                 }
                 Data::String(text) if !seconds => {
-                    assert_eq!(*text, neutralised(expected), "row {row_index} column {column}")
+                    assert_eq!(
+                        *text,
+                        neutralised(expected),
+                        "row {row_index} column {column}"
+                    )
                 }
                 other => panic!("row {row_index} column {column}: {other:?} for {expected:?}"),
             }
@@ -231,15 +249,26 @@ async fn an_unknown_format_is_400_and_a_deleted_task_404() {
     let id = app.create_task("formats").await;
     app.import(id, &phone_numbers(1000, 3)).await;
     for format in ["pdf", "CSV", "xls"] {
-        let reply = download(&app, id, &format!("?format={format}")).await.error();
+        let reply = download(&app, id, &format!("?format={format}"))
+            .await
+            .error();
         assert_error(&reply, 400, "format");
     }
     // An empty task: the header alone.
     let empty = app.create_task("empty").await;
-    assert_eq!(csv_rows(&download(&app, empty, "?format=csv").await, empty), vec![vendor_header()]);
-    assert_eq!(xlsx_rows(&download(&app, empty, "?format=xlsx").await, empty).len(), 1);
+    assert_eq!(
+        csv_rows(&download(&app, empty, "?format=csv").await, empty),
+        vec![vendor_header()]
+    );
+    assert_eq!(
+        xlsx_rows(&download(&app, empty, "?format=xlsx").await, empty).len(),
+        1
+    );
 
-    assert_eq!(app.delete(&format!("{TASKS}/{id}")).await.status, StatusCode::OK);
+    assert_eq!(
+        app.delete(&format!("{TASKS}/{id}")).await.status,
+        StatusCode::OK
+    );
     for query in ["", "?format=json", "?format=csv", "?format=xlsx"] {
         let reply = download(&app, id, query).await.error();
         assert_error(&reply, 404, "");
@@ -324,12 +353,18 @@ async fn a_gbk_csv_with_a_header_imports_its_good_rows_and_reports_the_bad() {
     let text = "号码,客户编号\r\n13800138000,张三\r\n12a,李四\r\n,王五\r\n\"13800138001\",赵六\r\n13800138002\r\n";
     let (gbk, _, unmappable) = encoding_rs::GBK.encode(text);
     assert!(!unmappable);
-    assert!(std::str::from_utf8(&gbk).is_err(), "the bytes are not UTF-8");
+    assert!(
+        std::str::from_utf8(&gbk).is_err(),
+        "the bytes are not UTF-8"
+    );
     let reply = import_file(
         &app,
         id,
         &gbk,
-        &[("number_column", "号码"), ("external_id_column", "客户编号")],
+        &[
+            ("number_column", "号码"),
+            ("external_id_column", "客户编号"),
+        ],
     )
     .await;
     let counts = counts(&reply);
@@ -340,7 +375,10 @@ async fn a_gbk_csv_with_a_header_imports_its_good_rows_and_reports_the_bad() {
     assert_eq!(rejected[0]["row"], 3);
     assert_eq!(rejected[0]["value"], "12a");
     assert!(
-        rejected[0]["reason"].as_str().unwrap().contains("not dialable"),
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not dialable"),
         "{rejected:?}"
     );
     assert_eq!(rejected[1]["row"], 4);
@@ -391,7 +429,10 @@ async fn the_header_is_guessed_unless_told() {
     let list = b"13700000000\n13700000001\n13700000002\n";
     // No header: the first row's number is dialable, so it is a number.
     let guessed = app.create_task("guessed").await;
-    assert_eq!(counts(&import_file(&app, guessed, list, &[]).await)["imported"], 3);
+    assert_eq!(
+        counts(&import_file(&app, guessed, list, &[]).await)["imported"],
+        3
+    );
     assert_eq!(stored(&app, guessed).await.len(), 3);
     // Told there is one: the first row is skipped.
     let told = app.create_task("told").await;
@@ -433,7 +474,10 @@ async fn an_xlsx_with_numeric_phone_cells_imports_them_as_integers() {
         &app,
         id,
         &bytes,
-        &[("number_column", "手机号码"), ("external_id_column", "客户")],
+        &[
+            ("number_column", "手机号码"),
+            ("external_id_column", "客户"),
+        ],
     )
     .await;
     let counts = counts(&reply);
@@ -443,11 +487,7 @@ async fn an_xlsx_with_numeric_phone_cells_imports_them_as_integers() {
     assert_eq!(counts["first_rejected"][0]["value"], "1.5");
     assert_eq!(
         stored(&app, id).await,
-        expected(&[
-            ("13800138000", "7"),
-            ("13800138001", "乙"),
-            ("10086", "丁")
-        ])
+        expected(&[("13800138000", "7"), ("13800138001", "乙"), ("10086", "丁")])
     );
 }
 
@@ -501,11 +541,18 @@ async fn a_multipart_import_over_the_body_limit_is_413() {
         .map(|n| format!("{n}\n"))
         .collect();
     assert!(file.len() > 64 * 1024);
-    assert_error(&import_file(&app, id, file.as_bytes(), &[]).await, 413, "limit");
+    assert_error(
+        &import_file(&app, id, file.as_bytes(), &[]).await,
+        413,
+        "limit",
+    );
     assert_eq!(app.task(id).await["done_total"], "0/0");
     // Under the limit, the same form goes through.
     let small: String = file.lines().take(100).map(|n| format!("{n}\n")).collect();
-    assert_eq!(counts(&import_file(&app, id, small.as_bytes(), &[]).await)["imported"], 100);
+    assert_eq!(
+        counts(&import_file(&app, id, small.as_bytes(), &[]).await)["imported"],
+        100
+    );
 }
 
 // ---- A million rows, on the real binary ----

@@ -100,11 +100,19 @@ pub async fn download(
             .connection()
             .map_err(ExportError::from)
             .and_then(|mut conn| {
-                export(&mut conn, id, format, time_zone, &temp_dir, &mut sink, || {
-                    if let Some(sender) = ready_sender.take() {
-                        let _ = sender.send(Ok(()));
-                    }
-                })
+                export(
+                    &mut conn,
+                    id,
+                    format,
+                    time_zone,
+                    &temp_dir,
+                    &mut sink,
+                    || {
+                        if let Some(sender) = ready_sender.take() {
+                            let _ = sender.send(Ok(()));
+                        }
+                    },
+                )
             });
         match (outcome, ready_sender) {
             (Ok(()), _) => sink.finish(),
@@ -275,7 +283,10 @@ fn export(
             let mut sheet = XlsxSheet::new(temp_dir)?;
             sheet.write(&DOWNLOAD_HEADER.map(str::to_owned), false)?;
             db::numbers::export(conn, id, start, |task, number| {
-                keep(sheet.write(&download_row(&task.group_name, task.action, &number, tz), true))
+                keep(sheet.write(
+                    &download_row(&task.group_name, task.action, &number, tz),
+                    true,
+                ))
             })?;
             if failure.is_none() {
                 sheet.stream_into(temp_dir, sink)?;
@@ -375,6 +386,10 @@ mod tests {
         assert_eq!(Format::from_query(&query("csv")), Ok(Format::Csv));
         assert_eq!(Format::from_query(&query("xlsx")), Ok(Format::Xlsx));
         let refused = Format::from_query(&query("pdf")).unwrap_err();
-        assert!(refused.message.starts_with("format must be"), "{}", refused.message);
+        assert!(
+            refused.message.starts_with("format must be"),
+            "{}",
+            refused.message
+        );
     }
 }

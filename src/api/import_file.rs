@@ -550,7 +550,10 @@ mod tests {
 
     #[test]
     fn columns_by_number_or_name() {
-        assert_eq!(parse_column("number_column", " 2 "), Ok(Some(Column::Index(1))));
+        assert_eq!(
+            parse_column("number_column", " 2 "),
+            Ok(Some(Column::Index(1)))
+        );
         assert_eq!(
             parse_column("number_column", "手机"),
             Ok(Some(Column::Name("手机".into())))
@@ -560,7 +563,10 @@ mod tests {
             .unwrap_err()
             .message
             .starts_with("number_column"));
-        assert!(parse_has_header("2").unwrap_err().message.starts_with("has_header"));
+        assert!(parse_has_header("2")
+            .unwrap_err()
+            .message
+            .starts_with("has_header"));
     }
 
     #[test]
@@ -590,13 +596,17 @@ mod tests {
             ..Options::default()
         };
         let refused = resolve_columns(&options, &cells(&["1000", "x"])).unwrap_err();
-        assert!(refused.message.starts_with("number_column: there is no column 3"));
+        assert!(refused
+            .message
+            .starts_with("number_column: there is no column 3"));
         let options = Options {
             external_id_column: Some(Column::Name("nope".into())),
             ..Options::default()
         };
         let refused = resolve_columns(&options, &cells(&["phone", "id"])).unwrap_err();
-        assert!(refused.message.starts_with("external_id_column: no column is named"));
+        assert!(refused
+            .message
+            .starts_with("external_id_column: no column is named"));
     }
 
     #[test]

@@ -325,7 +325,12 @@ fn seconds_between(from: Option<i64>, to: Option<i64>) -> String {
     }
 }
 
-pub(super) fn download_row(task_name: &str, action: Action, number: &Number, tz: TimeZone) -> [String; 10] {
+pub(super) fn download_row(
+    task_name: &str,
+    action: Action,
+    number: &Number,
+    tz: TimeZone,
+) -> [String; 10] {
     // An ended call that was never answered has a billed duration of 0.
     let billed = match (number.call_answer_time, number.call_end_time) {
         (None, Some(_)) => "0".to_owned(),

@@ -1169,7 +1169,9 @@ pub struct DownloadCsv;
 impl PartialSchema for DownloadCsv {
     fn schema() -> RefOr<Schema> {
         string()
-            .description(Some("CSV text: a UTF-8 BOM, the vendor's header row, then a row a number"))
+            .description(Some(
+                "CSV text: a UTF-8 BOM, the vendor's header row, then a row a number",
+            ))
             .into()
     }
 }
