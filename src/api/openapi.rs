@@ -81,7 +81,8 @@ pub async fn serve() -> HttpResponse {
         TaskStatus,
         TaskStatusFilter,
         CallStatusFilter,
-        CauseFilter
+        CauseFilter,
+        DownloadFormat
     )),
     security(("token" = []), ("bearer" = [])),
     modifiers(&SecuritySchemes, &StandardErrors, &NewTaskLinks),
