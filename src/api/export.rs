@@ -28,6 +28,9 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// The columns of [`DOWNLOAD_HEADER`] that hold seconds: numbers in XLSX, so they can be summed.
 const SECONDS_COLUMNS: [usize; 2] = [7, 8];
 
+/// Rows of a worksheet, the header's included (Excel's limit).
+const XLSX_MAX_ROWS: i64 = 1_048_576;
+
 const XLSX_CONTENT_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +119,7 @@ pub async fn download(
             });
         match (outcome, ready_sender) {
             (Ok(()), _) => sink.finish(),
-            (Err(ExportError::Db(error)), Some(sender)) => {
+            (Err(ExportError::Refused(error)), Some(sender)) => {
                 let _ = sender.send(Err(error));
             }
             (Err(error), Some(sender)) => {
@@ -153,8 +156,9 @@ pub async fn download(
 }
 
 enum ExportError {
-    /// The database's answer, in the error envelope (an unknown task is 404).
-    Db(ApiError),
+    /// An answer in the error envelope, before the body begins: the database's (an unknown task
+    /// is 404), or a task too large for a sheet.
+    Refused(ApiError),
     /// Writing the file failed.
     Io(io::Error),
 }
@@ -162,7 +166,7 @@ enum ExportError {
 impl ExportError {
     fn describe(&self) -> String {
         match self {
-            ExportError::Db(error) => error.message.clone(),
+            ExportError::Refused(error) => error.message.clone(),
             ExportError::Io(error) => error.to_string(),
         }
     }
@@ -170,7 +174,7 @@ impl ExportError {
 
 impl From<db::DbError> for ExportError {
     fn from(error: db::DbError) -> Self {
-        ExportError::Db(error.into())
+        ExportError::Refused(error.into())
     }
 }
 
@@ -282,12 +286,27 @@ fn export(
         Format::Xlsx => {
             let mut sheet = XlsxSheet::new(temp_dir)?;
             sheet.write(&DOWNLOAD_HEADER.map(str::to_owned), false)?;
-            db::numbers::export(conn, id, start, |task, number| {
+            let mut too_many = None;
+            let fits = |task: &Task| {
+                if task.total >= XLSX_MAX_ROWS {
+                    too_many = Some(task.total);
+                    return ControlFlow::Break(());
+                }
+                start(task)
+            };
+            db::numbers::export(conn, id, fits, |task, number| {
                 keep(sheet.write(
                     &download_row(&task.group_name, task.action, &number, tz),
                     true,
                 ))
             })?;
+            if let Some(total) = too_many {
+                return Err(ExportError::Refused(ApiError::bad_request(format!(
+                    "format: an XLSX sheet holds at most {} numbers, and this task has {total}; \
+                     use format=csv",
+                    XLSX_MAX_ROWS - 1
+                ))));
+            }
             if failure.is_none() {
                 sheet.stream_into(temp_dir, sink)?;
             }
