@@ -191,8 +191,12 @@ impl From<rust_xlsxwriter::XlsxError> for ExportError {
 }
 
 impl From<csv::Error> for ExportError {
+    /// An I/O error stays one, so that a client who has gone is told apart from a failure.
     fn from(error: csv::Error) -> Self {
-        ExportError::Io(io::Error::other(error))
+        match error.into_kind() {
+            csv::ErrorKind::Io(error) => ExportError::Io(error),
+            kind => ExportError::Io(io::Error::other(format!("{kind:?}"))),
+        }
     }
 }
 
