@@ -705,16 +705,23 @@ async fn a_million_row_export_streams_in_flat_memory() {
         assert!(response.chunk().await.expect("a first chunk").is_some());
         drop(response);
     }
-    common::poll(Duration::from_secs(20), "the abandoned exports to stop", || {
-        let abandoned = server.log_text().matches("export abandoned by the client").count();
-        async move {
-            if abandoned == 12 {
-                Ok(())
-            } else {
-                Err(format!("{abandoned} stopped"))
+    common::poll(
+        Duration::from_secs(20),
+        "the abandoned exports to stop",
+        || {
+            let abandoned = server
+                .log_text()
+                .matches("export abandoned by the client")
+                .count();
+            async move {
+                if abandoned == 12 {
+                    Ok(())
+                } else {
+                    Err(format!("{abandoned} stopped"))
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     let answered = tokio::time::timeout(
         Duration::from_secs(10),
