@@ -547,12 +547,47 @@ async fn a_multipart_import_over_the_body_limit_is_413() {
         "limit",
     );
     assert_eq!(app.task(id).await["done_total"], "0/0");
+    // Sent chunked, with no length declared: the count of what arrives stops it.
+    let (boundary, body) = form(&[("file", Some("numbers.csv"), file.as_bytes())]);
+    let head = chunked_post(&app, &format!("{TASKS}/{id}/import"), &boundary, &body).await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("file: the upload is over the limit"), "{head}");
+    assert_eq!(app.task(id).await["done_total"], "0/0");
     // Under the limit, the same form goes through.
     let small: String = file.lines().take(100).map(|n| format!("{n}\n")).collect();
     assert_eq!(
         counts(&import_file(&app, id, small.as_bytes(), &[]).await)["imported"],
         100
     );
+}
+
+/// Posts a multipart `body` with `Transfer-Encoding: chunked` (no length declared) over a plain
+/// TCP connection; answers the response's head and whatever of its body arrived.
+async fn chunked_post(api: &Api, path: &str, boundary: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = api.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nX-XTRA-AUTH-ID: {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        api.token
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer and close before it has read everything: a failed write ends the
+    // sending, not the test.
+    for piece in body.chunks(8 * 1024) {
+        let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+        chunk.extend_from_slice(piece);
+        chunk.extend_from_slice(b"\r\n");
+        if stream.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 // ---- A million rows, on the real binary ----
