@@ -551,7 +551,10 @@ async fn a_multipart_import_over_the_body_limit_is_413() {
     let (boundary, body) = form(&[("file", Some("numbers.csv"), file.as_bytes())]);
     let head = chunked_post(&app, &format!("{TASKS}/{id}/import"), &boundary, &body).await;
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
-    assert!(head.contains("file: the upload is over the limit"), "{head}");
+    assert!(
+        head.contains("file: the upload is over the limit"),
+        "{head}"
+    );
     assert_eq!(app.task(id).await["done_total"], "0/0");
     // Under the limit, the same form goes through.
     let small: String = file.lines().take(100).map(|n| format!("{n}\n")).collect();
