@@ -770,6 +770,12 @@ async fn a_million_row_export_streams_in_flat_memory() {
     assert_eq!(answered.status, StatusCode::OK);
     assert_eq!(answered.body["rowCount"], COUNT);
 
+    let log = server.log_text();
+    let import_line = log
+        .lines()
+        .find(|line| line.contains("imported numbers from a file"))
+        .expect("the import is logged");
+    println!("server: {import_line}");
     let peak = csv.peak_rss_kib.max(xlsx.peak_rss_kib);
     let growth_mib = peak.saturating_sub(before) / 1024;
     println!(
