@@ -635,3 +635,24 @@ async fn a_stopping_server_ends_the_streams_at_once() {
     // actix's graceful stop would have waited 30 s for an open stream.
     assert!(took < Duration::from_secs(5), "stopped in {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_import_counts_its_numbers_and_not_its_rejected_rows() {
+    let app = fast_app().await;
+    let database = app.database_path();
+    let id = app.create_task("file import").await;
+    app.import(id, &mixed_numbers(0, 5)).await;
+    let csv = "number\n13800138000\n13800138001\nnot a number\n13800138002\n";
+    let body = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"n.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\n{csv}\r\n--b--\r\n"
+    );
+    let reply = app
+        .post_multipart(&format!("/api/out_call_tasks/{id}/import"), "b", body.into_bytes())
+        .await;
+    let counts: Value = serde_json::from_str(common::success_data(&reply).as_str().unwrap()).unwrap();
+    assert_eq!((counts["imported"].clone(), counts["rejected"].clone()), (json!(3), json!(1)), "{counts}");
+    let counters = assert_counters_match(&database, id, "after a file import");
+    assert_eq!((counters["total"].clone(), counters["init"].clone()), (json!(8), json!(8)), "{counters}");
+    assert_route_matches(&app, id, &counters).await;
+}

@@ -4,6 +4,8 @@ mod audio;
 pub mod body_deadline;
 pub mod error;
 pub mod events;
+mod export;
+mod import_file;
 mod input;
 mod media_files;
 mod numbers;
@@ -96,7 +98,7 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 )
                 .service(
                     resource("/out_call_tasks/{id}/download")
-                        .route(web::get().to(numbers::download)),
+                        .route(web::get().to(export::download)),
                 )
                 .service(
                     resource("/out_call_tasks/{id}/stats").route(web::get().to(stats::get)),

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{
     error::{ApiError, ApiResult},
-    input, tasks, AppState,
+    import_file, input, tasks, AppState,
 };
 use crate::{
     clock::{self, TimeZone},
@@ -186,13 +186,18 @@ fn check_row(index: usize, row: ImportRow) -> ApiResult<NewNumber> {
     })
 }
 
-/// `POST /api/out_call_tasks/{id}/import`: every row is checked first; one bad row refuses all.
+/// `POST /api/out_call_tasks/{id}/import`: the JSON form checks every row first, and one bad row
+/// refuses all; a multipart form is a file, whose bad rows are skipped (see `import_file`).
 pub async fn import(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    request: HttpRequest,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
+    if import_file::is_multipart(&request) {
+        return import_file::import(state, id, request, body).await;
+    }
     let bytes = input::read_body(body, state.body_limit).await?;
     let numbers = web::block(move || -> ApiResult<Vec<NewNumber>> {
         let body: ImportBody = input::parse_json(&bytes)?;
@@ -320,7 +325,12 @@ fn seconds_between(from: Option<i64>, to: Option<i64>) -> String {
     }
 }
 
-fn download_row(task_name: &str, action: Action, number: &Number, tz: TimeZone) -> [String; 10] {
+pub(super) fn download_row(
+    task_name: &str,
+    action: Action,
+    number: &Number,
+    tz: TimeZone,
+) -> [String; 10] {
     // An ended call that was never answered has a billed duration of 0.
     let billed = match (number.call_answer_time, number.call_end_time) {
         (None, Some(_)) => "0".to_owned(),
@@ -338,34 +348,6 @@ fn download_row(task_name: &str, action: Action, number: &Number, tz: TimeZone) 
         billed,
         number.cause.map_or("", HangupCause::as_str).to_owned(),
     ]
-}
-
-/// `GET /api/out_call_tasks/{id}/download`: a header row, then one row a number in id order.
-pub async fn download(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    let id = input::path_id(&id)?;
-    let tz = state.time_zone;
-    let body = state
-        .db
-        .run(move |conn| {
-            let task = db::tasks::require(conn, id)?;
-            let mut out = Vec::with_capacity(128 + task.total as usize * 120);
-            out.push(b'[');
-            serde_json::to_writer(&mut out, &DOWNLOAD_HEADER).expect("writing JSON to memory");
-            db::numbers::for_each(conn, id, |number| {
-                out.push(b',');
-                let row = download_row(&task.group_name, task.action, &number, tz);
-                serde_json::to_writer(&mut out, &row).expect("writing JSON to memory");
-            })?;
-            out.push(b']');
-            Ok(out)
-        })
-        .await?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body))
 }
 
 #[cfg(test)]

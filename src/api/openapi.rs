@@ -85,7 +85,8 @@ pub async fn serve() -> HttpResponse {
         TaskStatus,
         TaskStatusFilter,
         CallStatusFilter,
-        CauseFilter
+        CauseFilter,
+        DownloadFormat
     )),
     security(("token" = []), ("bearer" = [])),
     modifiers(&SecuritySchemes, &StandardErrors, &NewTaskLinks),
@@ -318,10 +319,19 @@ mod paths {
     fn delete_task() {}
 
     #[utoipa::path(post, path = "/api/out_call_tasks/{id}/import", tag = "numbers",
-        description = "Add numbers to a task. Every row is checked first: one undialable row refuses the whole import.",
+        description = "Add numbers to a task. JSON: every row is checked first, one undialable row refuses the whole import, and `data` is `\"{}\"`. \
+            A multipart form: a CSV (UTF-8 with or without BOM, or GBK/GB18030) or XLSX (first sheet) file, whose undialable rows are skipped; \
+            `data` is a JSON string `{\"imported\":N,\"rejected\":M,\"first_rejected\":[{\"row\":R,\"value\":\"…\",\"reason\":\"…\"}]}` (up to 10 rows listed, `row` 1-based as a spreadsheet shows it). \
+            The body limit holds for the whole form (413).",
         params(("id" = i64, Path, minimum = 1, example = 1, description = "task id")),
-        request_body(content = ImportRequest, content_type = "application/json"),
-        responses((status = 200, description = "imported", body = ImportAnswer)))]
+        request_body(content(
+            (ImportRequest = "application/json"),
+            (FileImport = "multipart/form-data"),
+        )),
+        responses(
+            (status = 200, description = "imported", body = ImportAnswer),
+            (status = 413, description = "the request is over `--body-limit`", body = ErrorEnvelope),
+        ))]
     fn import_numbers() {}
 
     #[utoipa::path(get, path = "/api/out_call_tasks/{id}/numbers", tag = "numbers",
@@ -338,9 +348,18 @@ mod paths {
     fn list_numbers() {}
 
     #[utoipa::path(get, path = "/api/out_call_tasks/{id}/download", tag = "numbers",
-        description = "The export: a header row, then a row a number.",
-        params(("id" = i64, Path, minimum = 1, example = 1, description = "task id")),
-        responses((status = 200, description = "rows of ten strings", body = DownloadRows)))]
+        description = "The export: a header row, then a row a number, streamed. `format=csv`: UTF-8 with a BOM; `format=xlsx`: one sheet, \
+            the two durations as numbers, every other cell text. In CSV and XLSX a text cell beginning with `=`, `+`, `-` or `@` gets a leading `'`. \
+            Sent as an attachment `task-<id>.<format>`.",
+        params(
+            ("id" = i64, Path, minimum = 1, example = 1, description = "task id"),
+            ("format" = Option<DownloadFormat>, Query, description = "json (the default), csv or xlsx"),
+        ),
+        responses((status = 200, description = "rows of ten strings", content(
+            (DownloadRows = "application/json"),
+            (DownloadCsv = "text/csv"),
+            (DownloadXlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ))))]
     fn download_numbers() {}
 
     #[utoipa::path(get, path = "/api/out_call_tasks/{id}/stats", tag = "tasks",
@@ -1211,8 +1230,87 @@ pub struct ImportAnswer {
 }
 
 fn import_data() -> Schema {
-    string().enum_values(Some(["{}"])).into()
+    string()
+        .description(Some(
+            "`{}` for the JSON form; for a file, the JSON text of \
+             `{\"imported\":N,\"rejected\":M,\"first_rejected\":[{\"row\":R,\"value\":\"…\",\"reason\":\"…\"}]}`",
+        ))
+        .examples(["{}", r#"{"imported":2,"rejected":1,"first_rejected":[{"row":3,"value":"12a","reason":"\"12a\" is not dialable"}]}"#])
+        .into()
 }
+
+/// The multipart import form.
+#[derive(ToSchema)]
+pub struct FileImport {
+    #[schema(schema_with = import_file)]
+    file: (),
+    /// The numbers' column: a header name or a 1-based column number; default: the first.
+    #[schema(required = false, max_length = 256, example = "1")]
+    number_column: String,
+    /// The external ids' column: a header name or a 1-based column number; default: none.
+    #[schema(required = false, max_length = 256)]
+    external_id_column: String,
+    /// Whether the first row is a header; default: guessed (a header when its number cell is
+    /// not dialable).
+    #[schema(schema_with = has_header)]
+    has_header: (),
+}
+
+fn import_file() -> Schema {
+    string()
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+        .description(Some(
+            "a CSV (UTF-8 with or without BOM, or GBK/GB18030) or an XLSX workbook (its first sheet)",
+        ))
+        .examples(["13800138000,a\n13800138001,b\n"])
+        .into()
+}
+
+fn has_header() -> Schema {
+    string().enum_values(Some(["", "1", "0"])).into()
+}
+
+/// `json`, `csv` or `xlsx`; empty: json.
+pub struct DownloadFormat;
+
+impl PartialSchema for DownloadFormat {
+    fn schema() -> RefOr<Schema> {
+        string()
+            .enum_values(Some(["", "json", "csv", "xlsx"]))
+            .into()
+    }
+}
+
+impl ToSchema for DownloadFormat {}
+
+/// The CSV export: a UTF-8 BOM, the header row, then a row a number.
+pub struct DownloadCsv;
+
+impl PartialSchema for DownloadCsv {
+    fn schema() -> RefOr<Schema> {
+        string()
+            .description(Some(
+                "CSV text: a UTF-8 BOM, the vendor's header row, then a row a number",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for DownloadCsv {}
+
+/// The XLSX export.
+pub struct DownloadXlsx;
+
+impl PartialSchema for DownloadXlsx {
+    fn schema() -> RefOr<Schema> {
+        string()
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("an XLSX workbook of one sheet with the same rows"))
+            .into()
+    }
+}
+
+impl ToSchema for DownloadXlsx {}
 
 /// A number in the list: every field a string.
 #[derive(ToSchema)]

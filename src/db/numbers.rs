@@ -1,9 +1,11 @@
 //! The `numbers` table: the phone numbers of a task and each one's call result.
 
+use std::ops::ControlFlow;
+
 use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
 
 use super::{DbError, DbResult, Page};
-use crate::domain::{CallStatus, DestNumber, HangupCause};
+use crate::domain::{CallStatus, DestNumber, HangupCause, Task};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Number {
@@ -154,17 +156,83 @@ pub fn list(
     Ok((numbers, total))
 }
 
-/// Visits every number of a live task in id order without holding them all in memory.
-pub fn for_each(conn: &Connection, task_id: i64, mut visit: impl FnMut(Number)) -> DbResult<()> {
-    require_live_task(conn, task_id)?;
-    let mut statement = conn.prepare(&format!(
+/// In one read transaction, so that what is seen is one moment of the task: the live task to
+/// `start`, then each of its numbers in id order to `visit` (with the task), one at a time (never
+/// all in memory), until either breaks.
+pub fn export(
+    conn: &mut Connection,
+    task_id: i64,
+    start: impl FnOnce(&Task) -> ControlFlow<()>,
+    mut visit: impl FnMut(&Task, Number) -> ControlFlow<()>,
+) -> DbResult<()> {
+    let tx = conn.transaction()?;
+    let task = super::tasks::require(&tx, task_id)?;
+    if start(&task).is_break() {
+        return Ok(());
+    }
+    let mut statement = tx.prepare(&format!(
         "SELECT {COLUMNS} FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL ORDER BY id"
     ))?;
     let mut rows = statement.query([task_id])?;
     while let Some(row) = rows.next()? {
-        visit(from_row(row).map_err(DbError::from)?);
+        if visit(&task, from_row(row).map_err(DbError::from)?).is_break() {
+            break;
+        }
     }
     Ok(())
+}
+
+/// Inserts the numbers of one import, all with one prepared statement inside the import's
+/// transaction (see [`import_streaming`]).
+pub struct Importer<'conn> {
+    insert: rusqlite::Statement<'conn>,
+    task_id: i64,
+    now: i64,
+    count: usize,
+}
+
+impl Importer<'_> {
+    pub fn insert(&mut self, dest_number: &str, external_id: &str) -> DbResult<()> {
+        self.insert
+            .execute(params![self.task_id, dest_number, external_id, self.now])?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// How many numbers were inserted so far.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+/// Adds numbers to a live task as `produce` hands them over (a file being parsed, say), in one
+/// transaction: all are written when `produce` succeeds, none when it fails.
+pub fn import_streaming<T, E: From<DbError>>(
+    conn: &mut Connection,
+    task_id: i64,
+    now: i64,
+    produce: impl FnOnce(&mut Importer) -> Result<T, E>,
+) -> Result<T, E> {
+    let tx = super::write_transaction(conn).map_err(DbError::from)?;
+    require_live_task(&tx, task_id)?;
+    let (result, added) = {
+        let mut importer = Importer {
+            insert: tx
+                .prepare(
+                    "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                )
+                .map_err(DbError::from)?,
+            task_id,
+            now,
+            count: 0,
+        };
+        let result = produce(&mut importer)?;
+        (result, importer.count)
+    };
+    super::stats::count_added_numbers(&tx, task_id, added, now)?;
+    tx.commit().map_err(DbError::from)?;
+    Ok(result)
 }
 
 /// A number claimed for dialing.
