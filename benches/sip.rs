@@ -57,6 +57,40 @@ fn load_average() -> String {
         .join(" ")
 }
 
+/// User and system CPU seconds of this process, apart.
+fn user_and_system_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 100.0
+    };
+    (ticks(11), ticks(12))
+}
+
+/// CPU seconds of each of this process's threads, by thread name, most first.
+fn cpu_by_thread() -> Vec<(String, f64)> {
+    let mut by_name: BTreeMap<String, f64> = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let path = entry.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let Some(stat) = path.join("stat").to_str().map(cpu_seconds_of) else {
+            continue;
+        };
+        *by_name.entry(name.trim().to_owned()).or_default() += stat;
+    }
+    let mut threads: Vec<(String, f64)> = by_name.into_iter().collect();
+    threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+    threads
+}
+
 /// Open file descriptors of this process.
 fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |entries| entries.count())
@@ -264,6 +298,8 @@ async fn main() {
         .await;
 
     let cpu_before = cpu_seconds();
+    let (user_before, system_before) = user_and_system_seconds();
+    let threads_before: BTreeMap<String, f64> = cpu_by_thread().into_iter().collect();
     let sipp_cpu_before = sipp.cpu_seconds();
     let udp_before = udp_datagrams_sent();
     let started = Instant::now();
@@ -297,6 +333,14 @@ async fn main() {
         .await;
     let elapsed = started.elapsed();
     let cpu_used = cpu_seconds() - cpu_before;
+    let (user_after, system_after) = user_and_system_seconds();
+    let threads_used: Vec<(String, f64)> = cpu_by_thread()
+        .into_iter()
+        .map(|(name, seconds)| {
+            let before = threads_before.get(&name).copied().unwrap_or(0.0);
+            (name, seconds - before)
+        })
+        .collect();
     let sipp_cpu_used = sipp.cpu_seconds() - sipp_cpu_before;
     let udp_sent = udp_datagrams_sent().saturating_sub(udp_before);
     let load_after = load_average();
@@ -418,6 +462,17 @@ async fn main() {
          sipp used {sipp_cpu_used:.2} s",
         elapsed.as_secs_f64(),
         cpu_used / elapsed.as_secs_f64() * 100.0
+    );
+    println!(
+        "  of which user {:.2} s, system {:.2} s; by thread: {}",
+        user_after - user_before,
+        system_after - system_before,
+        threads_used
+            .iter()
+            .filter(|(_, seconds)| *seconds >= 0.05)
+            .map(|(name, seconds)| format!("{name} {seconds:.2} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!("most open file descriptors (sampled each second): {most_descriptors}");
     println!(

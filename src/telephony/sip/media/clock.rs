@@ -5,6 +5,7 @@
 //! A [`MediaSession`](super::MediaSession) hands the clock a [`Stream`] (its samples, shared,
 //! never copied) and waits for it to finish; the clock sends with a non-blocking `sendto` on the
 //! session's socket, so a full socket buffer drops a packet rather than stalling every call.
+//! The sockets are registered with the async runtime for reading only, so sending wakes nothing.
 
 use std::{
     net::SocketAddr,
@@ -256,8 +257,8 @@ impl Stream {
     }
 
     fn send(&self, datagram: &[u8], destination: SocketAddr) {
-        let socket = socket2::SockRef::from(&self.shared.socket);
-        match socket.send_to(datagram, &destination.into()) {
+        // The socket is non-blocking: a full buffer drops this packet, it never waits.
+        match self.shared.socket.get_ref().send_to(datagram, destination) {
             Ok(_) => {
                 self.shared.packets_sent.fetch_add(1, Ordering::Relaxed);
             }

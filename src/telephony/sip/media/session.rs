@@ -16,7 +16,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::{net::UdpSocket, sync::mpsc, task::JoinHandle};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    sync::mpsc,
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -88,7 +92,9 @@ struct Tasks {
 
 /// What both directions use.
 pub(super) struct Shared {
-    pub(super) socket: UdpSocket,
+    /// Watched for reading only: sends (from the media clock) raise no event in the runtime,
+    /// where a socket registered for writing too would wake it once per packet sent.
+    pub(super) socket: AsyncFd<std::net::UdpSocket>,
     /// Freed with the socket, not before: the port stays ours until nothing can use it.
     _lease: Option<PortLease>,
     epoch: Instant,
@@ -129,6 +135,15 @@ impl MediaSession {
     ) -> Result<(MediaSession, mpsc::Receiver<char>), MediaError> {
         let local_address = socket.local_addr().map_err(MediaError::Socket)?;
         let (socket, lease) = socket.into_parts();
+        let socket = socket
+            .into_std()
+            .and_then(|socket| {
+                // SAFETY: the std socket owns its descriptor, which stays open and the same until
+                // the AsyncFd (that owns the socket) is dropped.
+                unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+                    .map_err(io::Error::from)
+            })
+            .map_err(MediaError::Socket)?;
         let epoch = Instant::now();
         let stop = CancellationToken::new();
         let recording = match &options.recording {
@@ -359,6 +374,19 @@ impl Shared {
     }
 }
 
+/// The next datagram on `socket`.
+async fn receive(
+    socket: &AsyncFd<std::net::UdpSocket>,
+    buffer: &mut [u8],
+) -> io::Result<(usize, SocketAddr)> {
+    loop {
+        let mut ready = socket.readable().await?;
+        if let Ok(received) = ready.try_io(|socket| socket.get_ref().recv_from(buffer)) {
+            return received;
+        }
+    }
+}
+
 async fn receive_loop(shared: Arc<Shared>, digits: mpsc::Sender<char>, stop: CancellationToken) {
     let mut buffer = vec![0u8; RECEIVE_BUFFER];
     let mut detector = DigitDetector::new();
@@ -368,7 +396,7 @@ async fn receive_loop(shared: Arc<Shared>, digits: mpsc::Sender<char>, stop: Can
         let received = tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            received = shared.socket.recv_from(&mut buffer) => received,
+            received = receive(&shared.socket, &mut buffer) => received,
         };
         let (length, source) = match received {
             Ok(received) => received,
@@ -468,6 +496,7 @@ mod tests {
         wav,
     };
     use super::*;
+    use tokio::net::UdpSocket;
 
     const TELEPHONE_EVENT: u8 = 101;
 
