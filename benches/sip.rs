@@ -25,15 +25,14 @@ use std::{
     net::UdpSocket,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use outcall::{
-    config::Config,
+    config::{BackendKind, Config},
     db::rusqlite,
     startup::Application,
-    telephony::sip::{config::Trunk, media::wav::encode_wav, SipBackend},
+    telephony::sip::{config::Trunk, media::wav::encode_wav},
 };
 use serde_json::json;
 
@@ -274,12 +273,9 @@ async fn main() {
     config.sip.trunks = vec![Trunk::parse(&format!("127.0.0.1:{}", sipp.port)).unwrap()];
     config.sip.rtp_ports = RTP_PORTS;
     config.sip.max_call_duration = Duration::from_secs(60);
-    let backend = SipBackend::start(config.sip.clone(), &data_dir)
-        .await
-        .expect("the SIP back end starts");
-    let app = Application::build_with_backend(config, Arc::new(backend))
-        .await
-        .unwrap();
+    config.backend = BackendKind::Sip;
+    // As in production: the SIP back end starts on the dialer's runtime, with the calls.
+    let app = Application::build(config).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let stopper = app.stopper();
     let server = tokio::spawn(app.run_until_stopped());

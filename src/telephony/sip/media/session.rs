@@ -727,6 +727,63 @@ mod tests {
         session.close().await.unwrap();
     }
 
+    /// Fifty sessions playing at once share the one media clock: every stream arrives complete,
+    /// in order, and paced (its ten packets spread over about 180 ms, not sent in a burst).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_sessions_at_once_are_each_complete_and_paced() {
+        const SESSIONS: usize = 50;
+        const FRAMES: usize = 10;
+        let mut sessions = Vec::new();
+        let mut readers = Vec::new();
+        for _ in 0..SESSIONS {
+            let (peer, peer_address) = peer_socket().await;
+            let (session, digits) =
+                session_towards(peer_address, SessionOptions::default()).await;
+            sessions.push((session, digits));
+            readers.push(tokio::spawn(async move {
+                let mut buffer = [0u8; 512];
+                let mut heard = Vec::new();
+                for _ in 0..FRAMES {
+                    let (length, _) =
+                        tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buffer))
+                            .await
+                            .expect("a packet within 5 s")
+                            .unwrap();
+                    let packet = RtpPacket::parse(&buffer[..length]).unwrap();
+                    heard.push((Instant::now(), packet.sequence, packet.marker));
+                }
+                heard
+            }));
+        }
+        let prompt: Arc<[i16]> = vec![0i16; FRAMES * FRAME_LEN].into();
+        let started = Instant::now();
+        let plays = sessions
+            .iter()
+            .map(|(session, _)| session.play(prompt.clone()));
+        for played in futures_util::future::join_all(plays).await {
+            played.unwrap();
+        }
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(170), "{elapsed:?}");
+        for reader in readers {
+            let heard = reader.await.unwrap();
+            let (first, last) = (heard[0].0, heard[FRAMES - 1].0);
+            assert!(
+                last - first >= Duration::from_millis(150),
+                "ten packets in {:?}",
+                last - first
+            );
+            for (index, (_, sequence, marker)) in heard.iter().enumerate() {
+                assert_eq!(*sequence, heard[0].1.wrapping_add(index as u16));
+                assert_eq!(*marker, index == 0);
+            }
+        }
+        for (session, _) in &sessions {
+            assert_eq!(session.stats().packets_sent, FRAMES as u64);
+            session.close().await.unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn loopback_audio_survives_and_is_recorded() {
         let directory = tempfile::tempdir().unwrap();
