@@ -77,7 +77,11 @@ fn user_and_system_seconds() -> (f64, f64) {
 /// CPU seconds of each of this process's threads, by thread name, most first.
 fn cpu_by_thread() -> Vec<(String, f64)> {
     let mut by_name: BTreeMap<String, f64> = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let path = entry.path();
         let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
         let Some(stat) = path.join("stat").to_str().map(cpu_seconds_of) else {

@@ -372,14 +372,8 @@ mod tests {
         let get = Method::GET;
         assert!(accepts_query_token(&get, "/api/events"));
         assert!(accepts_query_token(&get, "/api/media_files/3/audio"));
-        assert!(accepts_query_token(
-            &get,
-            "/api/out_call_tasks/1/numbers/22/recording"
-        ));
-        assert!(accepts_query_token(
-            &Method::HEAD,
-            "/api/media_files/3/audio"
-        ));
+        assert!(accepts_query_token(&get, "/api/out_call_tasks/1/numbers/22/recording"));
+        assert!(accepts_query_token(&Method::HEAD, "/api/media_files/3/audio"));
         for path in [
             "/api/out_call_tasks",
             "/api/out_call_tasks/1",
@@ -393,10 +387,7 @@ mod tests {
             assert!(!accepts_query_token(&get, path), "{path}");
         }
         assert!(!accepts_query_token(&Method::POST, "/api/events"));
-        assert!(!accepts_query_token(
-            &Method::DELETE,
-            "/api/media_files/3/audio"
-        ));
+        assert!(!accepts_query_token(&Method::DELETE, "/api/media_files/3/audio"));
     }
 
     #[test]

@@ -737,8 +737,7 @@ mod tests {
         let mut readers = Vec::new();
         for _ in 0..SESSIONS {
             let (peer, peer_address) = peer_socket().await;
-            let (session, digits) =
-                session_towards(peer_address, SessionOptions::default()).await;
+            let (session, digits) = session_towards(peer_address, SessionOptions::default()).await;
             sessions.push((session, digits));
             readers.push(tokio::spawn(async move {
                 let mut buffer = [0u8; 512];
