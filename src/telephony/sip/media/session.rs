@@ -391,7 +391,8 @@ async fn receive_loop(shared: Arc<Shared>, digits: mpsc::Sender<char>, stop: Can
     let mut buffer = vec![0u8; RECEIVE_BUFFER];
     let mut detector = DigitDetector::new();
     let mut placement = ReceivedPlacement::default();
-    let mut decoded = Vec::with_capacity(RECEIVE_BUFFER);
+    // Grows on the first packet recorded: most calls record nothing.
+    let mut decoded = Vec::new();
     loop {
         let received = tokio::select! {
             biased;
