@@ -1,7 +1,7 @@
 //! SIP benchmark: outcall in-process with its SIP back end, against a sipp callee on 127.0.0.1,
 //! one task at a sustained 50 CAPS with up to 200 calls alive, for 60 s. Every call is answered
 //! and plays a 3.5 s prompt as G.711 RTP, then outcall hangs up (BYE), so about 175 calls are up
-//! at once, each sending 50 packets a second (sipp echoes them back).
+//! at once, each sending 50 packets a second (sipp sends no RTP back).
 //!
 //! Settings by environment variable: `OUTCALL_BENCH_CAPS` (50), `OUTCALL_BENCH_PROMPT_SECONDS`
 //! (3.5), `OUTCALL_BENCH_SECONDS` (60), `OUTCALL_BENCH_CHANNELS` (the task's `max_concurrency`;
@@ -10,9 +10,10 @@
 //!
 //! Prints the achieved CAPS, the most calls alive (sipp's count), the calls that failed (numbers
 //! whose cause is not NORMAL_CLEARING, and sipp's failed count), the CPU seconds this process
-//! (outcall) used during the run, and its peak RSS with RSS every 10 s. rsipstack keeps every
-//! finished transaction's last message for 64*T1 = 32 s, largely why RSS climbs for the first
-//! ~40 s of a run and then levels off.
+//! (outcall) used during the run (user and system, and by thread), the most descriptors open, the
+//! host's load average before and after, and the peak RSS with RSS every 10 s. A finished call's
+//! SIP state lingers for rsipstack's 64*T1 (8 s here), so RSS climbs for the first seconds of a
+//! run and then levels off.
 //!
 //! Run: `cargo bench --bench sip` (needs sipp: `apt-get install sip-tester`).
 
