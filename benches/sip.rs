@@ -1,13 +1,19 @@
 //! SIP benchmark: outcall in-process with its SIP back end, against a sipp callee on 127.0.0.1,
-//! one task at a sustained 50 CAPS with up to 200 calls alive, for 60 s (OUTCALL_BENCH_SECONDS
-//! to change). Every call is answered and plays a 3.5 s prompt as G.711 RTP, then outcall hangs
-//! up (BYE), so about 175 calls are up at once, each sending 50 packets a second.
+//! one task at a sustained 50 CAPS with up to 200 calls alive, for 60 s. Every call is answered
+//! and plays a 3.5 s prompt as G.711 RTP, then outcall hangs up (BYE), so about 175 calls are up
+//! at once, each sending 50 packets a second (sipp sends no RTP back).
+//!
+//! Settings by environment variable: `OUTCALL_BENCH_CAPS` (50), `OUTCALL_BENCH_PROMPT_SECONDS`
+//! (3.5), `OUTCALL_BENCH_SECONDS` (60), `OUTCALL_BENCH_CHANNELS` (the task's `max_concurrency`;
+//! default 200, or 1.5 x CAPS x prompt when that is more). The README's large case:
+//! `OUTCALL_BENCH_CAPS=100 OUTCALL_BENCH_PROMPT_SECONDS=10 cargo bench --bench sip`.
 //!
 //! Prints the achieved CAPS, the most calls alive (sipp's count), the calls that failed (numbers
 //! whose cause is not NORMAL_CLEARING, and sipp's failed count), the CPU seconds this process
-//! (outcall) used during the run, and its peak RSS with RSS every 10 s. rsipstack keeps every
-//! finished transaction's last message for 64*T1 = 32 s, largely why RSS climbs for the first
-//! ~40 s of a run and then levels off.
+//! (outcall) used during the run (user and system, and by thread), the most descriptors open, the
+//! host's load average before and after, and the peak RSS with RSS every 10 s. A finished call's
+//! SIP state lingers for rsipstack's 64*T1 (8 s here), so RSS climbs for the first seconds of a
+//! run and then levels off.
 //!
 //! Run: `cargo bench --bench sip` (needs sipp: `apt-get install sip-tester`).
 
@@ -20,22 +26,79 @@ use std::{
     net::UdpSocket,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use outcall::{
-    config::Config,
+    config::{BackendKind, Config},
     db::rusqlite,
     startup::Application,
-    telephony::sip::{config::Trunk, media::wav::encode_wav, SipBackend},
+    telephony::sip::{config::Trunk, media::wav::encode_wav},
 };
 use serde_json::json;
 
-const CAPS: f64 = 50.0;
-const CONCURRENCY: usize = 200;
-/// Each answered call plays this long a prompt, then hangs up.
-const PROMPT_SECONDS: f64 = 3.5;
+/// A setting from the environment, else its default.
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+/// The host's load average over the last minute, as `/proc/loadavg` gives it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// User and system CPU seconds of this process, apart.
+fn user_and_system_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 100.0
+    };
+    (ticks(11), ticks(12))
+}
+
+/// CPU seconds of each of this process's threads, by thread name, most first.
+fn cpu_by_thread() -> Vec<(String, f64)> {
+    let mut by_name: BTreeMap<String, f64> = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = entry.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let Some(stat) = path.join("stat").to_str().map(cpu_seconds_of) else {
+            continue;
+        };
+        *by_name.entry(name.trim().to_owned()).or_default() += stat;
+    }
+    let mut threads: Vec<(String, f64)> = by_name.into_iter().collect();
+    threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+    threads
+}
+
+/// Open file descriptors of this process.
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |entries| entries.count())
+}
 const RTP_PORTS: (u16, u16) = (40000, 49999);
 /// How long calls still alive after the run may take to end.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -57,8 +120,8 @@ fn udp_datagrams_sent() -> u64 {
 }
 
 /// The prompt: a few tones, 8 kHz mono 16-bit.
-fn prompt() -> Vec<i16> {
-    let n = (PROMPT_SECONDS * 8000.0) as usize;
+fn prompt(seconds: f64) -> Vec<i16> {
+    let n = (seconds * 8000.0) as usize;
     (0..n)
         .map(|i| {
             let frequency = [440.0, 660.0, 880.0][(i / 4000) % 3];
@@ -189,6 +252,14 @@ fn stat_number(row: &BTreeMap<String, String>, name: &str) -> u64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let seconds = bench_seconds(60);
+    let caps: f64 = setting("OUTCALL_BENCH_CAPS", 50.0);
+    // Each answered call plays this long a prompt, then hangs up.
+    let prompt_seconds: f64 = setting("OUTCALL_BENCH_PROMPT_SECONDS", 3.5);
+    let concurrency: usize = setting(
+        "OUTCALL_BENCH_CHANNELS",
+        ((caps * prompt_seconds * 1.5).ceil() as usize).max(200),
+    );
+    let load_before = load_average();
     let work = tempfile::tempdir().unwrap();
     let mut sipp = Sipp::start(work.path());
 
@@ -197,33 +268,30 @@ async fn main() {
     // Prompts are played only from the media store.
     std::fs::create_dir_all(data_dir.join("media")).unwrap();
     let prompt_path = data_dir.join("media").join("prompt.wav");
-    std::fs::write(&prompt_path, encode_wav(&prompt(), 1, 8000)).unwrap();
+    std::fs::write(&prompt_path, encode_wav(&prompt(prompt_seconds), 1, 8000)).unwrap();
     let mut config = Config::for_data_dir(&data_dir);
     config.admin_password = Some("bench".into());
     // The box-wide ceilings stay out of the way: the task's own limits are what is measured.
-    config.dialer.max_caps = CAPS * 4.0;
-    config.dialer.max_channels = CONCURRENCY * 4;
+    config.dialer.max_caps = caps * 4.0;
+    config.dialer.max_channels = concurrency * 4;
     config.sip.bind = "127.0.0.1:0".parse().unwrap();
     config.sip.trunks = vec![Trunk::parse(&format!("127.0.0.1:{}", sipp.port)).unwrap()];
     config.sip.rtp_ports = RTP_PORTS;
     config.sip.max_call_duration = Duration::from_secs(60);
-    let backend = SipBackend::start(config.sip.clone(), &data_dir)
-        .await
-        .expect("the SIP back end starts");
-    let app = Application::build_with_backend(config, Arc::new(backend))
-        .await
-        .unwrap();
+    config.backend = BackendKind::Sip;
+    // As in production: the SIP back end starts on the dialer's runtime, with the calls.
+    let app = Application::build(config).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let stopper = app.stopper();
     let server = tokio::spawn(app.run_until_stopped());
 
     let client = Client::log_in(base, "bench").await;
 
-    let numbers_wanted = (CAPS * seconds as f64 * 1.2) as usize + 100;
+    let numbers_wanted = (caps * seconds as f64 * 1.2) as usize + 100;
     let numbers = (0..numbers_wanted).map(|n| format!("2{:07}", n));
     let id = client
         .create_task_with_numbers(
-            json!({"group_name": "sip-bench", "max_caps": CAPS, "max_concurrency": CONCURRENCY,
+            json!({"group_name": "sip-bench", "max_caps": caps, "max_concurrency": concurrency,
                    "calling_time": 10, "action": "playback",
                    "data": prompt_path.display().to_string()}),
             numbers,
@@ -231,6 +299,8 @@ async fn main() {
         .await;
 
     let cpu_before = cpu_seconds();
+    let (user_before, system_before) = user_and_system_seconds();
+    let threads_before: BTreeMap<String, f64> = cpu_by_thread().into_iter().collect();
     let sipp_cpu_before = sipp.cpu_seconds();
     let udp_before = udp_datagrams_sent();
     let started = Instant::now();
@@ -241,13 +311,19 @@ async fn main() {
             json!({"action": "start", "data": [id.to_string()]}),
         )
         .await;
-    // RSS every 10 s: a steady state, or growth with the calls placed.
+    // RSS every 10 s: a steady state, or growth with the calls placed; descriptors each second.
     let mut rss_timeline = Vec::new();
+    let mut most_descriptors = open_descriptors();
     let run_end = started + Duration::from_secs(seconds);
+    let mut next_rss = started + Duration::from_secs(10);
     while Instant::now() < run_end {
-        let next = (Instant::now() + Duration::from_secs(10)).min(run_end);
+        let next = (Instant::now() + Duration::from_secs(1)).min(run_end);
         tokio::time::sleep_until(next.into()).await;
-        rss_timeline.push((started.elapsed().as_secs(), rss_mib()));
+        most_descriptors = most_descriptors.max(open_descriptors());
+        if Instant::now() >= next_rss.min(run_end) {
+            rss_timeline.push((started.elapsed().as_secs(), rss_mib()));
+            next_rss += Duration::from_secs(10);
+        }
     }
     client
         .call(
@@ -258,8 +334,17 @@ async fn main() {
         .await;
     let elapsed = started.elapsed();
     let cpu_used = cpu_seconds() - cpu_before;
+    let (user_after, system_after) = user_and_system_seconds();
+    let threads_used: Vec<(String, f64)> = cpu_by_thread()
+        .into_iter()
+        .map(|(name, seconds)| {
+            let before = threads_before.get(&name).copied().unwrap_or(0.0);
+            (name, seconds - before)
+        })
+        .collect();
     let sipp_cpu_used = sipp.cpu_seconds() - sipp_cpu_before;
     let udp_sent = udp_datagrams_sent().saturating_sub(udp_before);
+    let load_after = load_average();
 
     // Let the calls still up finish, then read every number's result.
     let db = rusqlite::Connection::open(data_dir.join("outcall.db")).unwrap();
@@ -319,13 +404,14 @@ async fn main() {
 
     let achieved = dialed as f64 / elapsed.as_secs_f64();
     println!(
-        "SIP benchmark: 1 task, {CAPS} CAPS, {CONCURRENCY} channels, {PROMPT_SECONDS} s prompt, \
+        "SIP benchmark: 1 task, {caps} CAPS, {concurrency} channels, {prompt_seconds} s prompt, \
          {seconds} s, sipp callee on 127.0.0.1"
     );
+    println!("load average (1, 5, 15 min): {load_before} before, {load_after} after the run");
     println!(
-        "calls placed: {dialed} in {:.1} s = {achieved:.2} CAPS (asked {CAPS}, error {:.2}%)",
+        "calls placed: {dialed} in {:.1} s = {achieved:.2} CAPS (asked {caps}, error {:.2}%)",
         elapsed.as_secs_f64(),
-        (achieved - CAPS).abs() / CAPS * 100.0
+        (achieved - caps).abs() / caps * 100.0
     );
     if let (Some(&first), Some(&last_start)) = (starts.iter().min(), starts.iter().max()) {
         // Starts per whole second, leaving out the first and last (partial) ones.
@@ -369,8 +455,8 @@ async fn main() {
         "UDP datagrams sent on the host during the run: {udp_sent} ({:.0}/s; RTP of {:.0} \
          calls alive would be {:.0}/s)",
         udp_sent as f64 / elapsed.as_secs_f64(),
-        CAPS * PROMPT_SECONDS,
-        CAPS * PROMPT_SECONDS * 50.0
+        caps * prompt_seconds,
+        caps * prompt_seconds * 50.0
     );
     println!(
         "CPU (outcall, this process): {cpu_used:.2} s in {:.1} s = {:.1}% of one core; \
@@ -378,6 +464,18 @@ async fn main() {
         elapsed.as_secs_f64(),
         cpu_used / elapsed.as_secs_f64() * 100.0
     );
+    println!(
+        "  of which user {:.2} s, system {:.2} s; by thread: {}",
+        user_after - user_before,
+        system_after - system_before,
+        threads_used
+            .iter()
+            .filter(|(_, seconds)| *seconds >= 0.05)
+            .map(|(name, seconds)| format!("{name} {seconds:.2} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("most open file descriptors (sampled each second): {most_descriptors}");
     println!(
         "peak RSS: {:.1} MiB; RSS by time: {}",
         peak_rss_mib(),

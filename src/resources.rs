@@ -36,21 +36,75 @@ pub fn raise_descriptor_limit() -> u64 {
     limit.rlim_cur
 }
 
-/// How many HTTP connections may be open at once, so that HTTP clients can never take the
-/// descriptors `max_channels` calls need.
-pub fn http_connection_budget(descriptor_limit: u64, max_channels: usize) -> usize {
+/// How the open files limit is shared between calls and HTTP clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DescriptorPlan {
+    /// The soft limit of open files in force.
+    pub limit: u64,
+    /// The most calls alive at once the limit leaves descriptors for, HTTP keeping its least.
+    pub calls_allowed: u64,
+    /// Descriptors `--max-channels` calls need, with HTTP's least and what outcall keeps.
+    pub needed: u64,
+    /// How many HTTP connections may be open at once.
+    pub http_connections: usize,
+}
+
+impl DescriptorPlan {
+    /// Whether `--max-channels` calls fit in the limit.
+    pub fn is_enough(&self) -> bool {
+        self.needed <= self.limit
+    }
+}
+
+/// Shares `descriptor_limit` so that HTTP clients can never take the descriptors `max_channels`
+/// calls need: HTTP gets what the calls leave, at least a quarter of the limit.
+pub fn descriptor_plan(descriptor_limit: u64, max_channels: usize) -> DescriptorPlan {
     let for_calls = BASE_DESCRIPTORS + DESCRIPTORS_PER_CALL * max_channels as u64;
     let left = descriptor_limit.saturating_sub(for_calls);
     let floor = (descriptor_limit / 4).max(LEAST_HTTP_CONNECTIONS);
-    if left < floor {
+    DescriptorPlan {
+        limit: descriptor_limit,
+        calls_allowed: descriptor_limit.saturating_sub(BASE_DESCRIPTORS + floor)
+            / DESCRIPTORS_PER_CALL,
+        needed: for_calls + floor,
+        http_connections: left.max(floor).min(MOST_HTTP_CONNECTIONS) as usize,
+    }
+}
+
+/// Logs the plan: the limit and the calls it allows, and a warning with the numbers when
+/// `--max-channels` needs more.
+pub fn log_descriptor_plan(plan: &DescriptorPlan, max_channels: usize) {
+    tracing::info!(
+        open_files_limit = plan.limit,
+        calls_allowed = plan.calls_allowed,
+        max_channels,
+        http_connections = plan.http_connections,
+        "open files limit {}: room for {} calls at once ({DESCRIPTORS_PER_CALL} descriptors \
+         each) and {} HTTP connections",
+        plan.limit,
+        plan.calls_allowed,
+        plan.http_connections,
+    );
+    if !plan.is_enough() {
         tracing::warn!(
-            descriptor_limit,
+            open_files_limit = plan.limit,
+            calls_allowed = plan.calls_allowed,
             max_channels,
-            "the open files limit is too low for --max-channels calls at once; raise the hard \
-             limit (systemd LimitNOFILE=, ulimit -Hn) or lower --max-channels"
+            descriptors_needed = plan.needed,
+            "--max-channels {max_channels} needs {} open files but the limit is {}, enough for \
+             {} calls; raise the hard limit (systemd LimitNOFILE=, ulimit -Hn) or lower \
+             --max-channels",
+            plan.needed,
+            plan.limit,
+            plan.calls_allowed,
         );
     }
-    left.max(floor).min(MOST_HTTP_CONNECTIONS) as usize
+}
+
+/// How many HTTP connections may be open at once, so that HTTP clients can never take the
+/// descriptors `max_channels` calls need.
+pub fn http_connection_budget(descriptor_limit: u64, max_channels: usize) -> usize {
+    descriptor_plan(descriptor_limit, max_channels).http_connections
 }
 
 /// Sets a listening socket's queue of connections not yet accepted: connections beyond the
@@ -76,5 +130,27 @@ mod tests {
         // Too few for the calls: HTTP still gets a quarter, never more.
         assert_eq!(http_connection_budget(1024, 1000), 256);
         assert_eq!(http_connection_budget(1024, 100), 1024 - 128 - 300);
+    }
+
+    #[test]
+    fn the_plan_says_how_many_calls_fit() {
+        // systemd's default: 1,024 - 128 kept - 256 for HTTP leaves 640, 213 calls.
+        let plan = descriptor_plan(1024, 1000);
+        assert_eq!(plan.calls_allowed, 213);
+        assert_eq!(plan.needed, 128 + 3000 + 256);
+        assert!(!plan.is_enough());
+        // Exactly at the edge: 213 calls fit, 214 do not.
+        assert!(descriptor_plan(1024, 213).is_enough());
+        assert!(!descriptor_plan(1024, 214).is_enough());
+        assert_eq!(descriptor_plan(1024, 213).needed, 1024 - 1);
+        // A common hard limit.
+        let plan = descriptor_plan(524_288, 1000);
+        assert_eq!(plan.calls_allowed, (524_288 - 128 - 131_072) / 3);
+        assert!(plan.is_enough());
+        assert_eq!(plan.http_connections, 25_000);
+        // Tiny limits never underflow.
+        let plan = descriptor_plan(10, 1);
+        assert_eq!((plan.calls_allowed, plan.http_connections), (0, 16));
+        assert!(!plan.is_enough());
     }
 }

@@ -135,8 +135,9 @@ impl Application {
         runtime: DialerRuntime,
     ) -> anyhow::Result<Self> {
         let descriptor_limit = resources::raise_descriptor_limit();
-        let http_connections =
-            resources::http_connection_budget(descriptor_limit, config.dialer.max_channels);
+        let descriptors = resources::descriptor_plan(descriptor_limit, config.dialer.max_channels);
+        resources::log_descriptor_plan(&descriptors, config.dialer.max_channels);
+        let http_connections = descriptors.http_connections;
         let db = Db::open_with(&config.database_path(), config.sqlite_synchronous).with_context(
             || format!("opening the database {}", config.database_path().display()),
         )?;

@@ -464,12 +464,15 @@ async fn healthz_and_calls_survive_1100_slow_clients_under_1024_descriptors() {
 }
 
 /// Started with a soft limit of 512 open files under a hard limit of 4,096, outcall raises its
-/// soft limit to 4,096.
+/// soft limit to 4,096 and logs it with the calls it leaves room for; 500 channels fit, so no
+/// warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_files_limit_is_raised_to_the_hard_limit() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let launch = Outcall::in_dir(dir).nofile(512, 4096);
+    let launch = Outcall::in_dir(dir)
+        .nofile(512, 4096)
+        .args(["--max-channels", "500"]);
     let mut server = launch.spawn();
     server.connect().await;
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
@@ -479,6 +482,33 @@ async fn the_open_files_limit_is_raised_to_the_hard_limit() {
         .expect("a Max open files line");
     let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
     assert_eq!(numbers, ["4096", "4096"], "{line}");
+    // 4,096 - 128 kept - 1,024 (HTTP's quarter) leaves 2,944 descriptors: 981 calls of 3.
+    let log = server.log_text();
+    assert!(
+        log.contains("open files limit 4096: room for 981 calls at once"),
+        "{log}"
+    );
+    assert!(!log.contains("needs"), "no warning expected: {log}");
+}
+
+/// Under a hard limit of 1,024 open files (systemd's default), the default 1,000 channels need
+/// more than the limit: outcall starts, and warns with the numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_low_an_open_files_limit_for_max_channels_is_warned_with_the_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut server = Outcall::in_dir(dir).nofile(1024, 1024).spawn();
+    server.connect().await;
+    let log = server.log_text();
+    let warning = log
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("--max-channels 1000 needs"))
+        .unwrap_or_else(|| panic!("a warning about the open files limit: {log}"));
+    // 128 kept + 3 x 1,000 for the calls + 256 (HTTP's quarter) = 3,384; 213 calls fit.
+    assert!(
+        warning.contains("needs 3384 open files but the limit is 1024, enough for 213 calls"),
+        "{warning}"
+    );
 }
 
 /// A body trickled slower than the server accepts is cut off with 408, naming the body.

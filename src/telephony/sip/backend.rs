@@ -20,7 +20,7 @@ use rsipstack::{
     },
     sip::prelude::HeadersExt,
     sip::{Method, StatusCode, StatusCodeKind, Transport},
-    transaction::{transaction::Transaction, TransactionReceiver},
+    transaction::{endpoint::EndpointOption, transaction::Transaction, TransactionReceiver},
     transport::{udp::UdpConnection, SipAddr, TransportLayer},
     EndpointBuilder,
 };
@@ -43,6 +43,12 @@ const WRONG_KEY: HangupCause = HangupCause::CALL_REJECTED;
 const NO_KEY: HangupCause = HangupCause::NO_USER_RESPONSE;
 /// How long to wait for the far end's final answer to our CANCEL or BYE before giving up on it.
 const SETTLE: Duration = Duration::from_secs(5);
+/// rsipstack's 64*T1: how long a transaction lingers after its final answer (an answered
+/// INVITE's, with its dialog and channels, about 22 KiB a call) and the give-up time of a request
+/// nobody answers. RFC 3261's 32 s kept some 3,200 finished calls in memory at 100 CAPS; 8 s
+/// (16 x T1) still spans two retransmissions at T2 (4 s) of a lost answer or ACK, and our own
+/// ring timer (calling_time) ends an INVITE nobody answers either way.
+const TRANSACTION_LINGER: Duration = Duration::from_secs(8);
 /// Registration lifetime asked of the registrar; refreshed at three quarters of what it grants.
 const REGISTER_EXPIRES: u32 = 600;
 
@@ -86,6 +92,10 @@ impl SipBackend {
             .with_transport_layer(transport_layer)
             // No version: anyone can ask with an OPTIONS, and it would tell them what to attack.
             .with_user_agent("outcall")
+            .with_option(EndpointOption {
+                t1x64: TRANSACTION_LINGER,
+                ..EndpointOption::default()
+            })
             .with_transport_inspector(Box::new(GuardInspector(guard)))
             .build();
         let local = endpoint

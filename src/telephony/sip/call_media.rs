@@ -39,7 +39,7 @@ pub struct MediaKit {
     symmetric_rtp: bool,
     /// `<data-dir>/media`, canonical: every prompt played is a regular file under it.
     media_dir: PathBuf,
-    prompts: Mutex<HashMap<PathBuf, Arc<Vec<i16>>>>,
+    prompts: Mutex<HashMap<PathBuf, Arc<[i16]>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +122,7 @@ impl MediaKit {
 
     /// The prompt's samples (8 kHz mono), read and converted once. Blocking: call it off the
     /// async workers (see [`MediaKit::load`]).
-    pub fn prompt(&self, media: &MediaRef) -> Result<Arc<Vec<i16>>, String> {
+    pub fn prompt(&self, media: &MediaRef) -> Result<Arc<[i16]>, String> {
         let path = self.resolve(media)?;
         if let Some(samples) = self.cache().get(&path) {
             return Ok(samples.clone());
@@ -131,7 +131,9 @@ impl MediaKit {
         open_regular(&path)
             .and_then(|file| file.take(MAX_PROMPT_FILE_BYTES).read_to_end(&mut bytes))
             .map_err(|_| NOT_IN_STORE.to_owned())?;
-        let samples = Arc::new(wav::prompt_from_wav(&bytes).map_err(|e| e.to_string())?);
+        let samples: Arc<[i16]> = wav::prompt_from_wav(&bytes)
+            .map_err(|e| e.to_string())?
+            .into();
         let mut cache = self.cache();
         let held: usize = cache.values().map(|prompt| prompt.len()).sum();
         if held + samples.len() > PROMPT_CACHE_SAMPLES {
@@ -144,7 +146,7 @@ impl MediaKit {
     }
 
     /// [`MediaKit::prompt`] on a blocking thread.
-    pub async fn load(self: &Arc<Self>, media: &MediaRef) -> Result<Arc<Vec<i16>>, String> {
+    pub async fn load(self: &Arc<Self>, media: &MediaRef) -> Result<Arc<[i16]>, String> {
         let kit = self.clone();
         let media = media.clone();
         tokio::task::spawn_blocking(move || kit.prompt(&media))
@@ -152,7 +154,7 @@ impl MediaKit {
             .map_err(|e| format!("reading the prompt failed: {e}"))?
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<Vec<i16>>>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<[i16]>>> {
         self.prompts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -253,7 +255,7 @@ impl CallMedia {
         };
         match self.kit.load(media).await {
             Ok(samples) => {
-                if let Err(error) = session.play(&samples).await {
+                if let Err(error) = session.play(samples).await {
                     tracing::debug!(%error, "prompt stopped");
                 }
             }

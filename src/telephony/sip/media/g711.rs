@@ -41,15 +41,53 @@ impl G711 {
     }
 }
 
-/// The µ-law code of a 16-bit linear sample.
+/// The µ-law code of a 16-bit linear sample: a lookup, by the sample's top 14 bits.
 pub fn mulaw_encode(sample: i16) -> u8 {
+    // The code depends only on the top 14 bits (a negative sample's one's complement shifts the
+    // same way), so the table has 16,384 entries, indexed by those bits as unsigned.
+    LINEAR_TO_MULAW[((sample >> 2) as u16 & 0x3FFF) as usize]
+}
+
+/// The A-law code of a 16-bit linear sample: a lookup, by the sample's top 12 bits.
+pub fn alaw_encode(sample: i16) -> u8 {
+    LINEAR_TO_ALAW[((sample >> 4) as u16 & 0x0FFF) as usize]
+}
+
+static LINEAR_TO_MULAW: [u8; 1 << 14] = build_encode_table(G711::MuLaw);
+static LINEAR_TO_ALAW: [u8; 1 << 12] = build_encode_table(G711::ALaw);
+
+/// The code of every value of the top bits a law looks at: index `i` holds the code of the
+/// sample `i << shift`, read as a signed value of the table's width.
+const fn build_encode_table<const N: usize>(law: G711) -> [u8; N] {
+    let mut table = [0; N];
+    let shift = match law {
+        G711::MuLaw => 2,
+        G711::ALaw => 4,
+    };
+    let mut index = 0;
+    while index < N {
+        // The index is the sample's top bits: shifted back, they are a sample with those bits.
+        let sample = (index << shift) as u16 as i16;
+        table[index] = match law {
+            G711::MuLaw => mulaw_compress(sample),
+            G711::ALaw => alaw_compress(sample),
+        };
+        index += 1;
+    }
+    table
+}
+
+const fn mulaw_compress(sample: i16) -> u8 {
     let (magnitude, sign_bit) = if sample < 0 {
         ((!sample as i32) >> 2, 0x00)
     } else {
         ((sample as i32) >> 2, 0x80)
     };
     // The bias of 33 makes the segments start at powers of two; beyond 0x1FFF the code saturates.
-    let biased = (magnitude + 33).min(0x1FFF);
+    let mut biased = magnitude + 33;
+    if biased > 0x1FFF {
+        biased = 0x1FFF;
+    }
     // Segment 1..=8 is one more than the bit length of what lies above the lowest segment's range.
     let segment = 33 - ((biased >> 6) as u32).leading_zeros();
     let step_index = (biased >> segment) & 0x0F;
@@ -57,8 +95,7 @@ pub fn mulaw_encode(sample: i16) -> u8 {
     ((((8 - segment as i32) << 4) | (0x0F - step_index)) | sign_bit) as u8
 }
 
-/// The A-law code of a 16-bit linear sample.
-pub fn alaw_encode(sample: i16) -> u8 {
+const fn alaw_compress(sample: i16) -> u8 {
     let (mut magnitude, sign_bit) = if sample < 0 {
         ((!sample as i32) >> 4, 0x00)
     } else {

@@ -11,10 +11,11 @@
 //! // ... INVITE with `offer`, 200 OK with the answer ...
 //! let remote = sdp::parse_answer(&answer_body)?;
 //! let (session, mut digits) = MediaSession::start(socket, remote, options).await?;
-//! session.play(&prompt_from_wav(&std::fs::read(path)?)?).await?;
+//! session.play(prompt_from_wav(&std::fs::read(path)?)?.into()).await?;
 //! let recording = session.close().await?;
 //! ```
 
+mod clock;
 pub mod dtmf;
 pub mod g711;
 pub mod ports;

@@ -16,13 +16,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::{net::UdpSocket, sync::mpsc, task::JoinHandle};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    sync::mpsc,
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    clock::{Position, Stream},
     dtmf::{DigitDetector, TelephoneEvent},
     ports::{PortLease, RtpSocket},
-    recording::{self, sample_position, Channel, Mix, Recording, FRAME_LEN},
+    recording::{self, sample_position, Channel, Mix, Recording},
     rtp::RtpPacket,
     sdp::RemoteMedia,
 };
@@ -86,24 +91,26 @@ struct Tasks {
 }
 
 /// What both directions use.
-struct Shared {
-    socket: UdpSocket,
+pub(super) struct Shared {
+    /// Watched for reading only: sends (from the media clock) raise no event in the runtime,
+    /// where a socket registered for writing too would wake it once per packet sent.
+    pub(super) socket: AsyncFd<std::net::UdpSocket>,
     /// Freed with the socket, not before: the port stays ours until nothing can use it.
     _lease: Option<PortLease>,
     epoch: Instant,
     remote: Mutex<RemoteState>,
-    mix: Option<Arc<Mutex<Mix>>>,
-    packets_sent: AtomicU64,
+    pub(super) mix: Option<Arc<Mutex<Mix>>>,
+    pub(super) packets_sent: AtomicU64,
     packets_received: AtomicU64,
     packets_ignored: AtomicU64,
     /// Nanoseconds after `epoch` plus one; 0 until a packet arrives.
     last_received: AtomicU64,
 }
 
-struct RemoteState {
-    media: RemoteMedia,
+pub(super) struct RemoteState {
+    pub(super) media: RemoteMedia,
     /// Where we send, and the only source we listen to.
-    address: SocketAddr,
+    pub(super) address: SocketAddr,
     /// The far end's stream once its first packet arrived: only that SSRC is heard after it.
     ssrc: Option<u32>,
     symmetric: bool,
@@ -128,6 +135,15 @@ impl MediaSession {
     ) -> Result<(MediaSession, mpsc::Receiver<char>), MediaError> {
         let local_address = socket.local_addr().map_err(MediaError::Socket)?;
         let (socket, lease) = socket.into_parts();
+        let socket = socket
+            .into_std()
+            .and_then(|socket| {
+                // SAFETY: the std socket owns its descriptor, which stays open and the same until
+                // the AsyncFd (that owns the socket) is dropped.
+                unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+                    .map_err(io::Error::from)
+            })
+            .map_err(MediaError::Socket)?;
         let epoch = Instant::now();
         let stop = CancellationToken::new();
         let recording = match &options.recording {
@@ -209,7 +225,10 @@ impl MediaSession {
     /// Prompts played one after another continue the same RTP stream; each starts with the
     /// marker bit set, as a new talk spurt. While the far end does not want our audio
     /// (`sendonly`/`inactive`), the prompt runs its course without sending.
-    pub async fn play(&self, samples: &[i16]) -> Result<(), MediaError> {
+    ///
+    /// The packets are sent by the media clock shared by every session (see [`clock`](super::clock)),
+    /// which is why the samples are shared rather than borrowed.
+    pub async fn play(&self, samples: Arc<[i16]>) -> Result<(), MediaError> {
         let mut sender = tokio::select! {
             biased;
             _ = self.stop.cancelled() => return Err(MediaError::Closed),
@@ -227,63 +246,29 @@ impl MediaSession {
             None => now,
         };
         let first_position = sample_position(self.shared.epoch, start.into_std());
-        let mut ticker = tokio::time::interval_at(start, PACKET_DURATION);
-        let mut payload = Vec::with_capacity(FRAME_LEN);
-        let mut datagram = Vec::with_capacity(FRAME_LEN + 12);
-        let mut sent_audio = Vec::with_capacity(FRAME_LEN);
-
-        for (index, frame) in samples.chunks(FRAME_LEN).enumerate() {
-            tokio::select! {
-                biased;
-                _ = self.stop.cancelled() => return Err(MediaError::Closed),
-                _ = ticker.tick() => {}
-            }
-            let (media, destination) = {
-                let remote = self.shared.remote();
-                (remote.media, remote.address)
-            };
-            let law = media.codec.law();
-            payload.clear();
-            law.encode_into(frame, &mut payload);
-            payload.resize(FRAME_LEN, law.encode(0));
-            let mut packet = RtpPacket::new(
-                media.payload_type,
-                sender.sequence,
-                sender.timestamp,
-                sender.ssrc,
-                &payload,
-            );
-            packet.marker = index == 0;
-            datagram.clear();
-            let encoded = packet.write_to(&mut datagram);
-            if let Err(error) = &encoded {
-                // Only a hand-built RemoteMedia can carry such a payload type; parse_answer refuses it.
-                tracing::warn!(%error, "RTP packet not sent");
-            }
-
-            // The stream advances before the send, so that a prompt cancelled during the send
-            // cannot make the next one repeat a sequence number.
-            sender.sequence = sender.sequence.wrapping_add(1);
-            sender.timestamp = sender.timestamp.wrapping_add(FRAME_LEN as u32);
-            sender.next_packet_at = Some(start + PACKET_DURATION * (index as u32 + 1));
-
-            if encoded.is_ok() && media.direction.receives() {
-                match self.shared.socket.send_to(&datagram, destination).await {
-                    Ok(_) => {
-                        self.shared.packets_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(error) => tracing::debug!(%destination, %error, "RTP send failed"),
-                }
-            }
-            if let Some(mix) = &self.shared.mix {
-                // What the far end hears: the samples after the codec's rounding.
-                sent_audio.clear();
-                law.decode_into(&payload[..frame.len()], &mut sent_audio);
-                let position = first_position + (index * FRAME_LEN) as u64;
-                recording::lock(mix).write(Channel::Sent, position, &sent_audio);
-            }
+        let stream = Stream::play(
+            self.shared.clone(),
+            samples,
+            start.into_std(),
+            first_position,
+            Position {
+                ssrc: sender.ssrc,
+                sequence: sender.sequence,
+                timestamp: sender.timestamp,
+            },
+            self.stop.clone(),
+        );
+        // However the wait ends (played, closed, or this future dropped), the stream stops and
+        // the next prompt continues where it stopped.
+        let playing = Playing {
+            stream,
+            sender: &mut sender,
+        };
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => Err(MediaError::Closed),
+            _ = playing.stream.finished() => Ok(()),
         }
-        Ok(())
     }
 
     pub fn stats(&self) -> MediaStats {
@@ -326,6 +311,21 @@ impl MediaSession {
     }
 }
 
+/// A prompt handed to the clock; dropped, it stops the stream and keeps its position.
+struct Playing<'a> {
+    stream: Arc<Stream>,
+    sender: &'a mut SendState,
+}
+
+impl Drop for Playing<'_> {
+    fn drop(&mut self) {
+        let (position, next_packet_at) = self.stream.cancel();
+        self.sender.sequence = position.sequence;
+        self.sender.timestamp = position.timestamp;
+        self.sender.next_packet_at = Some(next_packet_at.into());
+    }
+}
+
 impl Drop for MediaSession {
     fn drop(&mut self) {
         self.stop.cancel();
@@ -333,7 +333,7 @@ impl Drop for MediaSession {
 }
 
 impl Shared {
-    fn remote(&self) -> MutexGuard<'_, RemoteState> {
+    pub(super) fn remote(&self) -> MutexGuard<'_, RemoteState> {
         self.remote
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -374,16 +374,30 @@ impl Shared {
     }
 }
 
+/// The next datagram on `socket`.
+async fn receive(
+    socket: &AsyncFd<std::net::UdpSocket>,
+    buffer: &mut [u8],
+) -> io::Result<(usize, SocketAddr)> {
+    loop {
+        let mut ready = socket.readable().await?;
+        if let Ok(received) = ready.try_io(|socket| socket.get_ref().recv_from(buffer)) {
+            return received;
+        }
+    }
+}
+
 async fn receive_loop(shared: Arc<Shared>, digits: mpsc::Sender<char>, stop: CancellationToken) {
     let mut buffer = vec![0u8; RECEIVE_BUFFER];
     let mut detector = DigitDetector::new();
     let mut placement = ReceivedPlacement::default();
-    let mut decoded = Vec::with_capacity(RECEIVE_BUFFER);
+    // Grows on the first packet recorded: most calls record nothing.
+    let mut decoded = Vec::new();
     loop {
         let received = tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            received = shared.socket.recv_from(&mut buffer) => received,
+            received = receive(&shared.socket, &mut buffer) => received,
         };
         let (length, source) = match received {
             Ok(received) => received,
@@ -478,10 +492,12 @@ mod tests {
     use super::super::{
         dtmf::event_of_digit,
         g711::G711,
+        recording::FRAME_LEN,
         sdp::{Codec, Direction},
         wav,
     };
     use super::*;
+    use tokio::net::UdpSocket;
 
     const TELEPHONE_EVENT: u8 = 101;
 
@@ -662,7 +678,7 @@ mod tests {
         .unwrap();
         let prompt = vec![1000i16; 5 * FRAME_LEN + 10];
         let started = Instant::now();
-        session.play(&prompt).await.unwrap();
+        session.play(prompt.into()).await.unwrap();
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_millis(95), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
@@ -701,7 +717,7 @@ mod tests {
 
         // After a pause, the stream goes on: new talk spurt, timestamp advanced by the pause.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        session.play(&[0; FRAME_LEN]).await.unwrap();
+        session.play(Arc::new([0; FRAME_LEN])).await.unwrap();
         let (length, _) = peer.recv_from(&mut buffer).await.unwrap();
         let next = RtpPacket::parse(&buffer[..length]).unwrap();
         assert!(next.marker);
@@ -710,6 +726,62 @@ mod tests {
         let advance = next.timestamp.wrapping_sub(parsed[5].timestamp);
         assert!((800..=2400).contains(&advance), "{advance}");
         session.close().await.unwrap();
+    }
+
+    /// Fifty sessions playing at once share the one media clock: every stream arrives complete,
+    /// in order, and paced (its ten packets spread over about 180 ms, not sent in a burst).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_sessions_at_once_are_each_complete_and_paced() {
+        const SESSIONS: usize = 50;
+        const FRAMES: usize = 10;
+        let mut sessions = Vec::new();
+        let mut readers = Vec::new();
+        for _ in 0..SESSIONS {
+            let (peer, peer_address) = peer_socket().await;
+            let (session, digits) = session_towards(peer_address, SessionOptions::default()).await;
+            sessions.push((session, digits));
+            readers.push(tokio::spawn(async move {
+                let mut buffer = [0u8; 512];
+                let mut heard = Vec::new();
+                for _ in 0..FRAMES {
+                    let (length, _) =
+                        tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buffer))
+                            .await
+                            .expect("a packet within 5 s")
+                            .unwrap();
+                    let packet = RtpPacket::parse(&buffer[..length]).unwrap();
+                    heard.push((Instant::now(), packet.sequence, packet.marker));
+                }
+                heard
+            }));
+        }
+        let prompt: Arc<[i16]> = vec![0i16; FRAMES * FRAME_LEN].into();
+        let started = Instant::now();
+        let plays = sessions
+            .iter()
+            .map(|(session, _)| session.play(prompt.clone()));
+        for played in futures_util::future::join_all(plays).await {
+            played.unwrap();
+        }
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(170), "{elapsed:?}");
+        for reader in readers {
+            let heard = reader.await.unwrap();
+            let (first, last) = (heard[0].0, heard[FRAMES - 1].0);
+            assert!(
+                last - first >= Duration::from_millis(150),
+                "ten packets in {:?}",
+                last - first
+            );
+            for (index, (_, sequence, marker)) in heard.iter().enumerate() {
+                assert_eq!(*sequence, heard[0].1.wrapping_add(index as u16));
+                assert_eq!(*marker, index == 0);
+            }
+        }
+        for (session, _) in &sessions {
+            assert_eq!(session.stats().packets_sent, FRAMES as u64);
+            session.close().await.unwrap();
+        }
     }
 
     #[tokio::test]
@@ -743,7 +815,7 @@ mod tests {
         .unwrap();
 
         let prompt = chirp(1.0, 300.0, 3400.0);
-        caller.play(&prompt).await.unwrap();
+        caller.play(prompt.clone().into()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
             callee.close().await.unwrap(),
@@ -871,7 +943,7 @@ mod tests {
         assert_eq!(session.remote_address(), peer_address);
         assert_eq!(session.stats().packets_received, 0);
         assert_eq!(session.stats().packets_ignored, 8);
-        session.play(&[0; FRAME_LEN]).await.unwrap();
+        session.play(Arc::new([0; FRAME_LEN])).await.unwrap();
         assert!(hears(&peer).await, "the prompt goes to the SDP's address");
         assert!(!hears(&injector).await, "and not to the injector");
 
@@ -928,7 +1000,7 @@ mod tests {
         assert_eq!(session.remote_address(), actual_address);
 
         // We answer where they send from.
-        session.play(&[0; FRAME_LEN]).await.unwrap();
+        session.play(Arc::new([0; FRAME_LEN])).await.unwrap();
         let mut buffer = [0u8; 256];
         let received = tokio::time::timeout(Duration::from_secs(2), actual.recv_from(&mut buffer))
             .await
@@ -960,7 +1032,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(collect_digits(&mut digits, 1).await, "6");
-        session.play(&[0; FRAME_LEN]).await.unwrap();
+        session.play(Arc::new([0; FRAME_LEN])).await.unwrap();
         let (length, _) = other.recv_from(&mut buffer).await.unwrap();
         assert_eq!(RtpPacket::parse(&buffer[..length]).unwrap().payload_type, 8);
         session.close().await.unwrap();
@@ -975,7 +1047,8 @@ mod tests {
         // A dropped prompt sends nothing more.
         let ten_seconds = vec![0i16; 80_000];
         let stopped =
-            tokio::time::timeout(Duration::from_millis(100), session.play(&ten_seconds)).await;
+            tokio::time::timeout(Duration::from_millis(100), session.play(ten_seconds.into()))
+                .await;
         assert!(stopped.is_err());
         let sent = session.stats().packets_sent;
         assert!((4..=7).contains(&sent), "{sent}");
@@ -985,7 +1058,7 @@ mod tests {
         // Closing ends a prompt being played elsewhere.
         let player = {
             let session = session.clone();
-            tokio::spawn(async move { session.play(&vec![0i16; 80_000]).await })
+            tokio::spawn(async move { session.play(vec![0i16; 80_000].into()).await })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
         let started = Instant::now();
@@ -998,7 +1071,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_millis(500));
         assert!(session.is_closed());
         assert!(matches!(
-            session.play(&[0; 10]).await,
+            session.play(Arc::new([0; 10])).await,
             Err(MediaError::Closed)
         ));
         drop(peer);
@@ -1013,7 +1086,7 @@ mod tests {
             MediaSession::start(local_socket().await, remote, SessionOptions::default())
                 .await
                 .unwrap();
-        session.play(&[0; 2 * FRAME_LEN]).await.unwrap();
+        session.play(Arc::new([0; 2 * FRAME_LEN])).await.unwrap();
         assert_eq!(session.stats().packets_sent, 0);
         let mut buffer = [0u8; 256];
         let nothing =
