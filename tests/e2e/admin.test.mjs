@@ -146,7 +146,14 @@ test('import an XLSX with numeric phone cells', async () => {
   await page.goto(`${server.base}/#/tasks/${taskId}/import`);
   await page.click('#mode-file');
   await page.setInputFiles('#import-file', join(FIXTURES, 'numbers.xlsx'));
-  await page.locator('.notice.info').waitFor();
+  // The preview is read in the browser from the workbook itself: numeric cells as integers.
+  await page.locator('#preview-table').waitFor();
+  assert.equal(await page.locator('#preview-encoding').innerText(), '(XLSX)');
+  const preview = await page.locator('#preview-table tr').allInnerTexts();
+  assert.match(preview[0], /号码\s+编号/);
+  assert.match(preview[1], /^13700000000\s+X-0$/);
+  assert.equal(await page.locator('#has-header').inputValue(), '1', 'a header guessed from the first row');
+  assert.match(await page.locator('#external-column option[value="2"]').innerText(), /编号/);
   await page.selectOption('#external-column', '2');
   await page.click('#import-send');
   const result = await importResult();

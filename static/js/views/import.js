@@ -1,10 +1,12 @@
-// The import wizard: paste a list or pick a CSV/XLSX file, preview it, choose the columns, send it
-// as one multipart upload with a progress bar, and show what was imported and rejected.
+// The import wizard: paste a list or pick a CSV/XLSX file, preview it (in the browser), choose the
+// columns, send it as one multipart upload with a progress bar, and show what was imported and
+// rejected.
 
 import { html, useEffect, useState } from '../../vendor/htm-3.1.1-preact-standalone.module.js';
 import { api, upload } from '../api.js';
 import { dialable, parseRows, pastedRows, readHead, toCsv } from '../csv.js';
 import { t } from '../i18n.js';
+import { readXlsxHead } from '../xlsx.js';
 import { Notice } from '../ui.js';
 
 export function ImportWizard({ id }) {
@@ -30,13 +32,23 @@ export function ImportWizard({ id }) {
     setNumberColumn('1');
     setExternalColumn('');
     if (!f) return;
+    let rows;
+    let encoding;
     if (/\.xlsx$/i.test(f.name)) {
-      setPreview({ xlsx: true });
-      setHasHeader('');
-      return;
+      try {
+        rows = await readXlsxHead(f, 8);
+        encoding = 'XLSX';
+      } catch {
+        // A workbook this reader does not follow (ZIP64, say) is still sent: the server reads it.
+        setPreview({ xlsx: true });
+        setHasHeader('');
+        return;
+      }
+    } else {
+      const head = await readHead(f);
+      rows = parseRows(head.text, 8);
+      encoding = head.encoding;
     }
-    const { text, encoding } = await readHead(f);
-    const rows = parseRows(text, 8);
     setPreview({ rows, encoding });
     setHasHeader(rows.length && !dialable(rows[0][0]) ? '1' : '0');
   };
