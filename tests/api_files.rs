@@ -123,20 +123,7 @@ fn neutralised(cell: &str) -> String {
 
 /// The vendor's header (the JSON download's first row).
 fn vendor_header() -> Vec<String> {
-    [
-        "任务名称",
-        "接通后动作",
-        "被叫号码",
-        "呼叫状态",
-        "呼叫开始时间",
-        "呼叫应答时间",
-        "呼叫结束时间",
-        "总时长",
-        "计费时长",
-        "挂机原因",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    common::shapes::DOWNLOAD_HEADER.map(str::to_owned).to_vec()
 }
 
 #[tokio::test]
