@@ -79,6 +79,18 @@ fn require_live_task(conn: &Connection, task_id: i64) -> DbResult<()> {
     super::tasks::require_live(conn, task_id)
 }
 
+const INSERT: &str =
+    "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at, seq)
+     VALUES (?1, ?2, ?3, ?4, ?4, ?5)";
+
+/// The last `seq` given to a number of the task, 0 when none was: the next inserted number gets
+/// the one after (see schema step 5).
+pub(super) fn last_seq(conn: &Connection, task_id: i64) -> DbResult<i64> {
+    Ok(conn
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM numbers WHERE group_id = ?1")?
+        .query_row([task_id], |row| row.get(0))?)
+}
+
 /// Adds numbers to a live task in one transaction: all are written or none, and counted (see
 /// `stats::count_added_numbers`).
 pub fn import(
@@ -90,16 +102,16 @@ pub fn import(
     let tx = super::write_transaction(conn)?;
     require_live_task(&tx, task_id)?;
     {
-        let mut insert = tx.prepare(
-            "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?4)",
-        )?;
+        let mut seq = last_seq(&tx, task_id)?;
+        let mut insert = tx.prepare(INSERT)?;
         for number in numbers {
+            seq += 1;
             insert.execute(params![
                 task_id,
                 number.dest_number,
                 number.external_id,
-                now
+                now,
+                seq
             ])?;
         }
     }
@@ -118,7 +130,8 @@ pub struct NumberFilter {
 }
 
 /// One page of a live task's numbers that pass `filter`, newest first (as the vendor lists
-/// them), and their count.
+/// them), and their count. The unfiltered list is a range of `seq` (see schema step 5); a filtered
+/// one walks the filter's index from whichever end of the list is nearer the page.
 pub fn list(
     conn: &Connection,
     task_id: i64,
@@ -126,6 +139,51 @@ pub fn list(
     page: Page,
 ) -> DbResult<(Vec<Number>, i64)> {
     require_live_task(conn, task_id)?;
+    if *filter == NumberFilter::default() {
+        if let Some(listed) = list_by_seq(conn, task_id, page)? {
+            return Ok(listed);
+        }
+    }
+    list_filtered(conn, task_id, filter, page)
+}
+
+/// The live numbers of a task, from its counters.
+fn live_count(conn: &Connection, task_id: i64) -> DbResult<i64> {
+    Ok(conn
+        .prepare_cached("SELECT total FROM task_counts WHERE group_id = ?1")?
+        .query_row([task_id], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// The page as a range of `seq`, when the task's live numbers are exactly `seq` 1..N (always, but
+/// for rows written around the API); `None` otherwise.
+fn list_by_seq(conn: &Connection, task_id: i64, page: Page) -> DbResult<Option<(Vec<Number>, i64)>> {
+    let total = live_count(conn, task_id)?;
+    if last_seq(conn, task_id)? != total {
+        return Ok(None);
+    }
+    let high = total - page.offset();
+    if high < 1 {
+        return Ok(Some((Vec::new(), total)));
+    }
+    let low = (high - page.per_page as i64 + 1).max(1);
+    let numbers = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM numbers
+             WHERE group_id = ?1 AND seq BETWEEN ?2 AND ?3 AND deleted_at IS NULL ORDER BY seq DESC"
+        ))?
+        .query_map(params![task_id, low, high], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some((numbers, total)))
+}
+
+fn list_filtered(
+    conn: &Connection,
+    task_id: i64,
+    filter: &NumberFilter,
+    page: Page,
+) -> DbResult<(Vec<Number>, i64)> {
     let mut condition = String::from("group_id = ? AND deleted_at IS NULL");
     let mut args: Vec<Value> = vec![Value::Integer(task_id)];
     if let Some(status) = filter.call_status {
@@ -133,27 +191,69 @@ pub fn list(
         args.push(Value::Text(status.as_str().to_owned()));
     }
     if let Some(cause) = filter.cause {
-        condition.push_str(" AND cause = ?");
+        // `cause <> ''` lets SQLite use the partial index of ended calls.
+        condition.push_str(" AND cause = ? AND cause <> ''");
         args.push(Value::Text(cause.as_str().to_owned()));
     }
     if let Some(prefix) = &filter.dest_number_prefix {
-        condition.push_str(" AND instr(dest_number, ?) = 1");
+        // A range of the index: numbers are ASCII (digits, +, *, #), all below U+007F.
+        condition.push_str(" AND dest_number >= ? AND dest_number < ?");
         args.push(Value::Text(prefix.as_str().to_owned()));
+        args.push(Value::Text(format!("{}\u{7f}", prefix.as_str())));
     }
-    let total: i64 = conn.query_row(
-        &format!("SELECT count(*) FROM numbers WHERE {condition}"),
-        params_from_iter(args.iter()),
-        |row| row.get(0),
-    )?;
-    args.push(Value::Integer(page.per_page as i64));
-    args.push(Value::Integer(page.offset()));
-    let numbers = conn
-        .prepare(&format!(
-            "SELECT {COLUMNS} FROM numbers WHERE {condition} ORDER BY id DESC LIMIT ? OFFSET ?"
+    let total = match filter {
+        NumberFilter { call_status: Some(status), cause: None, dest_number_prefix: None } => {
+            status_count(conn, task_id, *status)?
+        }
+        NumberFilter { call_status: None, cause: Some(cause), dest_number_prefix: None } => conn
+            .prepare_cached("SELECT count FROM task_cause_counts WHERE group_id = ?1 AND cause = ?2")?
+            .query_row(params![task_id, cause], |row| row.get(0))
+            .optional()?
+            .unwrap_or(0),
+        _ => conn
+            .prepare_cached(&format!("SELECT count(*) FROM numbers WHERE {condition}"))?
+            .query_row(params_from_iter(args.iter()), |row| row.get(0))?,
+    };
+    // Newest first; a page in the older half is read oldest first from the other end, so that
+    // no page skips more than half of the list.
+    let offset = page.offset();
+    let wanted = (total - offset).clamp(0, page.per_page as i64);
+    if wanted == 0 {
+        return Ok((Vec::new(), total));
+    }
+    let skip_from_oldest = total - offset - wanted;
+    let (order, skip) = if skip_from_oldest < offset {
+        ("ASC", skip_from_oldest)
+    } else {
+        ("DESC", offset)
+    };
+    args.push(Value::Integer(wanted));
+    args.push(Value::Integer(skip));
+    let mut numbers = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM numbers WHERE id IN
+                 (SELECT id FROM numbers WHERE {condition} ORDER BY id {order} LIMIT ? OFFSET ?)
+             ORDER BY id DESC"
         ))?
         .query_map(params_from_iter(args.iter()), from_row)?
         .collect::<Result<Vec<_>, _>>()?;
+    numbers.truncate(page.per_page as usize);
     Ok((numbers, total))
+}
+
+/// A task's live numbers with this status, from its counters.
+fn status_count(conn: &Connection, task_id: i64, status: CallStatus) -> DbResult<i64> {
+    let column = match status {
+        CallStatus::Init => "init",
+        CallStatus::Calling => "calling",
+        CallStatus::Done => "done",
+        CallStatus::Stop => "stop",
+    };
+    Ok(conn
+        .prepare_cached(&format!("SELECT {column} FROM task_counts WHERE group_id = ?1"))?
+        .query_row([task_id], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// In one read transaction, so that what is seen is one moment of the task: the live task to
@@ -171,7 +271,7 @@ pub fn export(
         return Ok(());
     }
     let mut statement = tx.prepare(&format!(
-        "SELECT {COLUMNS} FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL ORDER BY id"
+        "SELECT {COLUMNS} FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL ORDER BY seq, id"
     ))?;
     let mut rows = statement.query([task_id])?;
     while let Some(row) = rows.next()? {
@@ -189,12 +289,20 @@ pub struct Importer<'conn> {
     task_id: i64,
     now: i64,
     count: usize,
+    /// The `seq` of the last inserted number.
+    seq: i64,
 }
 
 impl Importer<'_> {
     pub fn insert(&mut self, dest_number: &str, external_id: &str) -> DbResult<()> {
-        self.insert
-            .execute(params![self.task_id, dest_number, external_id, self.now])?;
+        self.insert.execute(params![
+            self.task_id,
+            dest_number,
+            external_id,
+            self.now,
+            self.seq + 1
+        ])?;
+        self.seq += 1;
         self.count += 1;
         Ok(())
     }
@@ -217,12 +325,8 @@ pub fn import_streaming<T, E: From<DbError>>(
     require_live_task(&tx, task_id)?;
     let (result, added) = {
         let mut importer = Importer {
-            insert: tx
-                .prepare(
-                    "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?4)",
-                )
-                .map_err(DbError::from)?,
+            seq: last_seq(&tx, task_id)?,
+            insert: tx.prepare(INSERT).map_err(DbError::from)?,
             task_id,
             now,
             count: 0,
