@@ -157,6 +157,9 @@ COMMIT;
     Some(seconds)
 }
 
+/// The path of a measured read, from the task's id and size.
+type PathOf = Box<dyn Fn(i64, usize) -> String>;
+
 /// A prefix of 1% of the numbers `numbers_json(0, size)` writes (`138` and 8 digits), for a size
 /// a power of ten of at least 100.
 fn one_percent_prefix(size: usize) -> String {
@@ -244,7 +247,7 @@ async fn main() {
 
     println!();
     println!("{:<44} {:>9} {:>9} {:>9} {:>9}", "read", "1K p50", "1K p99", "big p50", "big p99");
-    let mut rows: Vec<(String, Box<dyn Fn(i64, usize) -> String>)> = Vec::new();
+    let mut rows: Vec<(String, PathOf)> = Vec::new();
     for per_page in [20usize, 100] {
         for (name, filter) in [
             ("", ""),

@@ -406,7 +406,18 @@ mod tests {
 
     #[test]
     fn rows_are_checked_while_parsing() {
-        let parse = |body: &str| serde_json::from_str::<ImportBody>(body).unwrap().0;
+        /// Keeps what it is handed.
+        struct Kept(Vec<NewNumber>);
+        impl RowSink for Kept {
+            fn accept(&mut self, number: NewNumber) -> ApiResult<()> {
+                self.0.push(number);
+                Ok(())
+            }
+        }
+        let parse = |body: &str| {
+            let mut kept = Kept(Vec::new());
+            read_import(body.as_bytes(), &mut kept).map(|()| kept.0)
+        };
         let numbers = parse(
             r#"{"data":[{"dest_number":"1000"},{"dest_number":2000,"external_id":"x"}],"other":1}"#,
         )
@@ -433,5 +444,12 @@ mod tests {
             .unwrap_err()
             .message
             .contains("data is required"));
+        for malformed in [r#"{"data":[{"dest_number":"1"}"#, r#"{"data":[]} x"#, "[1]"] {
+            assert!(
+                parse(malformed).unwrap_err().message.starts_with("malformed JSON body"),
+                "{malformed}"
+            );
+        }
+        assert!(parse("  ").unwrap_err().message.contains("empty"));
     }
 }
