@@ -139,12 +139,35 @@ pub fn list(
     page: Page,
 ) -> DbResult<(Vec<Number>, i64)> {
     require_live_task(conn, task_id)?;
-    if *filter == NumberFilter::default() {
+    let mut filter = filter.clone();
+    if let Some(prefix) = &filter.dest_number_prefix {
+        if all_start_with(conn, task_id, prefix.as_str())? {
+            // A prefix all of the task's numbers share (a country or area code) filters nothing.
+            filter.dest_number_prefix = None;
+        }
+    }
+    if filter == NumberFilter::default() {
         if let Some(listed) = list_by_seq(conn, task_id, page)? {
             return Ok(listed);
         }
     }
-    list_filtered(conn, task_id, filter, page)
+    list_filtered(conn, task_id, &filter, page)
+}
+
+/// Whether every live number of the task starts with `prefix`: its lowest and its highest do
+/// (two lookups in the index of numbers).
+fn all_start_with(conn: &Connection, task_id: i64, prefix: &str) -> DbResult<bool> {
+    for end in ["min", "max"] {
+        let number: Option<String> = conn
+            .prepare_cached(&format!(
+                "SELECT {end}(dest_number) FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL"
+            ))?
+            .query_row([task_id], |row| row.get(0))?;
+        if !number.is_some_and(|number| number.starts_with(prefix)) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The live numbers of a task, from its counters.
