@@ -14,6 +14,7 @@
 mod support;
 
 use std::{
+    fmt::Write as _,
     io::Write,
     process::Command,
     time::{Duration, Instant},
@@ -172,6 +173,52 @@ fn one_percent_prefix(size: usize) -> String {
     format!("138{}1", "0".repeat(8 - shared - 1))
 }
 
+/// Where the database's part of an import goes: `count` numbers inserted with outcall's own
+/// `import_streaming` (one prepared statement, one transaction) into a fresh database, with all
+/// of numbers' indexes and with only its primary key; the commit (with the WAL checkpoint that
+/// follows it) timed apart. Answers (with indexes: insert, commit; without: insert, commit).
+fn import_phases(dir: &std::path::Path, count: usize) -> ((f64, f64), (f64, f64)) {
+    let mut figures = Vec::new();
+    for with_indexes in [true, false] {
+        let path = dir.join("phases.db");
+        let db = outcall::db::Db::open(&path).unwrap();
+        let mut conn = db.connection().unwrap();
+        if !with_indexes {
+            conn.execute_batch(
+                "DROP INDEX numbers_by_task_seq; DROP INDEX numbers_by_task_status;
+                 DROP INDEX numbers_by_task_cause; DROP INDEX numbers_by_task_dest;",
+            )
+            .unwrap();
+        }
+        let settings = outcall::domain::TaskSettings {
+            group_name: Some(outcall::domain::TaskName::new("phases").unwrap()),
+            ..Default::default()
+        };
+        let id = outcall::db::tasks::create(&mut conn, &settings, 0).unwrap();
+        let started = Instant::now();
+        let mut inserted_at = None;
+        outcall::db::numbers::import_streaming(&mut conn, id, 0, |importer| {
+            let mut number = String::new();
+            for n in 0..count {
+                number.clear();
+                write!(number, "138{n:08}").unwrap();
+                importer.insert(&number, "")?;
+            }
+            inserted_at = Some(started.elapsed());
+            Ok::<_, outcall::db::DbError>(())
+        })
+        .unwrap();
+        let inserted = inserted_at.unwrap().as_secs_f64();
+        figures.push((inserted, started.elapsed().as_secs_f64() - inserted));
+        drop(conn);
+        drop(db);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.join(format!("phases.db{suffix}")));
+        }
+    }
+    (figures[0], figures[1])
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let big = env_usize("OUTCALL_BENCH_NUMBERS", 1_000_000);
@@ -232,6 +279,13 @@ async fn main() {
                 ),
                 None => println!("sqlite3 shell: not installed, no ratio"),
             }
+            let ((insert, commit), (bare_insert, bare_commit)) = import_phases(data_dir.path(), size);
+            println!(
+                "  database part (outcall's import_streaming, no HTTP or JSON): insert {insert:.2} s + commit {commit:.2} s; \
+                 without the 4 secondary indexes: insert {bare_insert:.2} s + commit {bare_commit:.2} s; \
+                 so HTTP + JSON read/check twice = {:.2} s",
+                elapsed - insert - commit
+            );
             let _ = std::fs::remove_file(data_dir.path().join("shell.db"));
         }
         // Half finished: a call result on every other number, a fifth of them busy (triggers keep
@@ -314,6 +368,7 @@ async fn main() {
             .send()
             .await
             .unwrap();
+        let headers_at = started.elapsed();
         if !response.status().is_success() {
             let status = response.status();
             let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -327,7 +382,8 @@ async fn main() {
             bytes += chunk.len();
         }
         println!(
-            "download {format} of {big_size}: first byte {:.1} ms, all {:.1} MiB in {:.2} s, peak RSS growth {:.1} MiB",
+            "download {format} of {big_size}: status and headers {:.1} ms, first body byte {:.1} ms, all {:.1} MiB in {:.2} s, peak RSS growth {:.1} MiB",
+            headers_at.as_secs_f64() * 1000.0,
             first_byte.unwrap_or_default().as_secs_f64() * 1000.0,
             bytes as f64 / (1024.0 * 1024.0),
             started.elapsed().as_secs_f64(),
