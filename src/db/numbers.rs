@@ -125,6 +125,10 @@ pub fn list(
     filter: &NumberFilter,
     page: Page,
 ) -> DbResult<(Vec<Number>, i64)> {
+    // One read transaction: the count and the page are of the same moment, even while the
+    // dialer or an import writes.
+    let tx = conn.unchecked_transaction()?;
+    let conn: &Connection = &tx;
     require_live_task(conn, task_id)?;
     let mut filter = filter.clone();
     if let Some(prefix) = &filter.dest_number_prefix {
@@ -138,6 +142,7 @@ pub fn list(
             return Ok(listed);
         }
     }
+    // (The transaction only reads: dropping it ends it.)
     list_filtered(conn, task_id, &filter, page)
 }
 
