@@ -207,3 +207,25 @@ BEGIN
     UPDATE task_counts SET updated_at = max(updated_at, NEW.updated_at)
     WHERE NEW.deleted_at IS NULL AND group_id = NEW.group_id;
 END;
+
+-- step 5
+-- `seq`: a live number's place in its task, 1..N in id order, dense because a task's numbers are
+-- only ever appended (import, clone) and never deleted one by one. A page of the unfiltered list
+-- is then a range of `seq`, not an OFFSET scan. Every writer that inserts numbers gives them the
+-- next values after the task's max(seq) (`db::numbers`, `db::tasks::clone`); rows without one
+-- (deleted ones) are paged the slow way.
+ALTER TABLE numbers ADD COLUMN seq INTEGER;
+WITH ordered AS (
+    SELECT id, row_number() OVER (PARTITION BY group_id ORDER BY id) AS seq
+    FROM numbers WHERE deleted_at IS NULL
+)
+UPDATE numbers SET seq = ordered.seq FROM ordered WHERE numbers.id = ordered.id;
+-- (group_id, seq) replaces (group_id, id): the same rows in the same order, plus the range.
+DROP INDEX numbers_by_task;
+CREATE UNIQUE INDEX numbers_by_task_seq ON numbers (group_id, seq);
+-- The filtered lists: only live numbers are listed, claimed or counted. A number gets a cause only
+-- when its call ends, so the cause index costs an import nothing.
+DROP INDEX numbers_by_task_status;
+CREATE INDEX numbers_by_task_status ON numbers (group_id, call_status, id) WHERE deleted_at IS NULL;
+CREATE INDEX numbers_by_task_cause ON numbers (group_id, cause, id) WHERE deleted_at IS NULL AND cause <> '';
+CREATE INDEX numbers_by_task_dest ON numbers (group_id, dest_number) WHERE deleted_at IS NULL;

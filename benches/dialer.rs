@@ -2,6 +2,11 @@
 //! calls for 60 s (OUTCALL_BENCH_SECONDS to change). Prints per-task achieved CAPS against the asked
 //! pace, the most calls alive, CPU seconds used and peak RSS of the process.
 //!
+//! OUTCALL_BENCH_TASKS (default 10) sets the number of tasks, OUTCALL_BENCH_TASK_NUMBERS the
+//! numbers each gets (default: enough for the run, 1.2 × CAPS × seconds); e.g. one task of a
+//! million numbers: `OUTCALL_BENCH_TASKS=1 OUTCALL_BENCH_TASK_NUMBERS=1000000`. The pace held
+//! and the CPU used then show whether claiming the next number stays cheap on a big task.
+//!
 //! Run: `cargo bench --bench dialer`
 
 mod support;
@@ -20,7 +25,9 @@ use outcall::{
 };
 use serde_json::json;
 
-const TASKS: usize = 10;
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
+}
 const CAPS_PER_TASK: f64 = 20.0;
 const CONCURRENCY_PER_TASK: usize = 100;
 /// Numbers ending in 1 ring 2 s and talk 3 s; scaled by 0.96 a call holds a slot 4.8 s, so a task at
@@ -30,11 +37,12 @@ const TIME_SCALE: f64 = 0.96;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let seconds = bench_seconds(60);
+    let tasks = env_usize("OUTCALL_BENCH_TASKS").unwrap_or(10);
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_data_dir(data_dir.path());
     config.admin_password = Some("bench".into());
-    config.dialer.max_caps = CAPS_PER_TASK * TASKS as f64;
-    config.dialer.max_channels = CONCURRENCY_PER_TASK * TASKS;
+    config.dialer.max_caps = CAPS_PER_TASK * tasks as f64;
+    config.dialer.max_channels = CONCURRENCY_PER_TASK * tasks;
     let sim = Arc::new(SimBackend::new(TIME_SCALE).with_history());
     let app = Application::build_with_backend(config, sim.clone())
         .await
@@ -45,9 +53,11 @@ async fn main() {
 
     let client = Client::log_in(base, "bench").await;
 
-    let numbers_per_task = (CAPS_PER_TASK * seconds as f64 * 1.2) as usize;
+    let numbers_per_task = env_usize("OUTCALL_BENCH_TASK_NUMBERS")
+        .unwrap_or((CAPS_PER_TASK * seconds as f64 * 1.2) as usize);
+    let import_started = Instant::now();
     let mut ids = Vec::new();
-    for task in 0..TASKS {
+    for task in 0..tasks {
         let numbers = (0..numbers_per_task).map(|n| format!("{}{:06}1", 100 + task, n));
         let id = client
             .create_task_with_numbers(
@@ -59,6 +69,7 @@ async fn main() {
         ids.push(id.to_string());
     }
 
+    let import_seconds = import_started.elapsed().as_secs_f64();
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     client
@@ -81,7 +92,7 @@ async fn main() {
 
     let calls = sim.calls();
     let window = Duration::from_secs(1);
-    println!("dialer benchmark: {TASKS} sim tasks, {CAPS_PER_TASK} CAPS and {CONCURRENCY_PER_TASK} channels each, {seconds} s");
+    println!("dialer benchmark: {tasks} sim tasks of {numbers_per_task} numbers, {CAPS_PER_TASK} CAPS and {CONCURRENCY_PER_TASK} channels each, {seconds} s (imported in {import_seconds:.1} s)");
     println!(
         "{:>6} {:>10} {:>10} {:>9} {:>14} {:>14}",
         "task", "asked", "achieved", "error", "max in 1 s", "max alive"

@@ -348,3 +348,231 @@ async fn numbers_filter_by_status_cause_and_prefix() {
         assert_error(&app.get(&path(query)).await, 400, field);
     }
 }
+
+/// The ids of a task's live numbers passing `filters` (`column`, SQL test, value), newest first,
+/// read straight from the SQLite file with the list's old OFFSET-free definition: what every
+/// page must show, in order.
+fn expected_ids(database: &std::path::Path, task: i64, filters: &[(&str, &str)]) -> Vec<String> {
+    let conn = common::db::open(database);
+    let mut sql = String::from("SELECT id FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL");
+    let mut args: Vec<String> = vec![task.to_string()];
+    for (field, value) in filters {
+        args.push((*value).to_owned());
+        let n = args.len();
+        sql.push_str(&match *field {
+            "call_status" => format!(" AND call_status = ?{n}"),
+            "cause" => format!(" AND cause = ?{n}"),
+            "dest_number" => format!(" AND substr(dest_number, 1, length(?{n})) = ?{n}"),
+            other => panic!("no filter {other}"),
+        });
+    }
+    sql.push_str(" ORDER BY id DESC");
+    let expected = conn
+        .prepare(&sql)
+        .unwrap()
+        .query_map(outcall::db::rusqlite::params_from_iter(args.iter()), |row| {
+            row.get::<_, i64>(0)
+        })
+        .unwrap()
+        .map(|id| id.unwrap().to_string())
+        .collect();
+    expected
+}
+
+/// Every page of the task's numbers, unfiltered and with each of `filters` and their pairs, at
+/// several page sizes, lists exactly the rows of [`expected_ids`] in its order, with its counts;
+/// the page after the last is empty.
+async fn assert_pages_match(
+    api: &Api,
+    database: &std::path::Path,
+    task: i64,
+    filters: &[(&str, &str)],
+) -> usize {
+    let mut sets: Vec<Vec<(&str, &str)>> = vec![vec![]];
+    sets.extend(filters.iter().map(|f| vec![*f]));
+    for (i, a) in filters.iter().enumerate() {
+        for b in &filters[i + 1..] {
+            if a.0 != b.0 {
+                sets.push(vec![*a, *b]);
+            }
+        }
+    }
+    let mut checked = 0;
+    for set in sets {
+        let expected = expected_ids(database, task, &set);
+        let query: String = set.iter().map(|(f, v)| format!("&{f}={v}")).collect();
+        for per_page in [1usize, 7, 20] {
+            let pages = expected.len().div_ceil(per_page);
+            let mut listed = Vec::new();
+            for number in 1..=pages + 1 {
+                let path = format!("{TASKS}/{task}/numbers?perPage={per_page}&page={number}{query}");
+                let reply = api.get(&path).await;
+                assert_eq!(reply.status, reqwest::StatusCode::OK, "{path}: {}", reply.body);
+                assert_eq!(
+                    (reply.body["rowCount"].clone(), reply.body["pageCount"].clone()),
+                    (json!(expected.len()), json!(pages)),
+                    "{path}"
+                );
+                let items = list_data(&reply.body);
+                if number > pages {
+                    assert!(items.is_empty(), "{path}: past the last page");
+                }
+                listed.extend(ids(&items));
+            }
+            assert_eq!(listed, expected, "pages of {query:?}, {per_page} a page");
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// Pages are the same rows in the same order as a full query of the table finds them: after
+/// imports into a task that already has numbers (interleaved with another task's), after a
+/// campaign, and in a clone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_match_a_full_query_after_imports_a_campaign_and_a_clone() {
+    let app = spawn_app_with(|config| config.sim.time_scale = 0.01).await;
+    let id = app.create_task("appended").await;
+    let other = app.create_task("interleaved").await;
+    app.update_task(
+        id,
+        json!({"max_caps": 100, "max_concurrency": 20, "calling_time": 30,
+               "action": "playback", "data": "p.wav"}),
+    )
+    .await;
+    app.import(id, &phone_numbers(0, 23)).await;
+    app.import(other, &phone_numbers(100, 5)).await;
+    let mut more: Vec<String> = (0..14).map(|n| format!("139000{n:04}")).collect();
+    more.push("1380000001".into());
+    app.import(id, &more).await;
+    app.import(other, &phone_numbers(200, 3)).await;
+    let database = app.database_path();
+    let filters = [
+        ("call_status", "init"),
+        ("call_status", "done"),
+        ("dest_number", "139"),
+        ("dest_number", "1380000001"),
+        ("dest_number", "13"),
+    ];
+    assert_pages_match(&app, &database, id, &filters).await;
+    assert_pages_match(&app, &database, other, &filters).await;
+
+    app.start(&[id]).await;
+    app.wait_done(id, std::time::Duration::from_secs(60)).await;
+    let filters = [
+        ("call_status", "done"),
+        ("call_status", "init"),
+        ("cause", "USER_BUSY"),
+        ("cause", "NORMAL_CLEARING"),
+        ("dest_number", "1390"),
+        ("dest_number", "1"),
+    ];
+    assert!(!expected_ids(&database, id, &[("cause", "USER_BUSY")]).is_empty());
+    assert_pages_match(&app, &database, id, &filters).await;
+
+    let clone = app
+        .ok(
+            reqwest::Method::POST,
+            "/api/out_call_tasks/clone",
+            Some(json!({"id": id, "group_name": "copy", "is_clone_numbers": true})),
+        )
+        .await["data"]
+        .as_i64()
+        .unwrap();
+    app.import(clone, &phone_numbers(300, 4)).await;
+    let copied: Vec<String> = list_data(
+        &app.get(&format!("{TASKS}/{clone}/numbers?perPage=100")).await.body,
+    )
+    .iter()
+    .map(|n| n["dest_number"].as_str().unwrap().to_owned())
+    .collect();
+    let mut original: Vec<String> = phone_numbers(300, 4).into_iter().rev().collect();
+    original.extend(
+        list_data(&app.get(&format!("{TASKS}/{id}/numbers?perPage=100")).await.body)
+            .iter()
+            .map(|n| n["dest_number"].as_str().unwrap().to_owned()),
+    );
+    assert_eq!(copied, original, "the clone lists the same numbers in the same order");
+    assert_pages_match(&app, &database, clone, &filters).await;
+    for task in [id, other, clone] {
+        assert_dense_seq(&database, task);
+    }
+}
+
+/// A database from before `seq` (and the counters: schema step 3), with two tasks' numbers interleaved and some
+/// deleted, lists the same pages after the migration, and after an import appends to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migrated_database_pages_as_a_full_query_does() {
+    use common::process::{database, Outcall};
+    use outcall::db::rusqlite::{params, Connection};
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let outcall = Outcall::in_dir(dir);
+    std::fs::create_dir_all(common::process::data_dir(dir)).unwrap();
+    let schema = include_str!("../schema.sql");
+    let steps: Vec<&str> = schema
+        .split("\n-- step ")
+        .skip(1)
+        .map(|step| step.split_once('\n').unwrap().1)
+        .collect();
+    {
+        let conn = Connection::open(database(dir)).unwrap();
+        for step in &steps[..3] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        for task in 0..2 {
+            conn.execute(
+                "INSERT INTO tasks (group_name, created_at, updated_at) VALUES (?1, 0, 0)",
+                [format!("old {task}")],
+            )
+            .unwrap();
+        }
+        let statuses = ["init", "done", "stop"];
+        for n in 0..90i64 {
+            let status = statuses[(n / 3 % 3) as usize];
+            let cause = if status == "done" { "USER_BUSY" } else { "" };
+            conn.execute(
+                "INSERT INTO numbers (group_id, dest_number, call_status, cause, deleted_at,
+                     created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, 2)",
+                params![
+                    n % 2 + 1,
+                    format!("13{}00000{n:03}", 8 + n % 3),
+                    status,
+                    cause,
+                    (n % 11 == 0).then_some(7)
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let mut server = outcall.spawn();
+    let client = server.connect().await;
+    let filters = [
+        ("call_status", "done"),
+        ("call_status", "init"),
+        ("cause", "USER_BUSY"),
+        ("dest_number", "139"),
+    ];
+    for task in [1, 2] {
+        assert_pages_match(&client, &database(dir), task, &filters).await;
+    }
+    client.import(1, &phone_numbers(0, 9)).await;
+    assert_pages_match(&client, &database(dir), 1, &filters).await;
+    assert_dense_seq(&database(dir), 1);
+    assert_dense_seq(&database(dir), 2);
+}
+
+/// The task's live numbers have `seq` 1..N in id order, so its pages are ranges (schema step 5).
+fn assert_dense_seq(database: &std::path::Path, task: i64) {
+    let seqs: Vec<Option<i64>> = common::db::open(database)
+        .prepare("SELECT seq FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL ORDER BY id")
+        .unwrap()
+        .query_map([task], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let dense: Vec<Option<i64>> = (1..=seqs.len() as i64).map(Some).collect();
+    assert!(!seqs.is_empty());
+    assert_eq!(seqs, dense, "task {task}: seq is 1..N in id order");
+}

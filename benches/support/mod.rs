@@ -102,16 +102,26 @@ impl Client {
             .call(reqwest::Method::POST, "/api/out_call_tasks", settings)
             .await;
         let id = created["data"].as_i64().expect("the new task's id");
-        let rows: Vec<Value> = numbers
-            .into_iter()
-            .map(|number| json!({ "dest_number": number }))
-            .collect();
-        self.call(
-            reqwest::Method::POST,
-            &format!("/api/out_call_tasks/{id}/import"),
-            json!({ "data": rows }),
-        )
-        .await;
+        // The body written straight to bytes: a million `Value`s would weigh on this process's
+        // RSS, which the benchmarks report as outcall's.
+        let mut body = br#"{"data":["#.to_vec();
+        for (index, number) in numbers.into_iter().enumerate() {
+            if index > 0 {
+                body.push(b',');
+            }
+            serde_json::to_writer(&mut body, &json!({ "dest_number": number })).unwrap();
+        }
+        body.extend_from_slice(b"]}");
+        let response = self
+            .http
+            .post(format!("{}/api/out_call_tasks/{id}/import", self.base))
+            .header("X-XTRA-AUTH-ID", &self.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the server answers");
+        assert!(response.status().is_success(), "import: {}", response.status());
         id
     }
 }

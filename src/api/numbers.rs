@@ -86,66 +86,105 @@ struct ImportRow {
     external_id: Option<Scalar>,
 }
 
-/// The import body `{"data":[…]}`, checked row by row while it is parsed: each row becomes a
-/// compact [`NewNumber`] at once, and the first bad row ends the work (the rest is skipped
-/// unparsed into values), so no document of the whole body is ever built.
-struct ImportBody(Result<Vec<NewNumber>, ApiError>);
+/// Where the checked rows of an import go: counted on the first pass over the body, inserted on
+/// the second.
+trait RowSink {
+    fn accept(&mut self, number: NewNumber) -> ApiResult<()>;
+}
 
-impl<'de> Deserialize<'de> for ImportBody {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct BodyVisitor;
-        impl<'de> Visitor<'de> for BodyVisitor {
-            type Value = ImportBody;
+/// The first pass: every row checked, none kept.
+struct Checked;
+
+impl RowSink for Checked {
+    fn accept(&mut self, _: NewNumber) -> ApiResult<()> {
+        Ok(())
+    }
+}
+
+impl RowSink for db::numbers::Importer<'_> {
+    fn accept(&mut self, number: NewNumber) -> ApiResult<()> {
+        Ok(self.insert(&number.dest_number, &number.external_id)?)
+    }
+}
+
+/// Reads the import body `{"data":[…]}`, checking each row as it is parsed and handing it to
+/// `sink` at once: no row, and no document of the body, is ever kept. The first bad row ends the
+/// work (the rest is skipped unparsed into values).
+fn read_import(body: &[u8], sink: &mut impl RowSink) -> ApiResult<()> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "the request body is empty; a JSON object is expected",
+        ));
+    }
+    let malformed = |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON body: {e}"));
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let outcome = de::DeserializeSeed::deserialize(ImportBody { sink }, &mut deserializer)
+        .map_err(malformed)?;
+    deserializer.end().map_err(malformed)?;
+    outcome
+}
+
+struct ImportBody<'s, S> {
+    sink: &'s mut S,
+}
+
+impl<'de, S: RowSink> de::DeserializeSeed<'de> for ImportBody<'_, S> {
+    type Value = ApiResult<()>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        struct BodyVisitor<'s, S>(&'s mut S);
+        impl<'de, S: RowSink> Visitor<'de> for BodyVisitor<'_, S> {
+            type Value = ApiResult<()>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object with a data array")
             }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<ImportBody, A::Error> {
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut rows = None;
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     if key == "data" && rows.is_none() {
-                        rows = Some(map.next_value::<ImportRows>()?.0);
+                        rows = Some(map.next_value_seed(ImportRows { sink: &mut *self.0 })?);
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
-                Ok(ImportBody(rows.unwrap_or_else(|| {
+                Ok(rows.unwrap_or_else(|| {
                     Err(ApiError::bad_request(
                         "data is required: an array of numbers",
                     ))
-                })))
+                }))
             }
         }
-        deserializer.deserialize_map(BodyVisitor)
+        deserializer.deserialize_map(BodyVisitor(self.sink))
     }
 }
 
-struct ImportRows(Result<Vec<NewNumber>, ApiError>);
+struct ImportRows<'s, S> {
+    sink: &'s mut S,
+}
 
-impl<'de> Deserialize<'de> for ImportRows {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct RowsVisitor;
-        impl<'de> Visitor<'de> for RowsVisitor {
-            type Value = ImportRows;
+impl<'de, S: RowSink> de::DeserializeSeed<'de> for ImportRows<'_, S> {
+    type Value = ApiResult<()>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        struct RowsVisitor<'s, S>(&'s mut S);
+        impl<'de, S: RowSink> Visitor<'de> for RowsVisitor<'_, S> {
+            type Value = ApiResult<()>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an array of numbers")
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<ImportRows, A::Error> {
-                let mut numbers = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut index = 0;
                 while let Some(row) = seq.next_element::<ImportRow>()? {
-                    match check_row(index, row) {
-                        Ok(number) => numbers.push(number),
-                        Err(error) => {
-                            while seq.next_element::<IgnoredAny>()?.is_some() {}
-                            return Ok(ImportRows(Err(error)));
-                        }
+                    if let Err(error) = check_row(index, row).and_then(|n| self.0.accept(n)) {
+                        while seq.next_element::<IgnoredAny>()?.is_some() {}
+                        return Ok(Err(error));
                     }
                     index += 1;
                 }
-                Ok(ImportRows(Ok(numbers)))
+                Ok(Ok(()))
             }
         }
-        deserializer.deserialize_seq(RowsVisitor)
+        deserializer.deserialize_seq(RowsVisitor(self.sink))
     }
 }
 
@@ -199,22 +238,33 @@ pub async fn import(
         return import_file::import(state, id, request, body).await;
     }
     let bytes = input::read_body(body, state.body_limit).await?;
-    let numbers = web::block(move || -> ApiResult<Vec<NewNumber>> {
-        let body: ImportBody = input::parse_json(&bytes)?;
-        drop(bytes);
-        body.0
-    })
-    .await
-    .map_err(|e| ApiError::bad_request(format!("could not read the import: {e}")))??;
+    // Two passes over the body, neither keeping its rows: every row is checked before the write
+    // transaction begins, then the rows are inserted as they are parsed again.
+    let started = std::time::Instant::now();
+    let bytes = web::block(move || read_import(&bytes, &mut Checked).map(|()| bytes))
+        .await
+        .map_err(|e| ApiError::bad_request(format!("could not read the import: {e}")))??;
+    let check_ms = started.elapsed().as_millis() as u64;
     let started = std::time::Instant::now();
     let count = state
         .db
-        .run(move |conn| db::numbers::import(conn, id, &numbers, clock::now()))
-        .await?;
+        .run(move |conn| {
+            Ok(db::numbers::import_streaming(
+                conn,
+                id,
+                clock::now(),
+                |importer| -> ApiResult<usize> {
+                    read_import(&bytes, importer)?;
+                    Ok(importer.count())
+                },
+            ))
+        })
+        .await??;
     tracing::info!(
         task = id,
         count,
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        check_ms,
+        insert_ms = started.elapsed().as_millis() as u64,
         "imported numbers"
     );
     state.dialer.task_changed(id);
@@ -356,7 +406,18 @@ mod tests {
 
     #[test]
     fn rows_are_checked_while_parsing() {
-        let parse = |body: &str| serde_json::from_str::<ImportBody>(body).unwrap().0;
+        /// Keeps what it is handed.
+        struct Kept(Vec<NewNumber>);
+        impl RowSink for Kept {
+            fn accept(&mut self, number: NewNumber) -> ApiResult<()> {
+                self.0.push(number);
+                Ok(())
+            }
+        }
+        let parse = |body: &str| {
+            let mut kept = Kept(Vec::new());
+            read_import(body.as_bytes(), &mut kept).map(|()| kept.0)
+        };
         let numbers = parse(
             r#"{"data":[{"dest_number":"1000"},{"dest_number":2000,"external_id":"x"}],"other":1}"#,
         )
@@ -383,5 +444,12 @@ mod tests {
             .unwrap_err()
             .message
             .contains("data is required"));
+        for malformed in [r#"{"data":[{"dest_number":"1"}"#, r#"{"data":[]} x"#, "[1]"] {
+            assert!(
+                parse(malformed).unwrap_err().message.starts_with("malformed JSON body"),
+                "{malformed}"
+            );
+        }
+        assert!(parse("  ").unwrap_err().message.contains("empty"));
     }
 }

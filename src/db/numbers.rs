@@ -79,6 +79,18 @@ fn require_live_task(conn: &Connection, task_id: i64) -> DbResult<()> {
     super::tasks::require_live(conn, task_id)
 }
 
+const INSERT: &str =
+    "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at, seq)
+     VALUES (?1, ?2, ?3, ?4, ?4, ?5)";
+
+/// The last `seq` given to a number of the task, 0 when none was: the next inserted number gets
+/// the one after (see schema step 5).
+pub(super) fn last_seq(conn: &Connection, task_id: i64) -> DbResult<i64> {
+    Ok(conn
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM numbers WHERE group_id = ?1")?
+        .query_row([task_id], |row| row.get(0))?)
+}
+
 /// Adds numbers to a live task in one transaction: all are written or none, and counted (see
 /// `stats::count_added_numbers`).
 pub fn import(
@@ -87,25 +99,12 @@ pub fn import(
     numbers: &[NewNumber],
     now: i64,
 ) -> DbResult<usize> {
-    let tx = super::write_transaction(conn)?;
-    require_live_task(&tx, task_id)?;
-    {
-        let mut insert = tx.prepare(
-            "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?4)",
-        )?;
+    import_streaming(conn, task_id, now, |importer| {
         for number in numbers {
-            insert.execute(params![
-                task_id,
-                number.dest_number,
-                number.external_id,
-                now
-            ])?;
+            importer.insert(&number.dest_number, &number.external_id)?;
         }
-    }
-    super::stats::count_added_numbers(&tx, task_id, numbers.len(), now)?;
-    tx.commit()?;
-    Ok(numbers.len())
+        Ok(importer.count())
+    })
 }
 
 /// Which of a task's numbers a list shows; `None` fields do not filter.
@@ -118,14 +117,88 @@ pub struct NumberFilter {
 }
 
 /// One page of a live task's numbers that pass `filter`, newest first (as the vendor lists
-/// them), and their count.
+/// them), and their count. The unfiltered list is a range of `seq` (see schema step 5); a filtered
+/// one walks the filter's index from whichever end of the list is nearer the page.
 pub fn list(
     conn: &Connection,
     task_id: i64,
     filter: &NumberFilter,
     page: Page,
 ) -> DbResult<(Vec<Number>, i64)> {
+    // One read transaction: the count and the page are of the same moment, even while the
+    // dialer or an import writes.
+    let tx = conn.unchecked_transaction()?;
+    let conn: &Connection = &tx;
     require_live_task(conn, task_id)?;
+    let mut filter = filter.clone();
+    if let Some(prefix) = &filter.dest_number_prefix {
+        if all_start_with(conn, task_id, prefix.as_str())? {
+            // A prefix all of the task's numbers share (a country or area code) filters nothing.
+            filter.dest_number_prefix = None;
+        }
+    }
+    if filter == NumberFilter::default() {
+        if let Some(listed) = list_by_seq(conn, task_id, page)? {
+            return Ok(listed);
+        }
+    }
+    // (The transaction only reads: dropping it ends it.)
+    list_filtered(conn, task_id, &filter, page)
+}
+
+/// Whether every live number of the task starts with `prefix`: its lowest and its highest do
+/// (two lookups in the index of numbers).
+fn all_start_with(conn: &Connection, task_id: i64, prefix: &str) -> DbResult<bool> {
+    for end in ["min", "max"] {
+        let number: Option<String> = conn
+            .prepare_cached(&format!(
+                "SELECT {end}(dest_number) FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL"
+            ))?
+            .query_row([task_id], |row| row.get(0))?;
+        if !number.is_some_and(|number| number.starts_with(prefix)) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The live numbers of a task, from its counters.
+fn live_count(conn: &Connection, task_id: i64) -> DbResult<i64> {
+    Ok(conn
+        .prepare_cached("SELECT total FROM task_counts WHERE group_id = ?1")?
+        .query_row([task_id], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// The page as a range of `seq`, when the task's live numbers are exactly `seq` 1..N (always, but
+/// for rows written around the API); `None` otherwise.
+fn list_by_seq(conn: &Connection, task_id: i64, page: Page) -> DbResult<Option<(Vec<Number>, i64)>> {
+    let total = live_count(conn, task_id)?;
+    if last_seq(conn, task_id)? != total {
+        return Ok(None);
+    }
+    let high = total - page.offset();
+    if high < 1 {
+        return Ok(Some((Vec::new(), total)));
+    }
+    let low = (high - page.per_page as i64 + 1).max(1);
+    let numbers = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM numbers
+             WHERE group_id = ?1 AND seq BETWEEN ?2 AND ?3 AND deleted_at IS NULL ORDER BY seq DESC"
+        ))?
+        .query_map(params![task_id, low, high], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some((numbers, total)))
+}
+
+fn list_filtered(
+    conn: &Connection,
+    task_id: i64,
+    filter: &NumberFilter,
+    page: Page,
+) -> DbResult<(Vec<Number>, i64)> {
     let mut condition = String::from("group_id = ? AND deleted_at IS NULL");
     let mut args: Vec<Value> = vec![Value::Integer(task_id)];
     if let Some(status) = filter.call_status {
@@ -133,27 +206,69 @@ pub fn list(
         args.push(Value::Text(status.as_str().to_owned()));
     }
     if let Some(cause) = filter.cause {
-        condition.push_str(" AND cause = ?");
+        // `cause <> ''` lets SQLite use the partial index of ended calls.
+        condition.push_str(" AND cause = ? AND cause <> ''");
         args.push(Value::Text(cause.as_str().to_owned()));
     }
     if let Some(prefix) = &filter.dest_number_prefix {
-        condition.push_str(" AND instr(dest_number, ?) = 1");
+        // A range of the index: numbers are ASCII (digits, +, *, #), all below U+007F.
+        condition.push_str(" AND dest_number >= ? AND dest_number < ?");
         args.push(Value::Text(prefix.as_str().to_owned()));
+        args.push(Value::Text(format!("{}\u{7f}", prefix.as_str())));
     }
-    let total: i64 = conn.query_row(
-        &format!("SELECT count(*) FROM numbers WHERE {condition}"),
-        params_from_iter(args.iter()),
-        |row| row.get(0),
-    )?;
-    args.push(Value::Integer(page.per_page as i64));
-    args.push(Value::Integer(page.offset()));
-    let numbers = conn
-        .prepare(&format!(
-            "SELECT {COLUMNS} FROM numbers WHERE {condition} ORDER BY id DESC LIMIT ? OFFSET ?"
+    let total = match filter {
+        NumberFilter { call_status: Some(status), cause: None, dest_number_prefix: None } => {
+            status_count(conn, task_id, *status)?
+        }
+        NumberFilter { call_status: None, cause: Some(cause), dest_number_prefix: None } => conn
+            .prepare_cached("SELECT count FROM task_cause_counts WHERE group_id = ?1 AND cause = ?2")?
+            .query_row(params![task_id, cause], |row| row.get(0))
+            .optional()?
+            .unwrap_or(0),
+        _ => conn
+            .prepare_cached(&format!("SELECT count(*) FROM numbers WHERE {condition}"))?
+            .query_row(params_from_iter(args.iter()), |row| row.get(0))?,
+    };
+    // Newest first; a page in the older half is read oldest first from the other end, so that
+    // no page skips more than half of the list.
+    let offset = page.offset();
+    let wanted = (total - offset).clamp(0, page.per_page as i64);
+    if wanted == 0 {
+        return Ok((Vec::new(), total));
+    }
+    let skip_from_oldest = total - offset - wanted;
+    let (order, skip) = if skip_from_oldest < offset {
+        ("ASC", skip_from_oldest)
+    } else {
+        ("DESC", offset)
+    };
+    args.push(Value::Integer(wanted));
+    args.push(Value::Integer(skip));
+    let mut numbers = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM numbers WHERE id IN
+                 (SELECT id FROM numbers WHERE {condition} ORDER BY id {order} LIMIT ? OFFSET ?)
+             ORDER BY id DESC"
         ))?
         .query_map(params_from_iter(args.iter()), from_row)?
         .collect::<Result<Vec<_>, _>>()?;
+    numbers.truncate(page.per_page as usize);
     Ok((numbers, total))
+}
+
+/// A task's live numbers with this status, from its counters.
+fn status_count(conn: &Connection, task_id: i64, status: CallStatus) -> DbResult<i64> {
+    let column = match status {
+        CallStatus::Init => "init",
+        CallStatus::Calling => "calling",
+        CallStatus::Done => "done",
+        CallStatus::Stop => "stop",
+    };
+    Ok(conn
+        .prepare_cached(&format!("SELECT {column} FROM task_counts WHERE group_id = ?1"))?
+        .query_row([task_id], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// In one read transaction, so that what is seen is one moment of the task: the live task to
@@ -171,7 +286,7 @@ pub fn export(
         return Ok(());
     }
     let mut statement = tx.prepare(&format!(
-        "SELECT {COLUMNS} FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL ORDER BY id"
+        "SELECT {COLUMNS} FROM numbers WHERE group_id = ?1 AND deleted_at IS NULL ORDER BY seq, id"
     ))?;
     let mut rows = statement.query([task_id])?;
     while let Some(row) = rows.next()? {
@@ -182,26 +297,90 @@ pub fn export(
     Ok(())
 }
 
-/// Inserts the numbers of one import, all with one prepared statement inside the import's
-/// transaction (see [`import_streaming`]).
+/// How many numbers one INSERT writes: a statement per row costs more than SQLite's work for the
+/// row (its cursors on the table, four indexes and the task, and the AUTOINCREMENT bookkeeping,
+/// all set up for each statement).
+const BATCH: usize = 64;
+
+/// `INSERT … VALUES (…), (…)` of `rows` numbers: `?1` the task, `?2` the time, then a number's
+/// dest_number, external_id and seq, three parameters a row.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at, seq) VALUES ",
+    );
+    for row in 0..rows {
+        let first = 3 + row * 3;
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!("(?1, ?{first}, ?{}, ?2, ?2, ?{})", first + 1, first + 2));
+    }
+    sql
+}
+
+/// Inserts the numbers of one import inside its transaction (see [`import_streaming`]), [`BATCH`]
+/// at a time with one prepared statement; the rest with one row at a time at the end.
 pub struct Importer<'conn> {
-    insert: rusqlite::Statement<'conn>,
+    batch: rusqlite::CachedStatement<'conn>,
+    single: rusqlite::CachedStatement<'conn>,
+    /// The numbers not yet written, `pending` of them (their strings are reused).
+    rows: Vec<(String, String)>,
+    pending: usize,
     task_id: i64,
     now: i64,
     count: usize,
+    /// The `seq` of the last number handed over.
+    seq: i64,
 }
 
 impl Importer<'_> {
     pub fn insert(&mut self, dest_number: &str, external_id: &str) -> DbResult<()> {
-        self.insert
-            .execute(params![self.task_id, dest_number, external_id, self.now])?;
+        if self.rows.len() == self.pending {
+            self.rows.push((String::new(), String::new()));
+        }
+        let (number, external) = &mut self.rows[self.pending];
+        number.clear();
+        number.push_str(dest_number);
+        external.clear();
+        external.push_str(external_id);
+        self.pending += 1;
         self.count += 1;
+        if self.pending == BATCH {
+            self.write_batch()?;
+        }
         Ok(())
     }
 
-    /// How many numbers were inserted so far.
+    /// How many numbers were handed over so far.
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    fn write_batch(&mut self) -> DbResult<()> {
+        let first_seq = self.seq + 1;
+        self.batch.raw_bind_parameter(1, self.task_id)?;
+        self.batch.raw_bind_parameter(2, self.now)?;
+        for (row, (number, external)) in self.rows.iter().enumerate() {
+            let first = 3 + row * 3;
+            self.batch.raw_bind_parameter(first, number.as_str())?;
+            self.batch.raw_bind_parameter(first + 1, external.as_str())?;
+            self.batch.raw_bind_parameter(first + 2, first_seq + row as i64)?;
+        }
+        self.batch.raw_execute()?;
+        self.seq += BATCH as i64;
+        self.pending = 0;
+        Ok(())
+    }
+
+    /// Writes what is left of the last batch.
+    fn finish(&mut self) -> DbResult<()> {
+        for (number, external) in &self.rows[..self.pending] {
+            self.seq += 1;
+            self.single
+                .execute(params![self.task_id, number, external, self.now, self.seq])?;
+        }
+        self.pending = 0;
+        Ok(())
     }
 }
 
@@ -217,17 +396,17 @@ pub fn import_streaming<T, E: From<DbError>>(
     require_live_task(&tx, task_id)?;
     let (result, added) = {
         let mut importer = Importer {
-            insert: tx
-                .prepare(
-                    "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?4)",
-                )
-                .map_err(DbError::from)?,
+            seq: last_seq(&tx, task_id)?,
+            batch: tx.prepare_cached(&insert_sql(BATCH)).map_err(DbError::from)?,
+            single: tx.prepare_cached(INSERT).map_err(DbError::from)?,
+            rows: Vec::with_capacity(BATCH),
+            pending: 0,
             task_id,
             now,
             count: 0,
         };
         let result = produce(&mut importer)?;
+        importer.finish()?;
         (result, importer.count)
     };
     super::stats::count_added_numbers(&tx, task_id, added, now)?;

@@ -378,8 +378,8 @@ pub fn clone(
     reschedule(&tx, id, now)?;
     if with_numbers {
         let copied = tx.execute(
-            "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at)
-             SELECT ?2, dest_number, external_id, ?3, ?3 FROM numbers
+            "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at, seq)
+             SELECT ?2, dest_number, external_id, ?3, ?3, row_number() OVER (ORDER BY id) FROM numbers
              WHERE group_id = ?1 AND deleted_at IS NULL ORDER BY id",
             params![source, id, now],
         )?;
