@@ -4,7 +4,7 @@ use std::ops::ControlFlow;
 
 use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
 
-use super::{DbError, DbResult, Page};
+use super::{stats::BUCKET_BITS, DbError, DbResult, Page};
 use crate::domain::{CallStatus, DestNumber, HangupCause, Task};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,6 +242,34 @@ fn list_filtered(
     } else {
         ("DESC", offset)
     };
+    // One status or one cause: its bucket counts tell where the page starts (schema step 6).
+    let buckets = match filter {
+        NumberFilter { call_status: Some(status), cause: None, dest_number_prefix: None } => Some((
+            "SELECT bucket, count FROM task_status_buckets WHERE group_id = ?1 AND call_status = ?2",
+            status.as_str(),
+        )),
+        NumberFilter { call_status: None, cause: Some(cause), dest_number_prefix: None } => Some((
+            "SELECT bucket, count FROM task_cause_buckets WHERE group_id = ?1 AND cause = ?2",
+            cause.as_str(),
+        )),
+        _ => None,
+    };
+    let (bound, skip) = match buckets {
+        Some((sql, key)) => match start_bucket(conn, sql, task_id, key, order, skip, total)? {
+            Some((bucket, skip_inside)) => {
+                let (bound, value) = if order == "ASC" {
+                    ("id >= ?", bucket << BUCKET_BITS)
+                } else {
+                    ("id < ?", (bucket + 1) << BUCKET_BITS)
+                };
+                args.push(Value::Integer(value));
+                (format!(" AND {bound}"), skip_inside)
+            }
+            None => (String::new(), skip),
+        },
+        None => (String::new(), skip),
+    };
+    let condition = format!("{condition}{bound}");
     args.push(Value::Integer(wanted));
     args.push(Value::Integer(skip));
     let mut numbers = conn
@@ -254,6 +282,36 @@ fn list_filtered(
         .collect::<Result<Vec<_>, _>>()?;
     numbers.truncate(page.per_page as usize);
     Ok((numbers, total))
+}
+
+/// The bucket (see schema step 6) that holds the filtered list's row `skip` counted from the
+/// lowest id (`order` "ASC") or the highest ("DESC"), and how many of the bucket's rows come
+/// before it in that order; `None` when the buckets do not add up to `total` (rows written around
+/// the API), and the caller skips from the end of the list.
+fn start_bucket(
+    conn: &Connection,
+    sql: &str,
+    task_id: i64,
+    key: &str,
+    order: &str,
+    skip: i64,
+    total: i64,
+) -> DbResult<Option<(i64, i64)>> {
+    let buckets = conn
+        .prepare_cached(&format!("{sql} AND count > 0 ORDER BY bucket {order}"))?
+        .query_map(params![task_id, key], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    if buckets.iter().map(|(_, count)| count).sum::<i64>() != total {
+        return Ok(None);
+    }
+    let mut before = 0;
+    for (bucket, count) in buckets {
+        if skip < before + count {
+            return Ok(Some((bucket, skip - before)));
+        }
+        before += count;
+    }
+    Ok(None)
 }
 
 /// A task's live numbers with this status, from its counters.

@@ -66,6 +66,52 @@ pub fn count_added_numbers(conn: &Connection, task_id: i64, added: usize, now: i
          WHERE group_id = ?1",
     )?
     .execute(rusqlite::params![task_id, added as i64, now])?;
+    count_added_in_buckets(conn, task_id, added)
+}
+
+/// log2 of the ids in a bucket of `task_status_buckets` and `task_cause_buckets` (schema step 6).
+pub(super) const BUCKET_BITS: u32 = 12;
+
+/// Counts the `added` numbers just inserted (the task's last `seq` values) in the `init` buckets.
+/// They are found from their first and last id: when those span exactly `added` ids (one writer
+/// inserted them in one go, as always), each bucket's share is arithmetic; otherwise a scan of the
+/// added rows groups them.
+fn count_added_in_buckets(conn: &Connection, task_id: i64, added: usize) -> DbResult<()> {
+    if added == 0 {
+        return Ok(());
+    }
+    let added = added as i64;
+    let last = super::numbers::last_seq(conn, task_id)?;
+    let first = last - added + 1;
+    let id_at = |seq: i64| -> DbResult<Option<i64>> {
+        Ok(conn
+            .prepare_cached("SELECT id FROM numbers WHERE group_id = ?1 AND seq = ?2")?
+            .query_row([task_id, seq], |row| row.get(0))
+            .optional()?)
+    };
+    if let (Some(low), Some(high)) = (id_at(first)?, id_at(last)?) {
+        if high - low + 1 == added {
+            let mut add = conn.prepare_cached(
+                "INSERT INTO task_status_buckets (group_id, call_status, bucket, count)
+                 VALUES (?1, 'init', ?2, ?3)
+                 ON CONFLICT (group_id, call_status, bucket) DO UPDATE SET count = count + excluded.count",
+            )?;
+            for bucket in (low >> BUCKET_BITS)..=(high >> BUCKET_BITS) {
+                let start = (bucket << BUCKET_BITS).max(low);
+                let end = (((bucket + 1) << BUCKET_BITS) - 1).min(high);
+                add.execute(rusqlite::params![task_id, bucket, end - start + 1])?;
+            }
+            return Ok(());
+        }
+    }
+    conn.prepare_cached(
+        "INSERT INTO task_status_buckets (group_id, call_status, bucket, count)
+         SELECT ?1, 'init', id >> 12, count(*) FROM numbers
+         WHERE group_id = ?1 AND seq BETWEEN ?2 AND ?3 AND deleted_at IS NULL
+         GROUP BY id >> 12
+         ON CONFLICT (group_id, call_status, bucket) DO UPDATE SET count = count + excluded.count",
+    )?
+    .execute(rusqlite::params![task_id, first, last])?;
     Ok(())
 }
 
@@ -186,5 +232,119 @@ mod tests {
         db::tasks::delete(&mut conn, id, 20).unwrap();
         assert!(of_live_task(&conn, id).unwrap().is_none());
         assert!(of_task(&conn, id).unwrap().unwrap().deleted);
+    }
+
+    /// The bucket counts of every task (schema step 6), zeros left out, and the same as a full
+    /// scan of the numbers table finds them.
+    fn buckets(conn: &Connection) -> (Vec<(i64, String, i64, i64)>, Vec<(i64, String, i64, i64)>) {
+        let read = |sql: &str| {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+        };
+        let kept = (
+            read("SELECT group_id, call_status, bucket, count FROM task_status_buckets WHERE count <> 0 ORDER BY 1, 2, 3"),
+            read("SELECT group_id, cause, bucket, count FROM task_cause_buckets WHERE count <> 0 ORDER BY 1, 2, 3"),
+        );
+        let scanned = (
+            read("SELECT group_id, call_status, id >> 12, count(*) FROM numbers WHERE deleted_at IS NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
+            read("SELECT group_id, cause, id >> 12, count(*) FROM numbers WHERE deleted_at IS NULL AND cause <> '' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
+        );
+        assert_eq!(kept, scanned);
+        kept
+    }
+
+    #[test]
+    fn every_writer_keeps_the_bucket_counts_equal_to_a_full_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let mut conn = db.connection().unwrap();
+        let task = |conn: &mut Connection, name: &str| {
+            let settings = crate::domain::TaskSettings {
+                group_name: Some(crate::domain::TaskName::new(name).unwrap()),
+                ..Default::default()
+            };
+            db::tasks::create(conn, &settings, 10).unwrap()
+        };
+        let id = task(&mut conn, "t");
+        let other = task(&mut conn, "other");
+        // Across two buckets (ids 1..=5000), then a second import that shares the last one.
+        let numbers = |n: usize, from: usize| -> Vec<NewNumber> {
+            (from..from + n)
+                .map(|i| NewNumber {
+                    dest_number: format!("1{i:06}"),
+                    external_id: String::new(),
+                })
+                .collect()
+        };
+        db::numbers::import(&mut conn, id, &numbers(5000, 0), 11).unwrap();
+        db::numbers::import(&mut conn, other, &numbers(10, 0), 11).unwrap();
+        db::numbers::import(&mut conn, id, &numbers(100, 5000), 11).unwrap();
+        let (status, _) = buckets(&conn);
+        assert_eq!(
+            status,
+            vec![
+                (id, "init".to_owned(), 0, 4095),
+                (id, "init".to_owned(), 1, 905 + 100),
+                (other, "init".to_owned(), 1, 10),
+            ]
+        );
+        // Numbers added with ids that are not one run (two writers' rows interleaved) are
+        // counted by a scan.
+        {
+            let tx = conn.transaction().unwrap();
+            for (i, task) in [id, other, id, other, id].into_iter().enumerate() {
+                let seq = db::numbers::last_seq(&tx, task).unwrap() + 1;
+                tx.execute(
+                    "INSERT INTO numbers (group_id, dest_number, created_at, updated_at, seq) VALUES (?1, ?2, 0, 0, ?3)",
+                    rusqlite::params![task, format!("2{i}"), seq],
+                )
+                .unwrap();
+            }
+            count_added_numbers(&tx, id, 3, 12).unwrap();
+            count_added_numbers(&tx, other, 2, 12).unwrap();
+            tx.commit().unwrap();
+        }
+        buckets(&conn);
+        db::tasks::start(&mut conn, &[id], 12).unwrap();
+        let claimed: Vec<_> = (0..5)
+            .map(|i| db::numbers::claim_next(&conn, id, &format!("u{i}"), 13).unwrap().unwrap())
+            .collect();
+        db::numbers::release_claim(&conn, claimed[4].id, "u4").unwrap();
+        db::numbers::record_answer(&conn, claimed[0].id, "u0", 14).unwrap();
+        buckets(&conn);
+        let result = db::numbers::CallResult {
+            cause: crate::domain::HangupCause::USER_BUSY,
+            sip_code: None,
+            answered_at: None,
+            ended_at: 15,
+            dtmf: String::new(),
+            record_path: String::new(),
+        };
+        db::numbers::finish(&conn, claimed[0].id, "u0", &result).unwrap();
+        db::numbers::finish(&conn, claimed[1].id, "u1", &result).unwrap();
+        buckets(&conn);
+        db::tasks::stop(&mut conn, &[id], 16).unwrap();
+        db::numbers::finish_interrupted(&conn, crate::domain::HangupCause::SYSTEM_SHUTDOWN).unwrap();
+        let (_, causes) = buckets(&conn);
+        assert_eq!(causes.iter().map(|c| c.3).sum::<i64>(), 4);
+        db::tasks::start(&mut conn, &[id], 17).unwrap();
+        buckets(&conn);
+        db::tasks::clone(&mut conn, id, "copy", "", true, 18).unwrap();
+        buckets(&conn);
+        conn.execute("UPDATE numbers SET deleted_at = 19 WHERE id = ?1", [claimed[0].id])
+            .unwrap();
+        conn.execute("DELETE FROM numbers WHERE id = ?1", [claimed[1].id])
+            .unwrap();
+        conn.execute("UPDATE numbers SET group_id = ?1, seq = NULL WHERE id = ?2", [other, claimed[2].id])
+            .unwrap();
+        conn.execute("UPDATE numbers SET id = 100000 WHERE id = ?1", [claimed[3].id])
+            .unwrap();
+        buckets(&conn);
+        db::tasks::delete(&mut conn, id, 20).unwrap();
+        buckets(&conn);
     }
 }
