@@ -234,9 +234,12 @@ mod tests {
         assert!(of_task(&conn, id).unwrap().unwrap().deleted);
     }
 
+    /// (task, call_status or cause, bucket, count) rows.
+    type Buckets = Vec<(i64, String, i64, i64)>;
+
     /// The bucket counts of every task (schema step 6), zeros left out, and the same as a full
     /// scan of the numbers table finds them.
-    fn buckets(conn: &Connection) -> (Vec<(i64, String, i64, i64)>, Vec<(i64, String, i64, i64)>) {
+    fn buckets(conn: &Connection) -> (Buckets, Buckets) {
         let read = |sql: &str| {
             conn.prepare(sql)
                 .unwrap()
