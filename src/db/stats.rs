@@ -350,4 +350,35 @@ mod tests {
         db::tasks::delete(&mut conn, id, 20).unwrap();
         buckets(&conn);
     }
+
+    /// Schema step 6 counts the numbers already there into their buckets.
+    #[test]
+    fn the_migration_fills_the_buckets_from_the_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for step in &db::schema_steps()[..3] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            conn.execute_batch(
+                "INSERT INTO tasks (group_name, created_at, updated_at) VALUES ('a', 0, 0), ('b', 0, 0);
+                 WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 9000)
+                 INSERT INTO numbers (group_id, dest_number, created_at, updated_at, call_status, cause, deleted_at)
+                 SELECT 1 + (n % 5 = 0), '1' || n, 0, 0,
+                     CASE n % 3 WHEN 0 THEN 'done' WHEN 1 THEN 'init' ELSE 'stop' END,
+                     CASE n % 3 WHEN 0 THEN (CASE WHEN n % 2 = 0 THEN 'USER_BUSY' ELSE 'NORMAL_CLEARING' END) ELSE '' END,
+                     CASE WHEN n % 11 = 0 THEN 1 END
+                 FROM s;",
+            )
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let conn = db.connection().unwrap();
+        let (status, causes) = buckets(&conn);
+        // Two tasks, three statuses, three buckets; two causes.
+        assert_eq!(status.len(), 2 * 3 * 3, "{status:?}");
+        assert_eq!(causes.len(), 2 * 2 * 3, "{causes:?}");
+    }
 }
