@@ -231,9 +231,10 @@ CREATE INDEX numbers_by_task_cause ON numbers (group_id, cause, id) WHERE delete
 CREATE INDEX numbers_by_task_dest ON numbers (group_id, dest_number) WHERE deleted_at IS NULL;
 
 -- step 6
--- Bucket counts: per task, the live numbers of each call_status and of each cause in every bucket
--- of 4,096 ids (bucket = id >> 12). A filtered page sums them to find the bucket that holds its
--- first row and reads from there along the filter's index (group_id, call_status or cause, id),
+-- Bucket counts: per task, the live numbers of each call_status, and of each cause and
+-- call_status, in every bucket of 4,096 ids (bucket = id >> 12). A filtered page sums them to
+-- find the bucket that holds its first row and reads from there along the filter's index
+-- (group_id, call_status or cause, id),
 -- skipping fewer than 4,096 index entries, where an OFFSET from the end of the list skipped up to
 -- half of the task. Ids, not seq, because the filter indexes are in id order (no new index) and
 -- every row has one. Kept by the triggers below in the transaction of every change, like
@@ -247,28 +248,30 @@ CREATE TABLE task_status_buckets (
     PRIMARY KEY (group_id, call_status, bucket)
 ) WITHOUT ROWID;
 CREATE TABLE task_cause_buckets (
-    group_id INTEGER NOT NULL,
-    cause    TEXT    NOT NULL,
-    bucket   INTEGER NOT NULL,
-    count    INTEGER NOT NULL,
-    PRIMARY KEY (group_id, cause, bucket)
+    group_id    INTEGER NOT NULL,
+    cause       TEXT    NOT NULL,
+    call_status TEXT    NOT NULL,
+    bucket      INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    PRIMARY KEY (group_id, cause, call_status, bucket)
 ) WITHOUT ROWID;
 
 INSERT INTO task_status_buckets (group_id, call_status, bucket, count)
 SELECT group_id, call_status, id >> 12, count(*) FROM numbers
 WHERE deleted_at IS NULL
 GROUP BY group_id, call_status, id >> 12;
-INSERT INTO task_cause_buckets (group_id, cause, bucket, count)
-SELECT group_id, cause, id >> 12, count(*) FROM numbers
+INSERT INTO task_cause_buckets (group_id, cause, call_status, bucket, count)
+SELECT group_id, cause, call_status, id >> 12, count(*) FROM numbers
 WHERE deleted_at IS NULL AND cause <> ''
-GROUP BY group_id, cause, id >> 12;
+GROUP BY group_id, cause, call_status, id >> 12;
 
 CREATE TRIGGER task_buckets_number_removed AFTER DELETE ON numbers WHEN OLD.deleted_at IS NULL
 BEGIN
     UPDATE task_status_buckets SET count = count - 1
     WHERE group_id = OLD.group_id AND call_status = OLD.call_status AND bucket = OLD.id >> 12;
     UPDATE task_cause_buckets SET count = count - 1
-    WHERE OLD.cause <> '' AND group_id = OLD.group_id AND cause = OLD.cause AND bucket = OLD.id >> 12;
+    WHERE OLD.cause <> '' AND group_id = OLD.group_id AND cause = OLD.cause
+      AND call_status = OLD.call_status AND bucket = OLD.id >> 12;
 END;
 
 CREATE TRIGGER task_status_buckets_number_changed
@@ -287,16 +290,19 @@ BEGIN
 END;
 
 CREATE TRIGGER task_cause_buckets_number_changed
-AFTER UPDATE OF id, group_id, cause, deleted_at ON numbers
-WHEN OLD.id IS NOT NEW.id
+AFTER UPDATE OF id, group_id, cause, call_status, deleted_at ON numbers
+WHEN (OLD.cause <> '' OR NEW.cause <> '') AND (
+     OLD.id IS NOT NEW.id
   OR OLD.group_id IS NOT NEW.group_id
   OR OLD.cause IS NOT NEW.cause
-  OR (OLD.deleted_at IS NULL) IS NOT (NEW.deleted_at IS NULL)
+  OR OLD.call_status IS NOT NEW.call_status
+  OR (OLD.deleted_at IS NULL) IS NOT (NEW.deleted_at IS NULL))
 BEGIN
     UPDATE task_cause_buckets SET count = count - 1
     WHERE OLD.cause <> '' AND OLD.deleted_at IS NULL AND group_id = OLD.group_id
-      AND cause = OLD.cause AND bucket = OLD.id >> 12;
-    INSERT INTO task_cause_buckets (group_id, cause, bucket, count)
-    SELECT NEW.group_id, NEW.cause, NEW.id >> 12, 1 WHERE NEW.cause <> '' AND NEW.deleted_at IS NULL
-    ON CONFLICT (group_id, cause, bucket) DO UPDATE SET count = count + 1;
+      AND cause = OLD.cause AND call_status = OLD.call_status AND bucket = OLD.id >> 12;
+    INSERT INTO task_cause_buckets (group_id, cause, call_status, bucket, count)
+    SELECT NEW.group_id, NEW.cause, NEW.call_status, NEW.id >> 12, 1
+    WHERE NEW.cause <> '' AND NEW.deleted_at IS NULL
+    ON CONFLICT (group_id, cause, call_status, bucket) DO UPDATE SET count = count + 1;
 END;

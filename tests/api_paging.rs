@@ -579,8 +579,8 @@ fn assert_dense_seq(database: &std::path::Path, task: i64) {
 
 /// A task of many buckets (schema step 6 counts a filter's rows per 4,096 ids): its numbers in
 /// three imports, another task's between them, with results written in a pattern across the
-/// buckets. Every page of each single filter, at page sizes that do and do not divide a bucket,
-/// and single rows at the bucket edges, are the rows of the full query.
+/// buckets. Every page of each single filter and of status-and-cause pairs, at page sizes that do
+/// and do not divide a bucket, and single rows at the bucket edges, are the rows of the full query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_pages_across_many_buckets_match_a_full_query() {
     let app = spawn_app().await;
@@ -598,25 +598,31 @@ async fn filtered_pages_across_many_buckets_match_a_full_query() {
         conn.execute_batch(
             "UPDATE numbers SET call_status = 'done', cause = 'USER_BUSY' WHERE id % 7 = 0;
              UPDATE numbers SET call_status = 'done', cause = 'NORMAL_CLEARING' WHERE id % 7 = 3 AND id < 6000;
-             UPDATE numbers SET call_status = 'stop' WHERE id BETWEEN 4090 AND 4200 AND id % 7 NOT IN (0, 3);",
+             UPDATE numbers SET call_status = 'stop' WHERE id BETWEEN 4090 AND 4200 AND id % 7 NOT IN (0, 3);
+             UPDATE numbers SET call_status = 'stop' WHERE id % 7 = 0 AND id % 5 = 0;",
         )
         .unwrap();
     }
-    let filters = [
-        ("call_status", "done"),
-        ("call_status", "init"),
-        ("call_status", "stop"),
-        ("call_status", "calling"),
-        ("cause", "USER_BUSY"),
-        ("cause", "NORMAL_CLEARING"),
+    let sets: [&[(&str, &str)]; 10] = [
+        &[("call_status", "done")],
+        &[("call_status", "init")],
+        &[("call_status", "stop")],
+        &[("call_status", "calling")],
+        &[("cause", "USER_BUSY")],
+        &[("cause", "NORMAL_CLEARING")],
+        &[("call_status", "done"), ("cause", "USER_BUSY")],
+        &[("call_status", "stop"), ("cause", "USER_BUSY")],
+        &[("call_status", "init"), ("cause", "USER_BUSY")],
+        &[("call_status", "done"), ("cause", "NORMAL_CLEARING")],
     ];
-    for (field, value) in filters {
-        let expected = expected_ids(&database, id, &[(field, value)]);
+    for set in sets {
+        let query: String = set.iter().map(|(f, v)| format!("&{f}={v}")).collect();
+        let expected = expected_ids(&database, id, set);
         for per_page in [97usize, 1000] {
             let pages = expected.len().div_ceil(per_page);
             let mut listed = Vec::new();
             for number in 1..=pages + 1 {
-                let path = format!("{TASKS}/{id}/numbers?perPage={per_page}&page={number}&{field}={value}");
+                let path = format!("{TASKS}/{id}/numbers?perPage={per_page}&page={number}{query}");
                 let reply = app.get(&path).await;
                 assert_eq!(reply.status, reqwest::StatusCode::OK, "{path}: {}", reply.body);
                 assert_eq!(
@@ -626,7 +632,7 @@ async fn filtered_pages_across_many_buckets_match_a_full_query() {
                 );
                 listed.extend(ids(&list_data(&reply.body)));
             }
-            assert_eq!(listed, expected, "pages of {field}={value}, {per_page} a page");
+            assert_eq!(listed, expected, "pages of {query}, {per_page} a page");
         }
         // One row a page, around every bucket edge and at both ends.
         let mut rows: BTreeSet<usize> = [0, 1, expected.len().saturating_sub(1)].into();
@@ -637,7 +643,7 @@ async fn filtered_pages_across_many_buckets_match_a_full_query() {
             }
         }
         for row in rows.into_iter().filter(|row| *row < expected.len()) {
-            let path = format!("{TASKS}/{id}/numbers?perPage=1&page={}&{field}={value}", row + 1);
+            let path = format!("{TASKS}/{id}/numbers?perPage=1&page={}{query}", row + 1);
             let items = list_data(&app.get(&path).await.body);
             assert_eq!(ids(&items), [expected[row].clone()], "{path}");
         }

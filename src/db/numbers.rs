@@ -225,6 +225,15 @@ fn list_filtered(
             .query_row(params![task_id, cause], |row| row.get(0))
             .optional()?
             .unwrap_or(0),
+        NumberFilter { call_status: Some(status), cause: Some(cause), dest_number_prefix: None }
+            if cause_buckets_add_up(conn, task_id, *cause)? =>
+        {
+            conn.prepare_cached(
+                "SELECT coalesce(sum(count), 0) FROM task_cause_buckets
+                 WHERE group_id = ?1 AND cause = ?2 AND call_status = ?3",
+            )?
+            .query_row(params![task_id, cause, status.as_str()], |row| row.get(0))?
+        }
         _ => conn
             .prepare_cached(&format!("SELECT count(*) FROM numbers WHERE {condition}"))?
             .query_row(params_from_iter(args.iter()), |row| row.get(0))?,
@@ -242,20 +251,30 @@ fn list_filtered(
     } else {
         ("DESC", offset)
     };
-    // One status or one cause: its bucket counts tell where the page starts (schema step 6).
+    // One status, one cause, or both: their bucket counts tell where the page starts (schema
+    // step 6).
     let buckets = match filter {
         NumberFilter { call_status: Some(status), cause: None, dest_number_prefix: None } => Some((
-            "SELECT bucket, count FROM task_status_buckets WHERE group_id = ?1 AND call_status = ?2",
-            status.as_str(),
+            "SELECT bucket, count FROM task_status_buckets
+             WHERE group_id = ?1 AND call_status = ?2 AND count > 0",
+            vec![status.as_str()],
         )),
         NumberFilter { call_status: None, cause: Some(cause), dest_number_prefix: None } => Some((
-            "SELECT bucket, count FROM task_cause_buckets WHERE group_id = ?1 AND cause = ?2",
-            cause.as_str(),
+            "SELECT bucket, sum(count) FROM task_cause_buckets WHERE group_id = ?1 AND cause = ?2
+             GROUP BY bucket HAVING sum(count) > 0",
+            vec![cause.as_str()],
         )),
+        NumberFilter { call_status: Some(status), cause: Some(cause), dest_number_prefix: None } => {
+            Some((
+                "SELECT bucket, count FROM task_cause_buckets
+                 WHERE group_id = ?1 AND cause = ?2 AND call_status = ?3 AND count > 0",
+                vec![cause.as_str(), status.as_str()],
+            ))
+        }
         _ => None,
     };
-    let (bound, skip) = match buckets {
-        Some((sql, key)) => match start_bucket(conn, sql, task_id, key, order, skip, total)? {
+    let (bound, skip) = match &buckets {
+        Some((sql, keys)) => match start_bucket(conn, sql, task_id, keys, order, skip, total)? {
             Some((bucket, skip_inside)) => {
                 let (bound, value) = if order == "ASC" {
                     ("id >= ?", bucket << BUCKET_BITS)
@@ -292,14 +311,20 @@ fn start_bucket(
     conn: &Connection,
     sql: &str,
     task_id: i64,
-    key: &str,
+    keys: &[&str],
     order: &str,
     skip: i64,
     total: i64,
 ) -> DbResult<Option<(i64, i64)>> {
     let buckets = conn
-        .prepare_cached(&format!("{sql} AND count > 0 ORDER BY bucket {order}"))?
-        .query_map(params![task_id, key], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))?
+        .prepare_cached(&format!("{sql} ORDER BY bucket {order}"))?
+        .query_map(
+            params_from_iter(
+                std::iter::once(Value::Integer(task_id))
+                    .chain(keys.iter().map(|key| Value::Text((*key).to_owned()))),
+            ),
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     if buckets.iter().map(|(_, count)| count).sum::<i64>() != total {
         return Ok(None);
@@ -312,6 +337,18 @@ fn start_bucket(
         before += count;
     }
     Ok(None)
+}
+
+/// Whether the task's buckets of `cause` (all statuses) add up to its counter, so that the
+/// buckets of the cause with one status can stand for a count of the numbers.
+fn cause_buckets_add_up(conn: &Connection, task_id: i64, cause: HangupCause) -> DbResult<bool> {
+    let (counted, bucketed): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT (SELECT coalesce(sum(count), 0) FROM task_cause_counts WHERE group_id = ?1 AND cause = ?2),
+                    (SELECT coalesce(sum(count), 0) FROM task_cause_buckets WHERE group_id = ?1 AND cause = ?2)",
+        )?
+        .query_row(params![task_id, cause], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(counted == bucketed)
 }
 
 /// A task's live numbers with this status, from its counters.

@@ -234,7 +234,7 @@ mod tests {
         assert!(of_task(&conn, id).unwrap().unwrap().deleted);
     }
 
-    /// (task, call_status or cause, bucket, count) rows.
+    /// (task, call_status or "cause call_status", bucket, count) rows.
     type Buckets = Vec<(i64, String, i64, i64)>;
 
     /// The bucket counts of every task (schema step 6), zeros left out, and the same as a full
@@ -250,11 +250,11 @@ mod tests {
         };
         let kept = (
             read("SELECT group_id, call_status, bucket, count FROM task_status_buckets WHERE count <> 0 ORDER BY 1, 2, 3"),
-            read("SELECT group_id, cause, bucket, count FROM task_cause_buckets WHERE count <> 0 ORDER BY 1, 2, 3"),
+            read("SELECT group_id, cause || ' ' || call_status, bucket, count FROM task_cause_buckets WHERE count <> 0 ORDER BY 1, 2, 3"),
         );
         let scanned = (
             read("SELECT group_id, call_status, id >> 12, count(*) FROM numbers WHERE deleted_at IS NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
-            read("SELECT group_id, cause, id >> 12, count(*) FROM numbers WHERE deleted_at IS NULL AND cause <> '' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
+            read("SELECT group_id, cause || ' ' || call_status, id >> 12, count(*) FROM numbers WHERE deleted_at IS NULL AND cause <> '' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
         );
         assert_eq!(kept, scanned);
         kept
