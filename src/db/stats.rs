@@ -1,5 +1,7 @@
 //! `task_counts` and `task_cause_counts`: each task's progress, kept by triggers on `numbers` (see
 //! schema step 4) in the transaction of every change, so reading it never scans the numbers.
+//! `task_status_buckets` and `task_cause_buckets` (schema step 6) count the same per bucket of
+//! 4,096 ids, for `db::numbers::list` to find where a filtered page starts.
 
 use std::collections::BTreeMap;
 
