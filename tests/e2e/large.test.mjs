@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { PASSWORD, apiCall, apiToken, launch, screenshot, startOutcall, watchedPage } from './lib.mjs';
+import { apiCall, apiToken, loggedInPage, screenshot, startOutcall } from './lib.mjs';
 
 const ROWS = 1_000_000;
 const cleanup = [];
@@ -20,14 +20,8 @@ test('import a million-row CSV in one upload', async () => {
   for (let i = 0; i < ROWS; i++) lines[i] = `${15000000000 + i},C${i}`;
   const csv = Buffer.from(`${lines.join('\n')}\n`);
 
-  const browser = await launch();
-  cleanup.push(() => browser.close());
-  const w = await watchedPage(browser);
+  const w = await loggedInPage(server.base, cleanup);
   const { page } = w;
-  await page.goto(`${server.base}/#/login`);
-  await page.fill('input[name=password]', PASSWORD);
-  await page.click('button[type=submit]');
-  await page.waitForURL(/#\/tasks$/);
   await page.goto(`${server.base}/#/tasks/${id}/import`);
   await page.click('#mode-file');
   await page.setInputFiles('#import-file', { name: 'million.csv', mimeType: 'text/csv', buffer: csv });

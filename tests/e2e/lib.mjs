@@ -181,6 +181,19 @@ export async function watchedPage(browser) {
   };
 }
 
+/** A watched page of a new browser, logged in as admin and on the task list; the browser is
+ * closed by `cleanup`. */
+export async function loggedInPage(base, cleanup) {
+  const browser = await launch();
+  cleanup.push(() => browser.close());
+  const w = await watchedPage(browser);
+  await w.page.goto(`${base}/#/login`);
+  await w.page.fill('input[name=password]', PASSWORD);
+  await w.page.click('button[type=submit]');
+  await w.page.waitForURL(/#\/tasks$/);
+  return w;
+}
+
 export async function screenshot(page, name, { fullPage = true } = {}) {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage });

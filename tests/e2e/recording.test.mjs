@@ -9,7 +9,7 @@ import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { ROOT, PASSWORD, apiCall, apiToken, launch, poll, screenshot, sineWav, startOutcall, watchedPage } from './lib.mjs';
+import { ROOT, apiCall, apiToken, loggedInPage, poll, screenshot, sineWav, startOutcall } from './lib.mjs';
 
 const hasSipp = spawnSync('sipp', ['-v']).error === undefined;
 const cleanup = [];
@@ -57,14 +57,8 @@ test('play a call recording from the numbers table (sip back end, sipp callee)',
     return numbers.data[0].call_status === 'done' && numbers.data[0].record_path;
   }, 30000);
 
-  const browser = await launch();
-  cleanup.push(() => browser.close());
-  const w = await watchedPage(browser);
+  const w = await loggedInPage(server.base, cleanup);
   const { page } = w;
-  await page.goto(`${server.base}/#/login`);
-  await page.fill('input[name=password]', PASSWORD);
-  await page.click('button[type=submit]');
-  await page.waitForURL(/#\/tasks$/);
   await page.goto(`${server.base}/#/tasks/${id}`);
   const audio = page.locator('tr[data-number="1001"] audio');
   await audio.waitFor();
