@@ -246,9 +246,14 @@ impl ServeArgs {
                 self.sim_time_scale
             ));
         }
+        // Absolute, so that paths stored in the database (recordings, media) stay valid whatever
+        // directory outcall is started from next time.
+        let data_dir = std::path::absolute(&self.data_dir).map_err(|error| {
+            format!("--data-dir {}: {error}", self.data_dir.display())
+        })?;
         Ok(Config {
             listen: self.listen,
-            data_dir: self.data_dir,
+            data_dir,
             backend: self.backend,
             time_zone,
             body_limit: self.body_limit,
@@ -281,5 +286,25 @@ impl ServeArgs {
                 max_call_duration: Duration::from_secs(self.max_call_seconds.max(1)),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn a_relative_data_dir_becomes_absolute_under_the_working_directory() {
+        let config = Cli::parse_from(["outcall", "--data-dir", "some/data"])
+            .serve_args()
+            .into_config(None)
+            .unwrap();
+        assert!(config.data_dir.is_absolute(), "{}", config.data_dir.display());
+        assert_eq!(
+            config.data_dir,
+            std::env::current_dir().unwrap().join("some/data")
+        );
     }
 }
