@@ -24,7 +24,6 @@ use outcall::{config::Config, startup::Application};
 use serde_json::{json, Value};
 use support::{peak_rss_mib, rss_mib, Client};
 
-
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -238,12 +237,19 @@ async fn main() {
         requests,
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("api benchmark: tasks of 1000 and {big} numbers, {requests} requests a figure; load {}", load.trim());
+    println!(
+        "api benchmark: tasks of 1000 and {big} numbers, {requests} requests a figure; load {}",
+        load.trim()
+    );
 
     let mut ids = Vec::new();
     for (index, size) in [1_000, big].into_iter().enumerate() {
         let created = client
-            .call(reqwest::Method::POST, "/api/out_call_tasks", json!({"group_name": format!("bench {size}")}))
+            .call(
+                reqwest::Method::POST,
+                "/api/out_call_tasks",
+                json!({"group_name": format!("bench {size}")}),
+            )
             .await;
         let id = created["data"].as_i64().unwrap();
         let _ = index;
@@ -261,7 +267,11 @@ async fn main() {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "{:?}", response.text().await);
+        assert!(
+            response.status().is_success(),
+            "{:?}",
+            response.text().await
+        );
         let elapsed = started.elapsed().as_secs_f64();
         let growth = peak_rss_mib() - rss_before;
         println!(
@@ -279,7 +289,8 @@ async fn main() {
                 ),
                 None => println!("sqlite3 shell: not installed, no ratio"),
             }
-            let ((insert, commit), (bare_insert, bare_commit)) = import_phases(data_dir.path(), size);
+            let ((insert, commit), (bare_insert, bare_commit)) =
+                import_phases(data_dir.path(), size);
             println!(
                 "  database part (outcall's import_streaming, no HTTP or JSON): insert {insert:.2} s + commit {commit:.2} s; \
                  without the 4 secondary indexes: insert {bare_insert:.2} s + commit {bare_commit:.2} s; \
@@ -290,7 +301,8 @@ async fn main() {
         }
         // Half finished: a call result on every other number, a fifth of them busy (triggers keep
         // the counters, as the dialer's writes do).
-        let conn = outcall::db::rusqlite::Connection::open(data_dir.path().join("outcall.db")).unwrap();
+        let conn =
+            outcall::db::rusqlite::Connection::open(data_dir.path().join("outcall.db")).unwrap();
         conn.busy_timeout(Duration::from_secs(30)).unwrap();
         let started = Instant::now();
         conn.execute(
@@ -300,12 +312,18 @@ async fn main() {
             [id],
         )
         .unwrap();
-        println!("  (marked half of them done in {:.1} s)", started.elapsed().as_secs_f64());
+        println!(
+            "  (marked half of them done in {:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
         ids.push((id, size));
     }
 
     println!();
-    println!("{:<44} {:>9} {:>9} {:>9} {:>9}", "read", "1K p50", "1K p99", "big p50", "big p99");
+    println!(
+        "{:<44} {:>9} {:>9} {:>9} {:>9}",
+        "read", "1K p50", "1K p99", "big p50", "big p99"
+    );
     let mut rows: Vec<(String, PathOf)> = Vec::new();
     for per_page in [20usize, 100] {
         for (name, filter) in [
@@ -340,9 +358,18 @@ async fn main() {
             }
         }
     }
-    rows.push(("task get".into(), Box::new(|id, _| format!("/api/out_call_tasks/{id}"))));
-    rows.push(("task list".into(), Box::new(|_, _| "/api/out_call_tasks".into())));
-    rows.push(("task stats".into(), Box::new(|id, _| format!("/api/out_call_tasks/{id}/stats"))));
+    rows.push((
+        "task get".into(),
+        Box::new(|id, _| format!("/api/out_call_tasks/{id}")),
+    ));
+    rows.push((
+        "task list".into(),
+        Box::new(|_, _| "/api/out_call_tasks".into()),
+    ));
+    rows.push((
+        "task stats".into(),
+        Box::new(|id, _| format!("/api/out_call_tasks/{id}/stats")),
+    ));
     for (name, path) in &rows {
         let mut figures = Vec::new();
         for (id, size) in &ids {
@@ -363,7 +390,9 @@ async fn main() {
         let started = Instant::now();
         let mut response = bench
             .http
-            .get(format!("{base}/api/out_call_tasks/{big_id}/download?format={format}"))
+            .get(format!(
+                "{base}/api/out_call_tasks/{big_id}/download?format={format}"
+            ))
             .header("X-XTRA-AUTH-ID", &bench.token)
             .send()
             .await
@@ -372,7 +401,10 @@ async fn main() {
         if !response.status().is_success() {
             let status = response.status();
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            println!("download {format} of {big_size}: {status} {}", body["message"]);
+            println!(
+                "download {format} of {big_size}: {status} {}",
+                body["message"]
+            );
             continue;
         }
         let mut first_byte = None;
@@ -398,7 +430,8 @@ async fn main() {
             outcall::db::rusqlite::Connection::open(data_dir.path().join("outcall.db")).unwrap();
         conn.busy_timeout(Duration::from_secs(30)).unwrap();
         let tx = conn.transaction().unwrap();
-        tx.execute("UPDATE tasks SET status = 'running' WHERE id = ?1", [id]).unwrap();
+        tx.execute("UPDATE tasks SET status = 'running' WHERE id = ?1", [id])
+            .unwrap();
         let claims = requests.min(size / 4);
         let mut times = Vec::with_capacity(claims);
         for n in 0..claims {

@@ -46,7 +46,11 @@ fn main() {
         })
         .collect();
     println!("{count} numbers, one transaction each step");
-    for variant in [Variant::AsBuilt, Variant::NoTriggers, Variant::InsertTrigger] {
+    for variant in [
+        Variant::AsBuilt,
+        Variant::NoTriggers,
+        Variant::InsertTrigger,
+    ] {
         let with_insert_trigger = variant == Variant::InsertTrigger;
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("bench.db")).unwrap();

@@ -248,9 +248,8 @@ impl ServeArgs {
         }
         // Absolute, so that paths stored in the database (recordings, media) stay valid whatever
         // directory outcall is started from next time.
-        let data_dir = std::path::absolute(&self.data_dir).map_err(|error| {
-            format!("--data-dir {}: {error}", self.data_dir.display())
-        })?;
+        let data_dir = std::path::absolute(&self.data_dir)
+            .map_err(|error| format!("--data-dir {}: {error}", self.data_dir.display()))?;
         Ok(Config {
             listen: self.listen,
             data_dir,
@@ -301,7 +300,11 @@ mod tests {
             .serve_args()
             .into_config(None)
             .unwrap();
-        assert!(config.data_dir.is_absolute(), "{}", config.data_dir.display());
+        assert!(
+            config.data_dir.is_absolute(),
+            "{}",
+            config.data_dir.display()
+        );
         assert_eq!(
             config.data_dir,
             std::env::current_dir().unwrap().join("some/data")

@@ -42,7 +42,10 @@ fn versions() -> Vec<(String, String, String, String)> {
 #[test]
 fn vendored_files_match_their_versions() {
     let listed = versions();
-    assert!(listed.len() >= 3, "Preact/htm and uPlot are listed: {listed:?}");
+    assert!(
+        listed.len() >= 3,
+        "Preact/htm and uPlot are listed: {listed:?}"
+    );
     for (file, package, licence, sha256) in &listed {
         let bytes = std::fs::read(root().join("static/vendor").join(file))
             .unwrap_or_else(|e| panic!("static/vendor/{file} ({package}) exists: {e}"));
@@ -61,7 +64,10 @@ fn vendored_files_match_their_versions() {
     for entry in std::fs::read_dir(root().join("static/vendor")).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name != "VERSIONS" && name != "README.txt" {
-            assert!(names.contains(&name), "static/vendor/{name} is listed in VERSIONS");
+            assert!(
+                names.contains(&name),
+                "static/vendor/{name} is listed in VERSIONS"
+            );
         }
     }
 }
@@ -93,7 +99,11 @@ fn scripts(dir: &Path, out: &mut Vec<PathBuf>) {
 fn translations_have_the_same_keys_and_every_key_used() {
     let chinese = keys("zh-CN");
     let english = keys("en");
-    assert!(chinese.len() > 50, "the page is translated: {} keys", chinese.len());
+    assert!(
+        chinese.len() > 50,
+        "the page is translated: {} keys",
+        chinese.len()
+    );
     let only_chinese: Vec<_> = chinese.difference(&english).collect();
     let only_english: Vec<_> = english.difference(&chinese).collect();
     assert!(
@@ -120,13 +130,19 @@ fn translations_have_the_same_keys_and_every_key_used() {
             }
         }
     }
-    assert!(missing.is_empty(), "keys missing from the translations: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "keys missing from the translations: {missing:?}"
+    );
 }
 
 #[test]
 fn nothing_inline_that_the_csp_would_block() {
     let index = std::fs::read_to_string(root().join("static/index.html")).unwrap();
-    assert!(index.contains(r#"<link rel="icon" href="data:,">"#), "no favicon request");
+    assert!(
+        index.contains(r#"<link rel="icon" href="data:,">"#),
+        "no favicon request"
+    );
     for (at, _) in index.match_indices("<script") {
         let tag = &index[at..at + index[at..].find('>').unwrap()];
         assert!(tag.contains("src="), "no inline script: {tag}");

@@ -370,9 +370,10 @@ fn expected_ids(database: &std::path::Path, task: i64, filters: &[(&str, &str)])
     let expected = conn
         .prepare(&sql)
         .unwrap()
-        .query_map(outcall::db::rusqlite::params_from_iter(args.iter()), |row| {
-            row.get::<_, i64>(0)
-        })
+        .query_map(
+            outcall::db::rusqlite::params_from_iter(args.iter()),
+            |row| row.get::<_, i64>(0),
+        )
         .unwrap()
         .map(|id| id.unwrap().to_string())
         .collect();
@@ -405,11 +406,20 @@ async fn assert_pages_match(
             let pages = expected.len().div_ceil(per_page);
             let mut listed = Vec::new();
             for number in 1..=pages + 1 {
-                let path = format!("{TASKS}/{task}/numbers?perPage={per_page}&page={number}{query}");
+                let path =
+                    format!("{TASKS}/{task}/numbers?perPage={per_page}&page={number}{query}");
                 let reply = api.get(&path).await;
-                assert_eq!(reply.status, reqwest::StatusCode::OK, "{path}: {}", reply.body);
                 assert_eq!(
-                    (reply.body["rowCount"].clone(), reply.body["pageCount"].clone()),
+                    reply.status,
+                    reqwest::StatusCode::OK,
+                    "{path}: {}",
+                    reply.body
+                );
+                assert_eq!(
+                    (
+                        reply.body["rowCount"].clone(),
+                        reply.body["pageCount"].clone()
+                    ),
                     (json!(expected.len()), json!(pages)),
                     "{path}"
                 );
@@ -481,18 +491,27 @@ async fn pages_match_a_full_query_after_imports_a_campaign_and_a_clone() {
         .unwrap();
     app.import(clone, &phone_numbers(300, 4)).await;
     let copied: Vec<String> = list_data(
-        &app.get(&format!("{TASKS}/{clone}/numbers?perPage=100")).await.body,
+        &app.get(&format!("{TASKS}/{clone}/numbers?perPage=100"))
+            .await
+            .body,
     )
     .iter()
     .map(|n| n["dest_number"].as_str().unwrap().to_owned())
     .collect();
     let mut original: Vec<String> = phone_numbers(300, 4).into_iter().rev().collect();
     original.extend(
-        list_data(&app.get(&format!("{TASKS}/{id}/numbers?perPage=100")).await.body)
-            .iter()
-            .map(|n| n["dest_number"].as_str().unwrap().to_owned()),
+        list_data(
+            &app.get(&format!("{TASKS}/{id}/numbers?perPage=100"))
+                .await
+                .body,
+        )
+        .iter()
+        .map(|n| n["dest_number"].as_str().unwrap().to_owned()),
     );
-    assert_eq!(copied, original, "the clone lists the same numbers in the same order");
+    assert_eq!(
+        copied, original,
+        "the clone lists the same numbers in the same order"
+    );
     assert_pages_match(&app, &database, clone, &filters).await;
     for task in [id, other, clone] {
         assert_dense_seq(&database, task);
@@ -624,9 +643,17 @@ async fn filtered_pages_across_many_buckets_match_a_full_query() {
             for number in 1..=pages + 1 {
                 let path = format!("{TASKS}/{id}/numbers?perPage={per_page}&page={number}{query}");
                 let reply = app.get(&path).await;
-                assert_eq!(reply.status, reqwest::StatusCode::OK, "{path}: {}", reply.body);
                 assert_eq!(
-                    (reply.body["rowCount"].clone(), reply.body["pageCount"].clone()),
+                    reply.status,
+                    reqwest::StatusCode::OK,
+                    "{path}: {}",
+                    reply.body
+                );
+                assert_eq!(
+                    (
+                        reply.body["rowCount"].clone(),
+                        reply.body["pageCount"].clone()
+                    ),
                     (json!(expected.len()), json!(pages)),
                     "{path}"
                 );

@@ -117,7 +117,10 @@ async fn assert_route_matches(api: &Api, id: i64, counters: &Value) {
     for field in ["id", "status", "caps", "live", "updated_at"] {
         object.remove(field);
     }
-    assert_eq!(&route, counters, "task {id}: the stats route vs the counters");
+    assert_eq!(
+        &route, counters,
+        "task {id}: the stats route vs the counters"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,16 +175,21 @@ async fn counters_equal_a_full_count_through_a_campaign_an_import_a_stop_a_clone
     let restarted = assert_counters_match(&database, slow, "after a restart");
     assert_eq!(restarted["stop"], 0, "{restarted}");
     app.stop(&[slow]).await;
-    poll(Duration::from_secs(20), "the stopped task's calls to end", || async {
-        let now = stats(&app, slow).await;
-        if now["calling"] == 0 && now["live"] == 0 {
-            Ok(())
-        } else {
-            Err(now.to_string())
-        }
-    })
+    poll(
+        Duration::from_secs(20),
+        "the stopped task's calls to end",
+        || async {
+            let now = stats(&app, slow).await;
+            if now["calling"] == 0 && now["live"] == 0 {
+                Ok(())
+            } else {
+                Err(now.to_string())
+            }
+        },
+    )
     .await;
-    let counters = assert_counters_match(&database, slow, "after the calls of a stopped task ended");
+    let counters =
+        assert_counters_match(&database, slow, "after the calls of a stopped task ended");
     assert_route_matches(&app, slow, &counters).await;
 
     // A clone with numbers counts them all as waiting; one without has none.
@@ -242,14 +250,18 @@ async fn counters_survive_a_crash_and_its_recovery() {
             &numbers,
         )
         .await;
-    poll(Duration::from_secs(30), "calls alive and some done", || async {
-        let now = stats(&client, id).await;
-        if now["done"].as_i64().unwrap() >= 20 && now["calling"].as_i64().unwrap() > 0 {
-            Ok(())
-        } else {
-            Err(now.to_string())
-        }
-    })
+    poll(
+        Duration::from_secs(30),
+        "calls alive and some done",
+        || async {
+            let now = stats(&client, id).await;
+            if now["done"].as_i64().unwrap() >= 20 && now["calling"].as_i64().unwrap() > 0 {
+                Ok(())
+            } else {
+                Err(now.to_string())
+            }
+        },
+    )
     .await;
     server.kill();
     drop(client);
@@ -268,7 +280,11 @@ async fn counters_survive_a_crash_and_its_recovery() {
     client.wait_done(id, Duration::from_secs(60)).await;
     let counters = assert_counters_match(&database(dir), id, "after the resumed campaign");
     assert_eq!(counters["done"], 200, "{counters}");
-    assert_eq!(counters["causes"]["SYSTEM_SHUTDOWN"], json!(cut), "{counters}");
+    assert_eq!(
+        counters["causes"]["SYSTEM_SHUTDOWN"],
+        json!(cut),
+        "{counters}"
+    );
     assert_route_matches(&client, id, &counters).await;
 }
 
@@ -318,7 +334,14 @@ async fn an_older_database_gets_counters_equal_to_its_rows() {
             conn.execute(
                 "INSERT INTO numbers (group_id, dest_number, call_status, cause, call_answer_time,
                      deleted_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, 2)",
-                params![task, format!("1390000{n:04}"), status, cause, answered, deleted],
+                params![
+                    task,
+                    format!("1390000{n:04}"),
+                    status,
+                    cause,
+                    answered,
+                    deleted
+                ],
             )
             .unwrap();
         }
@@ -331,7 +354,10 @@ async fn an_older_database_gets_counters_equal_to_its_rows() {
     let counters = assert_counters_match(&database(dir), 1, "after the migration");
     assert!(counters["total"].as_i64().unwrap() > 100, "{counters}");
     assert!(counters["answered"].as_i64().unwrap() > 0, "{counters}");
-    assert!(counters["causes"].as_object().unwrap().len() >= 2, "{counters}");
+    assert!(
+        counters["causes"].as_object().unwrap().len() >= 2,
+        "{counters}"
+    );
     // Crash recovery at the start finished the numbers left `calling`.
     assert_eq!(counters["calling"], 0, "{counters}");
     assert_route_matches(&client, 1, &counters).await;
@@ -351,7 +377,9 @@ async fn an_older_database_gets_counters_equal_to_its_rows() {
 
 fn assert_stats_shape(stats: &Value) {
     assert_keys(stats, &STATS_FIELDS);
-    for field in ["id", "total", "init", "calling", "done", "stop", "answered", "live"] {
+    for field in [
+        "id", "total", "init", "calling", "done", "stop", "answered", "live",
+    ] {
         assert!(stats[field].is_u64(), "{field} is a whole number: {stats}");
     }
     assert!(stats["caps"].is_number(), "caps is a number: {stats}");
@@ -440,7 +468,10 @@ impl EventStream {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let content_type = response.headers()["content-type"].to_str().unwrap();
-        assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
         EventStream {
             response,
             buffer: String::new(),
@@ -505,7 +536,12 @@ async fn events_need_a_token_and_take_it_from_the_query() {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
     common::assert_error(&reply, 401, "token");
     let reply = app
-        .send_with_token(reqwest::Method::GET, "/api/events?token=not-a-token", None, None)
+        .send_with_token(
+            reqwest::Method::GET,
+            "/api/events?token=not-a-token",
+            None,
+            None,
+        )
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
     // The query form is for this route (and the audio routes) only.
@@ -558,7 +594,11 @@ async fn events_start_with_the_running_tasks_then_follow_changes_and_ping() {
     assert_eq!(first_ids, vec![first_running, second_running]);
     assert!(!first_ids.contains(&idle));
     let (name, data) = stream.next(Duration::from_secs(5)).await.expect("an event");
-    assert_eq!((name.as_str(), data), ("ping", json!({})), "then a ping at once");
+    assert_eq!(
+        (name.as_str(), data),
+        ("ping", json!({})),
+        "then a ping at once"
+    );
 
     // A stop arrives at once, as an event of that task with its new status.
     app.stop(&[first_running]).await;
@@ -572,11 +612,19 @@ async fn events_start_with_the_running_tasks_then_follow_changes_and_ping() {
     let count = |field: &str| stopped[field].as_i64().unwrap();
     assert_eq!(count("init"), 0, "{stopped}");
     assert!(count("stop") >= 2, "{stopped}");
-    assert_eq!(count("stop") + count("calling") + count("done"), count("total"), "{stopped}");
+    assert_eq!(
+        count("stop") + count("calling") + count("done"),
+        count("total"),
+        "{stopped}"
+    );
 
     // A campaign's progress arrives without asking, and its end.
     let campaign = app
-        .start_campaign("campaign", json!({"max_caps": 50, "max_concurrency": 20}), &phone_numbers(500, 30))
+        .start_campaign(
+            "campaign",
+            json!({"max_caps": 50, "max_concurrency": 20}),
+            &phone_numbers(500, 30),
+        )
         .await;
     let done = stream
         .task_event(Duration::from_secs(30), |data| {
@@ -586,7 +634,8 @@ async fn events_start_with_the_running_tasks_then_follow_changes_and_ping() {
     assert_eq!(done["done"], 30, "{done}");
 
     // A delete is announced too.
-    app.delete(&format!("/api/out_call_tasks/{second_running}")).await;
+    app.delete(&format!("/api/out_call_tasks/{second_running}"))
+        .await;
     let deleted = stream
         .task_event(Duration::from_secs(3), |data| {
             data["id"] == second_running && data["deleted"] == true
@@ -648,11 +697,24 @@ async fn a_file_import_counts_its_numbers_and_not_its_rejected_rows() {
          Content-Type: text/csv\r\n\r\n{csv}\r\n--b--\r\n"
     );
     let reply = app
-        .post_multipart(&format!("/api/out_call_tasks/{id}/import"), "b", body.into_bytes())
+        .post_multipart(
+            &format!("/api/out_call_tasks/{id}/import"),
+            "b",
+            body.into_bytes(),
+        )
         .await;
-    let counts: Value = serde_json::from_str(common::success_data(&reply).as_str().unwrap()).unwrap();
-    assert_eq!((counts["imported"].clone(), counts["rejected"].clone()), (json!(3), json!(1)), "{counts}");
+    let counts: Value =
+        serde_json::from_str(common::success_data(&reply).as_str().unwrap()).unwrap();
+    assert_eq!(
+        (counts["imported"].clone(), counts["rejected"].clone()),
+        (json!(3), json!(1)),
+        "{counts}"
+    );
     let counters = assert_counters_match(&database, id, "after a file import");
-    assert_eq!((counters["total"].clone(), counters["init"].clone()), (json!(8), json!(8)), "{counters}");
+    assert_eq!(
+        (counters["total"].clone(), counters["init"].clone()),
+        (json!(8), json!(8)),
+        "{counters}"
+    );
     assert_route_matches(&app, id, &counters).await;
 }

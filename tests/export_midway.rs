@@ -38,8 +38,20 @@ async fn read_download(api: &Api, id: i64, format: &str) -> Read {
     for _ in 0..100_000 {
         match response.chunk().await {
             Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            Ok(None) => return Read { status, bytes, failed: false },
-            Err(_) => return Read { status, bytes, failed: true },
+            Ok(None) => {
+                return Read {
+                    status,
+                    bytes,
+                    failed: false,
+                }
+            }
+            Err(_) => {
+                return Read {
+                    status,
+                    bytes,
+                    failed: true,
+                }
+            }
         }
     }
     panic!("the {format} download never ended");
@@ -96,7 +108,10 @@ async fn a_download_that_fails_midway_is_cut_not_truncated() {
             }
             "csv" => {
                 let text = String::from_utf8_lossy(&read.bytes);
-                assert!(text.contains(&numbers[0]), "rows were sent before the failure");
+                assert!(
+                    text.contains(&numbers[0]),
+                    "rows were sent before the failure"
+                );
                 assert!(
                     !text.contains(&numbers[BAD_SEQ - 1]),
                     "nothing of the unreadable row or after it"

@@ -121,7 +121,11 @@ impl Client {
             .send()
             .await
             .expect("the server answers");
-        assert!(response.status().is_success(), "import: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "import: {}",
+            response.status()
+        );
         id
     }
 }

@@ -100,9 +100,7 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     resource("/out_call_tasks/{id}/download")
                         .route(web::get().to(export::download)),
                 )
-                .service(
-                    resource("/out_call_tasks/{id}/stats").route(web::get().to(stats::get)),
-                )
+                .service(resource("/out_call_tasks/{id}/stats").route(web::get().to(stats::get)))
                 .service(resource("/events").route(web::get().to(events::stream)))
                 .service(
                     resource("/media_files")
@@ -382,8 +380,14 @@ mod tests {
         let get = Method::GET;
         assert!(accepts_query_token(&get, "/api/events"));
         assert!(accepts_query_token(&get, "/api/media_files/3/audio"));
-        assert!(accepts_query_token(&get, "/api/out_call_tasks/1/numbers/22/recording"));
-        assert!(accepts_query_token(&Method::HEAD, "/api/media_files/3/audio"));
+        assert!(accepts_query_token(
+            &get,
+            "/api/out_call_tasks/1/numbers/22/recording"
+        ));
+        assert!(accepts_query_token(
+            &Method::HEAD,
+            "/api/media_files/3/audio"
+        ));
         for path in [
             "/api/out_call_tasks",
             "/api/out_call_tasks/1",
@@ -397,7 +401,10 @@ mod tests {
             assert!(!accepts_query_token(&get, path), "{path}");
         }
         assert!(!accepts_query_token(&Method::POST, "/api/events"));
-        assert!(!accepts_query_token(&Method::DELETE, "/api/media_files/3/audio"));
+        assert!(!accepts_query_token(
+            &Method::DELETE,
+            "/api/media_files/3/audio"
+        ));
     }
 
     #[test]

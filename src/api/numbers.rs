@@ -116,7 +116,8 @@ fn read_import(body: &[u8], sink: &mut impl RowSink) -> ApiResult<()> {
             "the request body is empty; a JSON object is expected",
         ));
     }
-    let malformed = |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON body: {e}"));
+    let malformed =
+        |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON body: {e}"));
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let outcome = de::DeserializeSeed::deserialize(ImportBody { sink }, &mut deserializer)
         .map_err(malformed)?;
@@ -446,7 +447,10 @@ mod tests {
             .contains("data is required"));
         for malformed in [r#"{"data":[{"dest_number":"1"}"#, r#"{"data":[]} x"#, "[1]"] {
             assert!(
-                parse(malformed).unwrap_err().message.starts_with("malformed JSON body"),
+                parse(malformed)
+                    .unwrap_err()
+                    .message
+                    .starts_with("malformed JSON body"),
                 "{malformed}"
             );
         }

@@ -766,7 +766,9 @@ pub struct TaskStats {
 fn cause_counts() -> Schema {
     ObjectBuilder::new()
         .additional_properties(Some(integer().minimum(Some(1))))
-        .property_names(Some(one_of(<domain::HangupCause as VariantNames>::VARIANTS)))
+        .property_names(Some(one_of(
+            <domain::HangupCause as VariantNames>::VARIANTS,
+        )))
         .into()
 }
 

@@ -39,7 +39,8 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult
     let counts = state
         .db
         .run(move |conn| {
-            db::stats::of_live_task(conn, id)?.ok_or_else(|| DbError::NotFound(format!("task {id}")))
+            db::stats::of_live_task(conn, id)?
+                .ok_or_else(|| DbError::NotFound(format!("task {id}")))
         })
         .await?;
     let pace = state.dialer.task_pace(id);

@@ -173,7 +173,11 @@ fn live_count(conn: &Connection, task_id: i64) -> DbResult<i64> {
 
 /// The page as a range of `seq`, when the task's live numbers are exactly `seq` 1..N (always, but
 /// for rows written around the API); `None` otherwise.
-fn list_by_seq(conn: &Connection, task_id: i64, page: Page) -> DbResult<Option<(Vec<Number>, i64)>> {
+fn list_by_seq(
+    conn: &Connection,
+    task_id: i64,
+    page: Page,
+) -> DbResult<Option<(Vec<Number>, i64)>> {
     let total = live_count(conn, task_id)?;
     if last_seq(conn, task_id)? != total {
         return Ok(None);
@@ -217,23 +221,32 @@ fn list_filtered(
         args.push(Value::Text(format!("{}\u{7f}", prefix.as_str())));
     }
     let total = match filter {
-        NumberFilter { call_status: Some(status), cause: None, dest_number_prefix: None } => {
-            status_count(conn, task_id, *status)?
-        }
-        NumberFilter { call_status: None, cause: Some(cause), dest_number_prefix: None } => conn
-            .prepare_cached("SELECT count FROM task_cause_counts WHERE group_id = ?1 AND cause = ?2")?
+        NumberFilter {
+            call_status: Some(status),
+            cause: None,
+            dest_number_prefix: None,
+        } => status_count(conn, task_id, *status)?,
+        NumberFilter {
+            call_status: None,
+            cause: Some(cause),
+            dest_number_prefix: None,
+        } => conn
+            .prepare_cached(
+                "SELECT count FROM task_cause_counts WHERE group_id = ?1 AND cause = ?2",
+            )?
             .query_row(params![task_id, cause], |row| row.get(0))
             .optional()?
             .unwrap_or(0),
-        NumberFilter { call_status: Some(status), cause: Some(cause), dest_number_prefix: None }
-            if cause_buckets_add_up(conn, task_id, *cause)? =>
-        {
-            conn.prepare_cached(
+        NumberFilter {
+            call_status: Some(status),
+            cause: Some(cause),
+            dest_number_prefix: None,
+        } if cause_buckets_add_up(conn, task_id, *cause)? => conn
+            .prepare_cached(
                 "SELECT coalesce(sum(count), 0) FROM task_cause_buckets
                  WHERE group_id = ?1 AND cause = ?2 AND call_status = ?3",
             )?
-            .query_row(params![task_id, cause, status.as_str()], |row| row.get(0))?
-        }
+            .query_row(params![task_id, cause, status.as_str()], |row| row.get(0))?,
         _ => conn
             .prepare_cached(&format!("SELECT count(*) FROM numbers WHERE {condition}"))?
             .query_row(params_from_iter(args.iter()), |row| row.get(0))?,
@@ -254,23 +267,33 @@ fn list_filtered(
     // One status, one cause, or both: their bucket counts tell where the page starts (schema
     // step 6).
     let buckets = match filter {
-        NumberFilter { call_status: Some(status), cause: None, dest_number_prefix: None } => Some((
+        NumberFilter {
+            call_status: Some(status),
+            cause: None,
+            dest_number_prefix: None,
+        } => Some((
             "SELECT bucket, count FROM task_status_buckets
              WHERE group_id = ?1 AND call_status = ?2 AND count > 0",
             vec![status.as_str()],
         )),
-        NumberFilter { call_status: None, cause: Some(cause), dest_number_prefix: None } => Some((
+        NumberFilter {
+            call_status: None,
+            cause: Some(cause),
+            dest_number_prefix: None,
+        } => Some((
             "SELECT bucket, sum(count) FROM task_cause_buckets WHERE group_id = ?1 AND cause = ?2
              GROUP BY bucket HAVING sum(count) > 0",
             vec![cause.as_str()],
         )),
-        NumberFilter { call_status: Some(status), cause: Some(cause), dest_number_prefix: None } => {
-            Some((
-                "SELECT bucket, count FROM task_cause_buckets
+        NumberFilter {
+            call_status: Some(status),
+            cause: Some(cause),
+            dest_number_prefix: None,
+        } => Some((
+            "SELECT bucket, count FROM task_cause_buckets
                  WHERE group_id = ?1 AND cause = ?2 AND call_status = ?3 AND count > 0",
-                vec![cause.as_str(), status.as_str()],
-            ))
-        }
+            vec![cause.as_str(), status.as_str()],
+        )),
         _ => None,
     };
     let (bound, skip) = match &buckets {
@@ -360,7 +383,9 @@ fn status_count(conn: &Connection, task_id: i64, status: CallStatus) -> DbResult
         CallStatus::Stop => "stop",
     };
     Ok(conn
-        .prepare_cached(&format!("SELECT {column} FROM task_counts WHERE group_id = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {column} FROM task_counts WHERE group_id = ?1"
+        ))?
         .query_row([task_id], |row| row.get(0))
         .optional()?
         .unwrap_or(0))
@@ -408,7 +433,11 @@ fn insert_sql(rows: usize) -> String {
         if row > 0 {
             sql.push(',');
         }
-        sql.push_str(&format!("(?1, ?{first}, ?{}, ?2, ?2, ?{})", first + 1, first + 2));
+        sql.push_str(&format!(
+            "(?1, ?{first}, ?{}, ?2, ?2, ?{})",
+            first + 1,
+            first + 2
+        ));
     }
     sql
 }
@@ -458,8 +487,10 @@ impl Importer<'_> {
         for (row, (number, external)) in self.rows.iter().enumerate() {
             let first = 3 + row * 3;
             self.batch.raw_bind_parameter(first, number.as_str())?;
-            self.batch.raw_bind_parameter(first + 1, external.as_str())?;
-            self.batch.raw_bind_parameter(first + 2, first_seq + row as i64)?;
+            self.batch
+                .raw_bind_parameter(first + 1, external.as_str())?;
+            self.batch
+                .raw_bind_parameter(first + 2, first_seq + row as i64)?;
         }
         self.batch.raw_execute()?;
         self.seq += BATCH as i64;
@@ -492,7 +523,9 @@ pub fn import_streaming<T, E: From<DbError>>(
     let (result, added) = {
         let mut importer = Importer {
             seq: last_seq(&tx, task_id)?,
-            batch: tx.prepare_cached(&insert_sql(BATCH)).map_err(DbError::from)?,
+            batch: tx
+                .prepare_cached(&insert_sql(BATCH))
+                .map_err(DbError::from)?,
             single: tx.prepare_cached(INSERT).map_err(DbError::from)?,
             rows: Vec::with_capacity(BATCH),
             pending: 0,

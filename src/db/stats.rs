@@ -62,7 +62,12 @@ fn with_causes(conn: &Connection, mut counts: TaskCounts) -> DbResult<TaskCounts
 /// Counts `added` numbers just inserted into a task, all waiting (`init`), live, unanswered and
 /// without a cause, as every writer inserts them. Numbers have no trigger on INSERT (it would cost
 /// a statement journal per row): whoever inserts numbers calls this in the same transaction.
-pub fn count_added_numbers(conn: &Connection, task_id: i64, added: usize, now: i64) -> DbResult<()> {
+pub fn count_added_numbers(
+    conn: &Connection,
+    task_id: i64,
+    added: usize,
+    now: i64,
+) -> DbResult<()> {
     conn.prepare_cached(
         "UPDATE task_counts SET total = total + ?2, init = init + ?2, updated_at = max(updated_at, ?3)
          WHERE group_id = ?1",
@@ -198,9 +203,15 @@ mod tests {
         assert_eq!(counted(&conn, id), scanned(&conn, id));
         assert_eq!(counted(&conn, id).0, vec![6, 6, 0, 0, 0, 0]);
         db::tasks::start(&mut conn, &[id], 12).unwrap();
-        let first = db::numbers::claim_next(&conn, id, "u1", 13).unwrap().unwrap();
-        let second = db::numbers::claim_next(&conn, id, "u2", 13).unwrap().unwrap();
-        let third = db::numbers::claim_next(&conn, id, "u3", 13).unwrap().unwrap();
+        let first = db::numbers::claim_next(&conn, id, "u1", 13)
+            .unwrap()
+            .unwrap();
+        let second = db::numbers::claim_next(&conn, id, "u2", 13)
+            .unwrap()
+            .unwrap();
+        let third = db::numbers::claim_next(&conn, id, "u3", 13)
+            .unwrap()
+            .unwrap();
         db::numbers::release_claim(&conn, third.id, "u3").unwrap();
         db::numbers::record_answer(&conn, first.id, "u1", 14).unwrap();
         assert_eq!(counted(&conn, id), scanned(&conn, id));
@@ -215,7 +226,8 @@ mod tests {
         db::numbers::finish(&conn, first.id, "u1", &result).unwrap();
         assert_eq!(counted(&conn, id), scanned(&conn, id));
         db::tasks::stop(&mut conn, &[id], 16).unwrap();
-        db::numbers::finish_interrupted(&conn, crate::domain::HangupCause::SYSTEM_SHUTDOWN).unwrap();
+        db::numbers::finish_interrupted(&conn, crate::domain::HangupCause::SYSTEM_SHUTDOWN)
+            .unwrap();
         let (counts, causes) = counted(&conn, id);
         assert_eq!((counts.clone(), causes.clone()), scanned(&conn, id));
         assert_eq!(counts, vec![6, 0, 0, 2, 4, 1]);
@@ -226,8 +238,11 @@ mod tests {
         let copy = db::tasks::clone(&mut conn, id, "copy", "", true, 18).unwrap();
         assert_eq!(counted(&conn, copy), scanned(&conn, copy));
         assert_eq!(counted(&conn, copy).0, vec![6, 6, 0, 0, 0, 0]);
-        conn.execute("UPDATE numbers SET deleted_at = 19 WHERE id = ?1", [first.id])
-            .unwrap();
+        conn.execute(
+            "UPDATE numbers SET deleted_at = 19 WHERE id = ?1",
+            [first.id],
+        )
+        .unwrap();
         conn.execute("DELETE FROM numbers WHERE id = ?1", [second.id])
             .unwrap();
         assert_eq!(counted(&conn, id), scanned(&conn, id));
@@ -316,7 +331,11 @@ mod tests {
         buckets(&conn);
         db::tasks::start(&mut conn, &[id], 12).unwrap();
         let claimed: Vec<_> = (0..5)
-            .map(|i| db::numbers::claim_next(&conn, id, &format!("u{i}"), 13).unwrap().unwrap())
+            .map(|i| {
+                db::numbers::claim_next(&conn, id, &format!("u{i}"), 13)
+                    .unwrap()
+                    .unwrap()
+            })
             .collect();
         db::numbers::release_claim(&conn, claimed[4].id, "u4").unwrap();
         db::numbers::record_answer(&conn, claimed[0].id, "u0", 14).unwrap();
@@ -333,21 +352,31 @@ mod tests {
         db::numbers::finish(&conn, claimed[1].id, "u1", &result).unwrap();
         buckets(&conn);
         db::tasks::stop(&mut conn, &[id], 16).unwrap();
-        db::numbers::finish_interrupted(&conn, crate::domain::HangupCause::SYSTEM_SHUTDOWN).unwrap();
+        db::numbers::finish_interrupted(&conn, crate::domain::HangupCause::SYSTEM_SHUTDOWN)
+            .unwrap();
         let (_, causes) = buckets(&conn);
         assert_eq!(causes.iter().map(|c| c.3).sum::<i64>(), 4);
         db::tasks::start(&mut conn, &[id], 17).unwrap();
         buckets(&conn);
         db::tasks::clone(&mut conn, id, "copy", "", true, 18).unwrap();
         buckets(&conn);
-        conn.execute("UPDATE numbers SET deleted_at = 19 WHERE id = ?1", [claimed[0].id])
-            .unwrap();
+        conn.execute(
+            "UPDATE numbers SET deleted_at = 19 WHERE id = ?1",
+            [claimed[0].id],
+        )
+        .unwrap();
         conn.execute("DELETE FROM numbers WHERE id = ?1", [claimed[1].id])
             .unwrap();
-        conn.execute("UPDATE numbers SET group_id = ?1, seq = NULL WHERE id = ?2", [other, claimed[2].id])
-            .unwrap();
-        conn.execute("UPDATE numbers SET id = 100000 WHERE id = ?1", [claimed[3].id])
-            .unwrap();
+        conn.execute(
+            "UPDATE numbers SET group_id = ?1, seq = NULL WHERE id = ?2",
+            [other, claimed[2].id],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE numbers SET id = 100000 WHERE id = ?1",
+            [claimed[3].id],
+        )
+        .unwrap();
         buckets(&conn);
         db::tasks::delete(&mut conn, id, 20).unwrap();
         buckets(&conn);

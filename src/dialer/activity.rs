@@ -34,7 +34,9 @@ impl TaskActivity {
         self.slots
             .iter()
             .zip(self.starts.iter())
-            .filter(|(slot, _)| **slot != u64::MAX && now_slot.saturating_sub(**slot) < BUCKETS as u64)
+            .filter(|(slot, _)| {
+                **slot != u64::MAX && now_slot.saturating_sub(**slot) < BUCKETS as u64
+            })
             .map(|(_, starts)| *starts as u64)
             .sum()
     }
@@ -124,7 +126,13 @@ mod tests {
             activity.call_started(7, origin + Duration::from_millis(i * 200));
         }
         let at_10s = origin + Duration::from_millis(9_950);
-        assert_eq!(activity.pace(7, at_10s), TaskPace { caps: 5.0, live: 50 });
+        assert_eq!(
+            activity.pace(7, at_10s),
+            TaskPace {
+                caps: 5.0,
+                live: 50
+            }
+        );
         // Five seconds later only the starts from 5 s on are within the window.
         let later = origin + Duration::from_millis(14_950);
         assert_eq!(activity.pace(7, later).caps, 2.5);
