@@ -98,13 +98,6 @@ struct Report {
     first_rejected: Vec<Rejected>,
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("file: the upload is over the limit of {limit} bytes for the whole request"),
-    )
-}
-
 fn blocking_failed(error: impl std::fmt::Display) -> ApiError {
     tracing::error!(%error, "import: a blocking step failed");
     ApiError::new(
@@ -135,17 +128,8 @@ pub async fn import(
     request: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let limit = state.body_limit;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large(limit));
-    }
+    let mut budget = super::input::MultipartBudget::new(&request, state.body_limit)?;
     let mut form = Multipart::new(request.headers(), payload);
-    let mut received = 0usize;
     let mut options = Options::default();
     let mut spooled: Option<(File, u64)> = None;
     let mut fields = 0;
@@ -174,10 +158,7 @@ pub async fn import(
                     ApiError::bad_request(format!("could not read field file: {e}"))
                 })?;
                 if let Some(chunk) = &chunk {
-                    received = received.saturating_add(chunk.len());
-                    if received > limit {
-                        return Err(too_large(limit));
-                    }
+                    budget.take(chunk.len())?;
                     size += chunk.len() as u64;
                     piece.extend_from_slice(chunk);
                 }
@@ -204,10 +185,7 @@ pub async fn import(
         while let Some(chunk) = field.next().await {
             let chunk = chunk
                 .map_err(|e| ApiError::bad_request(format!("could not read field {name}: {e}")))?;
-            received = received.saturating_add(chunk.len());
-            if received > limit {
-                return Err(too_large(limit));
-            }
+            budget.take(chunk.len())?;
             text.extend_from_slice(&chunk);
             if text.len() > MAX_OPTION_BYTES {
                 text.truncate(MAX_OPTION_BYTES + 1);

@@ -11,6 +11,43 @@ use crate::{
     domain::{Text, ValueError},
 };
 
+/// The body limit over a whole multipart request, all fields together: a declared length over it
+/// is refused before anything is read, and reading stops as soon as the fields add up to more.
+pub struct MultipartBudget {
+    limit: usize,
+    received: usize,
+}
+
+impl MultipartBudget {
+    pub fn new(request: &HttpRequest, limit: usize) -> ApiResult<Self> {
+        let declared = request
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit as u64) {
+            return Err(Self::too_large(limit));
+        }
+        Ok(MultipartBudget { limit, received: 0 })
+    }
+
+    /// Counts `bytes` more of the request; 413 once they add up to more than the limit.
+    pub fn take(&mut self, bytes: usize) -> ApiResult<()> {
+        self.received = self.received.saturating_add(bytes);
+        if self.received > self.limit {
+            return Err(Self::too_large(self.limit));
+        }
+        Ok(())
+    }
+
+    fn too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("file: the upload is over the limit of {limit} bytes for the whole request"),
+        )
+    }
+}
+
 pub const MAX_PER_PAGE: u32 = 10_000;
 const DEFAULT_PER_PAGE: u32 = 20;
 

@@ -45,13 +45,6 @@ fn list_item(file: &MediaFile, tz: crate::clock::TimeZone) -> Value {
     item
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-        format!("file: the upload is over the limit of {limit} bytes for the whole request"),
-    )
-}
-
 /// `POST /api/media_files`: multipart form with the WAV in a file field and an optional `name`.
 /// The body limit holds for the whole request, all fields together: a declared length over it is
 /// refused before anything is read, and reading stops as soon as the fields add up to more.
@@ -60,16 +53,7 @@ pub async fn upload(
     request: HttpRequest,
     mut form: Multipart,
 ) -> ApiResult<HttpResponse> {
-    let limit = state.body_limit;
-    let declared = request
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large(limit));
-    }
-    let mut received = 0usize;
+    let mut budget = input::MultipartBudget::new(&request, state.body_limit)?;
     let mut name: Option<String> = None;
     let mut upload: Option<(String, Vec<u8>)> = None;
     let mut fields = 0;
@@ -92,10 +76,7 @@ pub async fn upload(
             let chunk = chunk.map_err(|e| {
                 ApiError::bad_request(format!("could not read field {field_name}: {e}"))
             })?;
-            received = received.saturating_add(chunk.len());
-            if received > limit {
-                return Err(too_large(limit));
-            }
+            budget.take(chunk.len())?;
             // Only the file and the name are kept; other fields are counted and dropped.
             if file_name.is_some() || field_name == "name" {
                 bytes.extend_from_slice(&chunk);
