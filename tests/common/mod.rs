@@ -6,10 +6,13 @@
 //! - `shapes.rs`: the vendor's field lists and the envelope / shape assertions;
 //! - `db.rs`: rows read straight from the SQLite file, and the sim's call log;
 //! - `process.rs`: the real binary as a process (`Outcall` builder, `Server`);
-//! - `sipp.rs`: sipp peers and what the SIP tests share.
+//! - `sipp.rs`: sipp peers and what the SIP tests share;
+//! - `esl_peer.rs`: a scripted FreeSWITCH event socket replaying the wire captures of
+//!   `tests/fixtures/esl/`.
 #![allow(dead_code, unused_imports)]
 
 pub mod db;
+pub mod esl_peer;
 pub mod http;
 pub mod process;
 pub mod shapes;
