@@ -7,9 +7,11 @@
 //! protocol is a few hundred lines. `eslrs` is a release candidate and `freeswitch-esl` an
 //! unmaintained 0.1.
 
+mod client;
 mod codec;
 mod event;
 
+pub use client::{EslClient, EventStream};
 pub use codec::{Frame, FrameCodec, MAX_BODY, MAX_HEADER_BLOCK};
 pub use event::Event;
 
@@ -37,6 +39,14 @@ pub enum EslError {
 }
 
 impl EslError {
+    /// Why a connection ended, without the error's own prefix.
+    pub fn reason(&self) -> String {
+        match self {
+            EslError::Disconnected(text) => text.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// The same error again, for every later caller once a connection is over (`io::Error` does
     /// not clone, so it is carried as its text).
     pub fn replay(&self) -> EslError {
