@@ -513,8 +513,8 @@ fn events_after(capture: &Capture, index: usize, at: Duration) -> Vec<(Duration,
 }
 
 /// Capture 08's events after `api uuid_kill`: a parked call hung up (NORMAL_CLEARING).
-fn kill_script() -> &'static (Script, Vec<(Duration, Vec<u8>)>) {
-    static KILL: OnceLock<(Script, Vec<(Duration, Vec<u8>)>)> = OnceLock::new();
+fn kill_script() -> &'static (Script, Later) {
+    static KILL: OnceLock<(Script, Later)> = OnceLock::new();
     KILL.get_or_init(|| {
         let capture = capture(Scenario::Park.capture_name());
         let (index, at) = capture
