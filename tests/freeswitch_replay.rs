@@ -392,3 +392,659 @@ async fn the_peer_drops_refuses_rejects_and_accepts_again_on_command() {
         Ok(_) => panic!("accepted while rude"),
     }
 }
+
+// ---- the real binary, `--backend freeswitch`, against the peer ----
+
+use common::{
+    process::{Outcall, Server},
+    sipp::{assert_result, sine_wav, Expected},
+    success_data, Api,
+};
+use serde_json::{json, Value};
+
+/// The peer, outcall started against it, and a logged-in client.
+struct Rig {
+    peer: EslPeer,
+    _server: Server,
+    api: Api,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Rig {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// outcall `--backend freeswitch --esl-addr <peer>` (password ClueCon) with `args` more.
+async fn rig(options: PeerOptions, args: &[&str]) -> Rig {
+    rig_with(EslPeer::start_with(options).await, args).await
+}
+
+/// Like `rig`, with a peer already set up (e.g. rude, or with another password).
+async fn rig_with(peer: EslPeer, args: &[&str]) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Outcall::in_dir(dir.path())
+        .args(["--backend", "freeswitch", "--esl-addr", &peer.addr()])
+        .args(args.iter().copied())
+        .spawn();
+    let api = answering(&mut server).await;
+    Rig {
+        peer,
+        _server: server,
+        api,
+        _dir: dir,
+    }
+}
+
+/// Logs in once `/healthz` answers at all: 200, or 503 while the back end is down (which
+/// `Server::connect` would wait out).
+async fn answering(server: &mut Server) -> Api {
+    let http = reqwest::Client::builder()
+        .timeout(10 * SECOND)
+        .build()
+        .unwrap();
+    let url = format!("{}/healthz", server.base_url());
+    poll(30 * SECOND, "GET /healthz to answer", || {
+        let exited = server.try_exit();
+        let request = http.get(&url).send();
+        async move {
+            if let Some(status) = exited {
+                panic!("outcall exited: {status}");
+            }
+            match request.await {
+                Ok(reply) if matches!(reply.status().as_u16(), 200 | 503) => Ok(()),
+                Ok(reply) => Err(format!("status {}", reply.status())),
+                Err(error) => Err(error.to_string()),
+            }
+        }
+    })
+    .await;
+    let mut api = Api::new(server.base_url(), http);
+    api.token = api.log_in("admin", common::ADMIN_PASSWORD).await;
+    api
+}
+
+/// Waits (bounded) until `/healthz`'s back end satisfies `check` (given its status code, its
+/// `backend.status` and `backend.detail`); answers the body.
+async fn health_until(api: &Api, what: &str, check: impl Fn(u16, &str, &str) -> bool) -> Value {
+    poll(20 * SECOND, what, || async {
+        let (code, body) = api.health().await;
+        let status = body["backend"]["status"].as_str().unwrap_or_default();
+        let detail = body["backend"]["detail"].as_str().unwrap_or_default();
+        if check(code, status, detail) {
+            Ok(body)
+        } else {
+            Err(format!("{code} {body}"))
+        }
+    })
+    .await
+}
+
+/// `POST /api/media_files` of a short WAV; answers the media object.
+async fn upload_prompt(api: &Api, name: &str) -> Value {
+    let boundary = "----outcall-freeswitch-replay-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}.wav\"\r\n\
+         Content-Type: audio/wav\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&sine_wav(300, 440.0));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    success_data(&api.post_multipart("/api/media_files", boundary, body).await)
+}
+
+/// Waits (bounded) until the peer has received `count` originates; answers them.
+async fn originates(peer: &EslPeer, count: usize) -> Vec<Originate> {
+    poll(
+        20 * SECOND,
+        &format!("{count} originates at the peer"),
+        || async {
+            let seen = peer.originates();
+            if seen.len() >= count {
+                Ok(seen)
+            } else {
+                Err(format!("{} so far", seen.len()))
+            }
+        },
+    )
+    .await
+}
+
+/// Numbers ending in `digit`, `count` of them, distinct across calls of this test by `first`.
+fn numbers_ending(digit: char, first: u32, count: u32) -> Vec<String> {
+    (first..first + count)
+        .map(|i| format!("138{i:07}{digit}"))
+        .collect()
+}
+
+/// A finished number checked against what its scenario's capture says.
+fn assert_as_captured(number: &Value) {
+    let dialed = number["dest_number"].as_str().unwrap();
+    let outcome = Scenario::for_number(dialed)
+        .outcome()
+        .expect("a scenario that ends by itself");
+    assert_result(
+        number,
+        &Expected {
+            cause: &outcome.cause,
+            sip_code: outcome.sip_code.as_deref().unwrap_or(""),
+            dtmf: &outcome.dtmf,
+            answered: outcome.answered,
+        },
+        None,
+    );
+}
+
+#[tokio::test]
+async fn every_task_setting_reaches_the_originate_exactly() {
+    let rig = rig(PeerOptions::default(), &[]).await;
+    let prompt = upload_prompt(&rig, "welcome").await;
+    let confirm = upload_prompt(&rig, "press-one").await;
+    let prompt_path = prompt["media_path"].as_str().unwrap().to_owned();
+    let confirm_path = confirm["media_path"].as_str().unwrap().to_owned();
+    let number = numbers_ending('7', 1, 1);
+    let id = rig
+        .start_campaign(
+            "every setting",
+            json!({
+                "calling_time": 17,
+                "cid_number": "4000123",
+                "cid_name": "outcall desk",
+                "disable_ring_back": 1,
+                "group_confirm_key": "1",
+                "group_confirm_file": serde_json::to_string(&confirm).unwrap(),
+                "group_confirm_read_timeout": 4,
+                "auto_record": 1,
+                "action": "playback",
+                "data": serde_json::to_string(&prompt).unwrap(),
+            }),
+            &number,
+        )
+        .await;
+    rig.wait_done(id, 20 * SECOND).await;
+    let stored = &rig.all_numbers(id).await[0];
+    assert_as_captured(stored);
+    let sent = originates(&rig.peer, 1).await;
+    let originate = &sent[0];
+    assert!(originate.error.is_none(), "{originate:?}");
+    assert_eq!(originate.var("origination_uuid"), stored["uuid"].as_str());
+    assert_eq!(originate.var("originate_timeout"), Some("17"));
+    assert_eq!(
+        originate.var("origination_caller_id_number"),
+        Some("4000123")
+    );
+    assert_eq!(
+        originate.var("origination_caller_id_name"),
+        Some("outcall desk")
+    );
+    assert_eq!(originate.var("ignore_early_media"), Some("true"));
+    assert_eq!(originate.var("group_confirm_key"), Some("1"));
+    assert_eq!(
+        originate.var("group_confirm_file"),
+        Some(confirm_path.as_str())
+    );
+    assert_eq!(originate.var("group_confirm_read_timeout"), Some("4000"));
+    let record_path = stored["record_path"].as_str().unwrap();
+    assert!(!record_path.is_empty(), "{stored}");
+    assert_eq!(
+        originate.var("execute_on_answer"),
+        Some(format!("record_session {record_path}").as_str())
+    );
+    assert_eq!(
+        originate.application,
+        Some(("playback".to_owned(), Some(prompt_path)))
+    );
+    assert_eq!(originate.legs.len(), 1, "{originate:?}");
+    assert_eq!(originate.number.as_deref(), Some(number[0].as_str()));
+    // The Job-UUID is outcall's own, one per call, and sent as the bgapi's header.
+    let bgapi = rig
+        .peer
+        .commands()
+        .into_iter()
+        .find(|c| c.text.starts_with("bgapi originate "))
+        .unwrap();
+    assert!(bgapi
+        .text
+        .ends_with(&format!("\nJob-UUID: {}", originate.job_uuid)));
+    uuid::Uuid::parse_str(&originate.job_uuid).expect("a uuid");
+
+    // Transfer: `<data> XML <dest_context>`; no confirm key, no recording, no caller id.
+    let number = numbers_ending('2', 2, 1);
+    let id = rig
+        .start_campaign(
+            "transfer",
+            json!({"action": "transfer", "data": "8001", "dest_context": "sales-1"}),
+            &number,
+        )
+        .await;
+    rig.wait_done(id, 20 * SECOND).await;
+    let sent = originates(&rig.peer, 2).await;
+    let transfer = &sent[1];
+    assert_eq!(transfer.exten, "8001");
+    assert_eq!(transfer.dialplan.as_deref(), Some("XML"));
+    assert_eq!(transfer.context.as_deref(), Some("sales-1"));
+    for absent in [
+        "group_confirm_key",
+        "execute_on_answer",
+        "origination_caller_id_name",
+        "origination_caller_id_number",
+    ] {
+        assert_eq!(transfer.var(absent), None, "{absent}: {transfer:?}");
+    }
+    // The default dial string routes through the box's own dialplan.
+    assert_eq!(transfer.legs, [format!("loopback/{}/sales-1", number[0])]);
+    assert_as_captured(&rig.all_numbers(id).await[0]);
+
+    // No action: the call is hung up after the answer by an application, never parked.
+    let number = numbers_ending('2', 3, 1);
+    let id = rig
+        .start_campaign("hang up", json!({"action": "", "data": ""}), &number)
+        .await;
+    rig.wait_done(id, 20 * SECOND).await;
+    let sent = originates(&rig.peer, 3).await;
+    let (application, _) = sent[2].application.clone().expect("an &application");
+    assert_eq!(application, "hangup", "{:?}", sent[2]);
+}
+
+/// Hostile task fields: each comes back from FreeSWITCH's reading of the command exactly, or
+/// the task is refused (when saved or started) with a 4xx naming the field.
+#[tokio::test]
+async fn hostile_field_values_come_back_exactly_or_are_refused_naming_the_field() {
+    let rig = rig(PeerOptions::default(), &[]).await;
+    let values = [
+        "a,b",
+        "x}",
+        "{y",
+        "it's",
+        "say \"hi\"",
+        "two words",
+        " lead",
+        "trail ",
+        "back\\slash",
+        "end\\",
+        "a=b",
+        "50%",
+        "\\'",
+        "''",
+        "x|y",
+        "$x",
+        "(paren)",
+        "\\s",
+    ];
+    // (field, settings with the value, what FreeSWITCH must read back).
+    type Readback = fn(&Originate, &str) -> Option<String>;
+    let fields: [(&str, fn(&str) -> Value, Readback); 4] = [
+        (
+            "cid_name",
+            |v| json!({"cid_name": v}),
+            |o, _| o.var("origination_caller_id_name").map(str::to_owned),
+        ),
+        (
+            "cid_number",
+            |v| json!({"cid_number": v}),
+            |o, _| o.var("origination_caller_id_number").map(str::to_owned),
+        ),
+        (
+            "dest_context",
+            |v| json!({"dest_context": v}),
+            // The default dial string is loopback/{number}/{dest_context}: one leg, exactly.
+            |o, number| match &o.legs[..] {
+                [leg] => leg
+                    .strip_prefix(&format!("loopback/{number}/"))
+                    .map(str::to_owned),
+                _ => None,
+            },
+        ),
+        (
+            "data",
+            |v| json!({"action": "transfer", "data": v, "dest_context": "sales"}),
+            |o, _| Some(o.exten.clone()),
+        ),
+    ];
+    let mut started = Vec::new();
+    let mut serial = 100;
+    for (field, settings, readback) in fields {
+        for value in values {
+            serial += 1;
+            let number = numbers_ending('4', serial, 1).remove(0);
+            let mut body = settings(value);
+            body["group_name"] = json!(format!("hostile {field} {serial}"));
+            let created = rig.post("/api/out_call_tasks", body).await;
+            if created.status.is_client_error() {
+                common::assert_error(&created, created.status.as_u16(), field);
+                continue;
+            }
+            let id = success_data(&created).as_i64().unwrap();
+            rig.import(id, std::slice::from_ref(&number)).await;
+            let reply = rig.start_stop("start", &[id]).await;
+            if reply.status.is_client_error() {
+                common::assert_error(&reply, reply.status.as_u16(), field);
+                assert_eq!(rig.all_numbers(id).await[0]["call_status"], "init");
+                continue;
+            }
+            success_data(&reply);
+            started.push((field, value, id, number, readback));
+        }
+    }
+    assert!(
+        started.len() >= values.len(),
+        "most values are sent escaped, not refused: {} of {}",
+        started.len(),
+        values.len() * 4
+    );
+    for (field, value, id, number, readback) in started {
+        let uuid = poll(20 * SECOND, "the number's uuid", || async {
+            let numbers = rig.all_numbers(id).await;
+            match numbers[0]["uuid"].as_str() {
+                Some(uuid) if !uuid.is_empty() => Ok(uuid.to_owned()),
+                _ => Err(numbers[0].to_string()),
+            }
+        })
+        .await;
+        let originate = poll(20 * SECOND, "its originate", || async {
+            rig.peer
+                .originates()
+                .into_iter()
+                .find(|o| o.raw.contains(&uuid))
+                .ok_or_else(|| "not yet".to_owned())
+        })
+        .await;
+        assert!(
+            originate.error.is_none(),
+            "{field}={value:?}: {originate:?}"
+        );
+        assert_eq!(
+            originate.var("origination_uuid"),
+            Some(uuid.as_str()),
+            "{field}={value:?}: {}",
+            originate.raw
+        );
+        assert_eq!(
+            readback(&originate, &number).as_deref(),
+            Some(value),
+            "{field}={value:?} sent as {}",
+            originate.raw
+        );
+        assert_eq!(rig.peer.originate_count(&number), 1, "{}", originate.raw);
+    }
+}
+
+/// 30 numbers over two tasks mixing every scenario that ends by itself: each number's result
+/// (status, cause, sip_code, answer and end times, dtmf) is what its capture says.
+#[tokio::test]
+async fn a_campaign_ends_every_number_as_its_capture_says() {
+    let rig = rig(PeerOptions::default(), &[]).await;
+    let prompt = upload_prompt(&rig, "welcome").await;
+    let mut plain = Vec::new();
+    for (i, digit) in ['2', '3', '4', '5', '9']
+        .iter()
+        .cycle()
+        .take(25)
+        .enumerate()
+    {
+        plain.extend(numbers_ending(*digit, 200 + i as u32, 1));
+    }
+    let confirmed = numbers_ending('7', 300, 5);
+    let before = chrono::Utc::now().naive_utc() - chrono::Duration::seconds(2);
+    let playback = json!({
+        "action": "playback",
+        "data": serde_json::to_string(&prompt).unwrap(),
+        "calling_time": 20,
+        "max_caps": 20,
+        "max_concurrency": 6,
+    });
+    let first = rig.start_campaign("mixed", playback.clone(), &plain).await;
+    let mut confirm = playback;
+    confirm["group_confirm_key"] = json!("1");
+    confirm["max_concurrency"] = json!(2);
+    let second = rig.start_campaign("confirm", confirm, &confirmed).await;
+    rig.wait_done(first, 30 * SECOND).await;
+    rig.wait_done(second, 30 * SECOND).await;
+    let after = chrono::Utc::now().naive_utc() + chrono::Duration::seconds(2);
+
+    let mut numbers = rig.all_numbers(first).await;
+    numbers.extend(rig.all_numbers(second).await);
+    assert_eq!(numbers.len(), 30);
+    let originates = rig.peer.originates();
+    for number in &numbers {
+        assert_as_captured(number);
+        let dialed = number["dest_number"].as_str().unwrap();
+        assert_eq!(rig.peer.originate_count(dialed), 1, "{number}");
+        let originate = originates
+            .iter()
+            .find(|o| o.number.as_deref() == Some(dialed))
+            .unwrap();
+        assert_eq!(originate.var("origination_uuid"), number["uuid"].as_str());
+        for field in ["call_start_time", "call_end_time"] {
+            let at = common::sipp::time_of(number, field);
+            assert!(before <= at && at <= after, "{field} now-ish: {number}");
+        }
+    }
+    assert_eq!(originates.len(), 30);
+    assert!(
+        rig.peer.max_live_channels() <= 8,
+        "6 + 2 channels at most: {}",
+        rig.peer.max_live_channels()
+    );
+    assert_eq!(rig.peer.live_channels(), 0);
+}
+
+/// The event socket drops mid-campaign with calls alive and stays down a while: nothing is
+/// dialed meanwhile; after the reconnect the calls still alive are followed to their end, those
+/// that ended unseen are finished as unknown, no number is dialed twice and every one ends.
+#[tokio::test]
+async fn a_reconnect_mid_campaign_follows_live_calls_and_dials_nothing_twice() {
+    let rig = rig(PeerOptions::default(), &[]).await;
+    let parked = numbers_ending('8', 400, 6);
+    let quick = numbers_ending('2', 410, 10);
+    let all: Vec<String> = parked.iter().chain(&quick).cloned().collect();
+    let id = rig
+        .start_campaign(
+            "reconnect",
+            json!({"action": "", "data": "", "max_caps": 20, "max_concurrency": 7}),
+            &all,
+        )
+        .await;
+    // The six parked calls are up, and the campaign goes on through the seventh slot.
+    poll(
+        20 * SECOND,
+        "six parked calls and a finished one",
+        || async {
+            let live: usize = parked.iter().map(|n| rig.peer.live_uuids(n).len()).sum();
+            let done = rig.done_count(id).await;
+            if live == 6 && done >= 1 {
+                Ok(())
+            } else {
+                Err(format!("{live} parked, {done} done"))
+            }
+        },
+    )
+    .await;
+
+    rig.peer.stop_listening();
+    let alive = rig.peer.drop_connections();
+    let parked_uuids: Vec<String> = parked.iter().flat_map(|n| rig.peer.live_uuids(n)).collect();
+    assert_eq!(parked_uuids.len(), 6);
+    health_until(
+        &rig,
+        "the back end to say it is disconnected",
+        |code, status, _| code == 503 && status != "ok",
+    )
+    .await;
+    let originated = rig.peer.originates().len();
+    let claimed = |numbers: Vec<Value>| {
+        numbers
+            .iter()
+            .filter(|n| n["call_status"] != "init")
+            .count()
+    };
+    let claimed_at_drop = claimed(rig.all_numbers(id).await);
+    // Three parked calls end while nobody listens: their events are lost.
+    let (lost, followed) = parked_uuids.split_at(3);
+    for uuid in lost {
+        assert!(rig.peer.hang_up(uuid, "NORMAL_CLEARING"));
+    }
+    // A while without the switch: no number is claimed for a call that cannot be placed.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(claimed(rig.all_numbers(id).await), claimed_at_drop);
+    }
+
+    rig.peer.start_listening();
+    poll(20 * SECOND, "outcall to log in again", || async {
+        match rig.peer.logins() {
+            (ok, _) if ok >= 2 => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
+    // The lost ones are found gone and finished; the followed ones still ring on.
+    poll(
+        20 * SECOND,
+        "the calls lost while away to be finished",
+        || async {
+            let numbers = rig.all_numbers(id).await;
+            let finished = numbers
+                .iter()
+                .filter(|n| {
+                    lost.iter().any(|u| n["uuid"] == u.as_str()) && n["call_status"] == "done"
+                })
+                .count();
+            if finished == 3 {
+                Ok(())
+            } else {
+                Err(format!("{finished} of 3"))
+            }
+        },
+    )
+    .await;
+    let after_reconnect: Vec<String> = rig
+        .peer
+        .commands()
+        .into_iter()
+        .filter(|c| c.connection > 1)
+        .map(|c| c.text)
+        .collect();
+    for uuid in &alive {
+        assert!(
+            after_reconnect
+                .iter()
+                .any(|c| c == &format!("api uuid_exists {uuid}")
+                    || c.starts_with("api show channels")),
+            "{uuid}, alive at the drop, is looked up after the reconnect: {after_reconnect:?}"
+        );
+    }
+    for uuid in followed {
+        assert!(rig.peer.hang_up(uuid, "NORMAL_UNSPECIFIED"));
+    }
+    rig.wait_done(id, 30 * SECOND).await;
+    assert!(rig.peer.originates().len() > originated, "dialing resumed");
+
+    let numbers = rig.all_numbers(id).await;
+    assert_eq!(numbers.len(), all.len());
+    for number in &numbers {
+        let dialed = number["dest_number"].as_str().unwrap();
+        assert_eq!(rig.peer.originate_count(dialed), 1, "dialed once: {number}");
+        assert_eq!(number["call_status"], "done", "{number}");
+        let uuid = number["uuid"].as_str().unwrap();
+        let cause = number["cause"].as_str().unwrap();
+        if followed.iter().any(|u| u == uuid) {
+            assert_eq!(
+                cause, "NORMAL_UNSPECIFIED",
+                "followed by its events: {number}"
+            );
+        } else if lost.iter().any(|u| u == uuid) {
+            assert!(
+                !cause.is_empty() && cause != "NORMAL_CLEARING",
+                "its end was never seen, so it cannot be known: {number}"
+            );
+        } else if !alive.iter().any(|u| u == uuid) {
+            assert_as_captured(number);
+        }
+    }
+}
+
+/// A wrong password: named on `/healthz`, nothing dialed while it lasts; once the switch takes
+/// outcall's password, the waiting task is dialed.
+#[tokio::test]
+async fn an_authentication_failure_is_named_and_dials_nothing_until_the_password_works() {
+    let peer = EslPeer::start_with(PeerOptions {
+        password: "not-ClueCon".into(),
+        ..Default::default()
+    })
+    .await;
+    let rig = rig_with(peer, &[]).await;
+    let body = health_until(
+        &rig,
+        "/healthz to name the failed login",
+        |code, status, detail| {
+            code == 503 && status != "ok" && detail.to_lowercase().contains("auth")
+        },
+    )
+    .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("auth"),
+        "{body}"
+    );
+
+    let numbers = numbers_ending('2', 500, 2);
+    let id = rig.create_task("waits for the switch").await;
+    rig.import(id, &numbers).await;
+    let started = rig.start_stop("start", &[id]).await;
+    let (_, failed) = rig.peer.logins();
+    poll(20 * SECOND, "outcall to try its password again", || async {
+        match rig.peer.logins() {
+            (0, now) if now > failed => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
+    assert!(rig.peer.originates().is_empty());
+    for number in rig.all_numbers(id).await {
+        assert_eq!(number["call_status"], "init", "{number}");
+    }
+
+    rig.peer.set_password("ClueCon");
+    health_until(&rig, "/healthz to be ok", |code, status, _| {
+        code == 200 && status == "ok"
+    })
+    .await;
+    if !started.status.is_success() {
+        success_data(&rig.start_stop("start", &[id]).await);
+    }
+    rig.wait_done(id, 20 * SECOND).await;
+    for number in rig.all_numbers(id).await {
+        assert_as_captured(&number);
+    }
+}
+
+/// `text/rude-rejection` (the switch's ACL refuses us) is named on `/healthz`; once it lets us
+/// in, the back end is ready.
+#[tokio::test]
+async fn a_rude_rejection_is_named_on_healthz() {
+    let peer = EslPeer::start().await;
+    peer.set_rude(true);
+    let rig = rig_with(peer, &[]).await;
+    health_until(
+        &rig,
+        "/healthz to name the rejection",
+        |code, status, detail| {
+            code == 503 && status != "ok" && detail.to_lowercase().contains("reject")
+        },
+    )
+    .await;
+    assert_eq!(rig.peer.logins(), (0, 0));
+    rig.peer.set_rude(false);
+    health_until(&rig, "/healthz to be ok", |code, status, _| {
+        code == 200 && status == "ok"
+    })
+    .await;
+    assert_eq!(rig.peer.logins().0, 1);
+}

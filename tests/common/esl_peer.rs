@@ -998,12 +998,18 @@ impl EslPeer {
     }
 
     /// Closes every connection now (the client reads EOF); calls go on, their events are lost
-    /// until someone connects again.
-    pub fn drop_connections(&self) {
+    /// until someone connects again. Answers the uuids of the channels alive at that moment.
+    pub fn drop_connections(&self) -> Vec<String> {
         let mut state = self.inner.state.lock().unwrap();
         for (_, connection) in state.connections.drain() {
             let _ = connection.out.send(Outgoing::Close);
         }
+        live_uuids(&state)
+    }
+
+    /// The uuids of every live channel.
+    pub fn live_channel_uuids(&self) -> Vec<String> {
+        live_uuids(&self.state())
     }
 
     /// Stops listening: connecting is refused until `start_listening`.
@@ -1022,6 +1028,17 @@ impl EslPeer {
     pub fn hang_up(&self, uuid: &str, cause: &str) -> bool {
         hang_up(&self.inner, uuid, cause)
     }
+}
+
+fn live_uuids(state: &State) -> Vec<String> {
+    let mut uuids: Vec<String> = state
+        .channels
+        .iter()
+        .filter(|(_, c)| !c.ended)
+        .map(|(u, _)| u.clone())
+        .collect();
+    uuids.sort();
+    uuids
 }
 
 async fn accept_loop(
