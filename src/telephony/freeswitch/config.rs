@@ -125,10 +125,7 @@ impl DialTemplate {
             ));
         }
         push_text(&mut pieces, rest);
-        if !pieces
-            .iter()
-            .any(|piece| *piece == Piece::Value(Placeholder::Number))
-        {
+        if !pieces.contains(&Piece::Value(Placeholder::Number)) {
             return Err(format!(
                 "--esl-dial-string {text:?} has no {{number}}: every call would dial the same"
             ));
