@@ -101,6 +101,9 @@ pub async fn build_backend(config: &Config) -> anyhow::Result<Arc<dyn Telephony>
                 SipBackend::start(config.sip.clone(), &config.data_dir).await?,
             ))
         }
+        BackendKind::Freeswitch => {
+            anyhow::bail!("the freeswitch back end is not built yet")
+        }
     }
 }
 

@@ -187,6 +187,16 @@ fn crlf_lines_and_stray_blank_lines_are_tolerated() {
     assert_eq!(frames[0].body(), Some("false"));
     assert_eq!(frames[1].header("REPLY-TEXT"), Some("+OK"));
     assert_eq!(frames[1].body(), None);
+    for split in 0..=text.len() {
+        let (decoded, left) = decode_chunks(&[&text[..split], &text[split..]]);
+        assert_eq!(
+            (decoded.as_slice(), left),
+            (frames.as_slice(), 0),
+            "split at {split}"
+        );
+    }
+    let single_bytes: Vec<&[u8]> = text.chunks(1).collect();
+    assert_eq!(decode_chunks(&single_bytes), (frames, 0));
 }
 
 #[test]
@@ -780,6 +790,70 @@ async fn a_refused_bgapi_and_a_line_break_in_a_command_are_errors() {
         .expect("status")
         .contains("is ready"));
     peer.await.expect("peer");
+}
+
+#[tokio::test]
+async fn an_unread_event_stream_never_holds_up_replies() {
+    let (listener, addr) = listen().await;
+    let sent: Vec<Vec<u8>> = [
+        "02_originate_answer_playback_plain",
+        "03_originate_dtmf_remote_bye_plain",
+    ]
+    .iter()
+    .flat_map(|name| raw_frames(name))
+    .filter(|frame| String::from_utf8_lossy(frame).contains("text/event-plain"))
+    .collect();
+    let count = sent.len();
+    let peer = tokio::spawn(async move {
+        let mut peer = accept(&listener).await;
+        peer.accept_login("event plain ALL").await;
+        // Some 200 KiB of events nobody reads yet, then the reply to a command.
+        peer.expect("api status").await;
+        for frame in &sent {
+            peer.send(frame).await;
+        }
+        peer.send(&raw_frame("01_auth_api", "is ready")).await;
+        peer
+    });
+    let (client, mut stream) = EslClient::connect(&addr, "ClueCon", &["ALL"], TIMEOUT)
+        .await
+        .expect("connect");
+    assert!(client
+        .api("status")
+        .await
+        .expect("status")
+        .contains("is ready"));
+    for _ in 0..count {
+        stream.next().await.expect("every event kept");
+    }
+    peer.await.expect("peer");
+}
+
+#[tokio::test]
+async fn dropping_the_last_client_closes_the_connection() {
+    let (listener, addr) = listen().await;
+    let peer = tokio::spawn(async move {
+        let mut peer = accept(&listener).await;
+        peer.accept_login("event plain BACKGROUND_JOB").await;
+        let mut rest = Vec::new();
+        tokio::time::timeout(TIMEOUT, peer.stream.read_to_end(&mut rest))
+            .await
+            .expect("the client closes")
+            .expect("read");
+        rest
+    });
+    let (client, mut stream) = EslClient::connect(&addr, "ClueCon", &["BACKGROUND_JOB"], TIMEOUT)
+        .await
+        .expect("connect");
+    let clone = client.clone();
+    drop(client);
+    assert!(clone.is_connected(), "a clone keeps it open");
+    drop(clone);
+    assert_eq!(peer.await.expect("peer"), b"");
+    assert!(matches!(
+        stream.next().await,
+        Err(EslError::Disconnected(_))
+    ));
 }
 
 /// A sanity run against a real FreeSWITCH (`/work/shared/freeswitch/start.sh`, or

@@ -176,3 +176,58 @@ impl Decoder for FrameCodec {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blank_line_is_found_from_any_line_start_with_or_without_carriage_returns() {
+        let text = b"A: 1\r\nB: 2\n\r\nbody";
+        assert_eq!(find_block_end(text, 0), Ok((11, 13)));
+        assert_eq!(find_block_end(text, 6), Ok((11, 13)));
+        assert_eq!(find_block_end(text, 11), Ok((11, 13)));
+        // Incomplete: the search resumes at the last line's start, a lone `\r` included.
+        assert_eq!(find_block_end(&text[..12], 0), Err(11));
+        assert_eq!(find_block_end(&text[..8], 0), Err(6));
+    }
+
+    #[test]
+    fn header_values_keep_everything_after_the_first_colon_and_space() {
+        let headers = parse_header_lines("Reply-Text: +OK Job-UUID: 1\r\nEmpty:\nSpaced:  two")
+            .expect("parses");
+        assert_eq!(
+            headers,
+            [
+                ("Reply-Text".to_owned(), "+OK Job-UUID: 1".to_owned()),
+                ("Empty".to_owned(), String::new()),
+                ("Spaced".to_owned(), " two".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_body_waits_for_all_its_bytes_and_the_limits_hold() {
+        let mut codec = FrameCodec::new();
+        let mut buffer =
+            BytesMut::from(&b"Content-Length: 5\nContent-Type: api/response\n\nfal"[..]);
+        assert_eq!(codec.decode(&mut buffer).expect("ok"), None);
+        buffer.extend_from_slice(b"seContent-Type: command/reply\nReply-Text: +OK\n\n");
+        let frame = codec.decode(&mut buffer).expect("ok").expect("frame");
+        assert_eq!(
+            (frame.content_type(), frame.body()),
+            (Some("api/response"), Some("false"))
+        );
+        let frame = codec.decode(&mut buffer).expect("ok").expect("frame");
+        assert_eq!(frame.header("reply-text"), Some("+OK"));
+        assert!(buffer.is_empty());
+
+        let at_limit = [("Content-Length".to_owned(), MAX_BODY.to_string())];
+        assert_eq!(
+            content_length(&at_limit).expect("at the limit"),
+            Some(MAX_BODY)
+        );
+        let over = [("Content-Length".to_owned(), (MAX_BODY + 1).to_string())];
+        assert!(matches!(content_length(&over), Err(EslError::Protocol(_))));
+    }
+}

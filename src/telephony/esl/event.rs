@@ -97,3 +97,62 @@ impl Event {
             .map(|(key, value)| (key.as_str(), value.as_str()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(content_type: &str, body: &str) -> Frame {
+        Frame::new(
+            vec![
+                ("Content-Length".to_owned(), body.len().to_string()),
+                ("Content-Type".to_owned(), content_type.to_owned()),
+            ],
+            Some(body.to_owned()),
+        )
+    }
+
+    #[test]
+    fn plain_values_are_url_decoded_and_the_inner_body_is_cut_at_its_length() {
+        let text = "Event-Name: BACKGROUND_JOB\nJob-Command-Arg: %7Ba%3D1%2Cb%3D%27x%20y%27%7D%20%26park()\nBad: 100%\nContent-Length: 15\n\n-ERR USER_BUSY\n";
+        let event = Event::from_frame(&frame("text/event-plain", text)).expect("event");
+        assert_eq!(event.name(), "BACKGROUND_JOB");
+        assert_eq!(event.get("job-command-arg"), Some("{a=1,b='x y'} &park()"));
+        assert_eq!(event.get("Bad"), Some("100%"));
+        assert_eq!(event.body(), Some("-ERR USER_BUSY\n"));
+
+        let no_blank_line =
+            Event::from_frame(&frame("text/event-plain", "Event-Name: HEARTBEAT\n"))
+                .expect("event");
+        assert_eq!(
+            (no_blank_line.name(), no_blank_line.body()),
+            ("HEARTBEAT", None)
+        );
+        let short = frame(
+            "text/event-plain",
+            "Event-Name: X\nContent-Length: 10\n\nabc",
+        );
+        assert!(matches!(
+            Event::from_frame(&short),
+            Err(EslError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn json_values_become_text_and_underscore_body_is_the_body() {
+        let text =
+            r#"{"Event-Name":"BACKGROUND_JOB","Event-Sequence":7,"Flag":true,"_body":"+OK 1\n"}"#;
+        let event = Event::from_frame(&frame("text/event-json", text)).expect("event");
+        assert_eq!(event.get("Event-Sequence"), Some("7"));
+        assert_eq!(event.get("Flag"), Some("true"));
+        assert_eq!(event.body(), Some("+OK 1\n"));
+        assert!(matches!(
+            Event::from_frame(&frame("text/event-json", "{")),
+            Err(EslError::Protocol(_))
+        ));
+        assert!(matches!(
+            Event::from_frame(&frame("api/response", "x")),
+            Err(EslError::Protocol(_))
+        ));
+    }
+}
