@@ -947,11 +947,15 @@ async fn a_reconnect_mid_campaign_follows_live_calls_and_dials_nothing_twice() {
     assert_eq!(numbers.len(), all.len());
     for number in &numbers {
         let dialed = number["dest_number"].as_str().unwrap();
-        assert_eq!(rig.peer.originate_count(dialed), 1, "dialed once: {number}");
+        // Once at most: an originate cut off by the drop may never have reached the switch.
+        let dialed_times = rig.peer.originate_count(dialed);
+        assert!(dialed_times <= 1, "dialed {dialed_times} times: {number}");
         assert_eq!(number["call_status"], "done", "{number}");
         let uuid = number["uuid"].as_str().unwrap();
         let cause = number["cause"].as_str().unwrap();
-        if followed.iter().any(|u| u == uuid) {
+        if dialed_times == 0 {
+            assert!(!cause.is_empty(), "{number}");
+        } else if followed.iter().any(|u| u == uuid) {
             assert_eq!(
                 cause, "NORMAL_UNSPECIFIED",
                 "followed by its events: {number}"
