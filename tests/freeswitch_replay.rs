@@ -1052,3 +1052,33 @@ async fn a_rude_rejection_is_named_on_healthz() {
     .await;
     assert_eq!(rig.peer.logins().0, 1);
 }
+
+/// The switch's own `sessions-per-second` (from `api status`) is on `/healthz` when it is lower
+/// than `--max-caps`, and not when it is higher.
+#[tokio::test]
+async fn the_switchs_sessions_per_second_is_reported_when_below_max_caps() {
+    let options = PeerOptions {
+        sessions_per_second: 37,
+        ..Default::default()
+    };
+    let reports = |backend: &Value| {
+        backend["switch_max_sps"] == 37
+            || backend["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("sessions-per-second") && d.contains("37"))
+    };
+    let low = rig(options.clone(), &["--max-caps", "100"]).await;
+    let body = health_until(&low, "/healthz to be ok", |code, status, _| {
+        code == 200 && status == "ok"
+    })
+    .await;
+    assert!(reports(&body["backend"]), "{body}");
+    assert!(low.peer.commands().iter().any(|c| c.text == "api status"));
+
+    let high = rig(options, &["--max-caps", "20"]).await;
+    let body = health_until(&high, "/healthz to be ok", |code, status, _| {
+        code == 200 && status == "ok"
+    })
+    .await;
+    assert!(!reports(&body["backend"]), "{body}");
+}
