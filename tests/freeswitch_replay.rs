@@ -138,6 +138,8 @@ fn the_originate_parser_reads_the_captures_commands_and_freeswitch_quoting() {
     assert_eq!(split.var("a"), Some("1"));
     let two_legs = Originate::parse("{}sofia/gateway/g/1,sofia/gateway/g/2 &park()");
     assert_eq!(two_legs.legs.len(), 2);
+    let enterprise = Originate::parse("{a=x:_:y}loopback/123 &park()");
+    assert!(enterprise.error.is_some(), "{enterprise:?}");
     let blank = Originate::parse("{a=x y}loopback/123 &park()");
     assert!(blank.error.is_some() || blank.var("a") != Some("x y"));
 }
@@ -551,6 +553,7 @@ async fn every_task_setting_reaches_the_originate_exactly() {
             "every setting",
             json!({
                 "calling_time": 17,
+                "dest_context": "context-1",
                 "cid_number": "4000123",
                 "cid_name": "outcall desk",
                 "disable_ring_back": 1,
@@ -641,7 +644,11 @@ async fn every_task_setting_reaches_the_originate_exactly() {
     // No action: the call is hung up after the answer by an application, never parked.
     let number = numbers_ending('2', 3, 1);
     let id = rig
-        .start_campaign("hang up", json!({"action": "", "data": ""}), &number)
+        .start_campaign(
+            "hang up",
+            json!({"action": "", "data": "", "dest_context": "context-1"}),
+            &number,
+        )
         .await;
     rig.wait_done(id, 20 * SECOND).await;
     let sent = originates(&rig.peer, 3).await;
@@ -673,18 +680,19 @@ async fn hostile_field_values_come_back_exactly_or_are_refused_naming_the_field(
         "$x",
         "(paren)",
         "\\s",
+        "a:_:b",
     ];
     // (field, settings with the value, what FreeSWITCH must read back).
     type Readback = fn(&Originate, &str) -> Option<String>;
     let fields: [(&str, fn(&str) -> Value, Readback); 4] = [
         (
             "cid_name",
-            |v| json!({"cid_name": v}),
+            |v| json!({"cid_name": v, "dest_context": "context-1"}),
             |o, _| o.var("origination_caller_id_name").map(str::to_owned),
         ),
         (
             "cid_number",
-            |v| json!({"cid_number": v}),
+            |v| json!({"cid_number": v, "dest_context": "context-1"}),
             |o, _| o.var("origination_caller_id_number").map(str::to_owned),
         ),
         (
@@ -793,6 +801,7 @@ async fn a_campaign_ends_every_number_as_its_capture_says() {
         "action": "playback",
         "data": serde_json::to_string(&prompt).unwrap(),
         "calling_time": 20,
+        "dest_context": "context-1",
         "max_caps": 20,
         "max_concurrency": 6,
     });
@@ -844,7 +853,7 @@ async fn a_reconnect_mid_campaign_follows_live_calls_and_dials_nothing_twice() {
     let id = rig
         .start_campaign(
             "reconnect",
-            json!({"action": "", "data": "", "max_caps": 20, "max_concurrency": 7}),
+            json!({"action": "", "data": "", "dest_context": "context-1", "max_caps": 20, "max_concurrency": 7}),
             &all,
         )
         .await;
@@ -1000,6 +1009,8 @@ async fn an_authentication_failure_is_named_and_dials_nothing_until_the_password
 
     let numbers = numbers_ending('2', 500, 2);
     let id = rig.create_task("waits for the switch").await;
+    rig.update_task(id, json!({"dest_context": "context-1"}))
+        .await;
     rig.import(id, &numbers).await;
     let started = rig.start_stop("start", &[id]).await;
     let (_, failed) = rig.peer.logins();

@@ -747,6 +747,12 @@ impl Originate {
                 None => (app.to_owned(), None),
             });
         }
+        if argv[0].contains(":_:") {
+            // FreeSWITCH looks for its "enterprise" separator in the whole first argument, the
+            // variables included, and originates each part on its own.
+            originate.error = Some("':_:' splits the originate into several".into());
+            return originate;
+        }
         let mut leg = argv[0].trim_start().to_owned();
         if leg.starts_with('{') {
             let Some(end) = end_of_block(&leg, '{', '}') else {
