@@ -734,7 +734,9 @@ async fn hostile_field_values_come_back_exactly_or_are_refused_naming_the_field(
                 continue;
             }
             success_data(&reply);
-            started.push((field, value, id, number, readback));
+            // What the task holds is what must reach the switch.
+            let stored = rig.task(id).await[field].as_str().unwrap().to_owned();
+            started.push((field, stored, id, number, readback));
         }
     }
     assert!(
@@ -772,7 +774,7 @@ async fn hostile_field_values_come_back_exactly_or_are_refused_naming_the_field(
         );
         assert_eq!(
             readback(&originate, &number).as_deref(),
-            Some(value),
+            Some(value.as_str()),
             "{field}={value:?} sent as {}",
             originate.raw
         );
