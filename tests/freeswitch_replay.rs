@@ -684,7 +684,8 @@ async fn hostile_field_values_come_back_exactly_or_are_refused_naming_the_field(
     ];
     // (field, settings with the value, what FreeSWITCH must read back).
     type Readback = fn(&Originate, &str) -> Option<String>;
-    let fields: [(&str, fn(&str) -> Value, Readback); 4] = [
+    type Settings = fn(&str) -> Value;
+    let fields: [(&str, Settings, Readback); 4] = [
         (
             "cid_name",
             |v| json!({"cid_name": v, "dest_context": "context-1"}),
