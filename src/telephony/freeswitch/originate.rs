@@ -21,6 +21,9 @@ use std::path::Path;
 use super::config::{check_dial_value, DialTemplate, Placeholder};
 use crate::telephony::{AfterAnswer, CallRequest, CallSettings};
 
+/// The channel variable that holds the prompt `&playback` plays.
+pub const PLAYBACK_VARIABLE: &str = "outcall_playback";
+
 /// The media of a task, as paths or references FreeSWITCH plays (see `media.rs`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlayableMedia {
@@ -37,7 +40,8 @@ pub struct OriginateInputs<'a> {
 }
 
 /// The whole command, without the `bgapi ` in front: e.g.
-/// `originate {origination_uuid=…,originate_timeout=30}loopback/1000/context-1 &playback(/p.wav)`.
+/// `originate {origination_uuid=…,originate_timeout=30,…,outcall_playback=/p.wav}loopback/1000/context-1
+/// &playback(${outcall_playback})`.
 /// Fails, naming the field, on a value that cannot be made safe (see [`check_settings`] and
 /// [`check_dial_value`]).
 pub fn originate_command(
@@ -76,6 +80,20 @@ pub fn originate_command(
             confirm.timeout.as_millis().to_string(),
         ));
     }
+    let playback = match &settings.action {
+        AfterAnswer::Playback(_) => Some(
+            inputs
+                .media
+                .playback
+                .as_deref()
+                .ok_or("data: the prompt to play was not resolved")?,
+        ),
+        _ => None,
+    };
+    if let Some(path) = playback {
+        check_variable("data", path, Expanded::Yes)?;
+        variables.push((PLAYBACK_VARIABLE, path.to_owned()));
+    }
     if let Some(path) = inputs.recording {
         let path = check_record_path(path)?;
         variables.push(("execute_on_answer", format!("record_session {path}")));
@@ -101,15 +119,9 @@ pub fn originate_command(
     command.push(' ');
     match &settings.action {
         AfterAnswer::Hangup => command.push_str("&hangup(NORMAL_CLEARING)"),
-        AfterAnswer::Playback(_) => {
-            let path = inputs
-                .media
-                .playback
-                .as_deref()
-                .ok_or("data: the prompt to play was not resolved")?;
-            check_playback(path)?;
-            command.push_str(&argument(&format!("&playback({path})")));
-        }
+        // Through a channel variable, which FreeSWITCH expands when the application runs:
+        // `&app(…)` ends at the first `)`, which FreeSWITCH's own `tone_stream://%(…)` has.
+        AfterAnswer::Playback(_) => command.push_str("&playback(${outcall_playback})"),
         AfterAnswer::Transfer(extension) => {
             command.push_str(extension);
             command.push_str(" XML ");
@@ -168,17 +180,6 @@ fn check_variable(field: &str, value: &str, expanded: Expanded) -> Result<(), St
     if expanded == Expanded::Yes && value.contains('$') {
         return Err(format!(
             "{field} {value:?} contains '$', which FreeSWITCH would expand as a variable"
-        ));
-    }
-    Ok(())
-}
-
-/// A file to play after the answer: `&playback(…)` ends at the first `)`.
-fn check_playback(path: &str) -> Result<(), String> {
-    check_variable("data", path, Expanded::Yes)?;
-    if path.contains(')') {
-        return Err(format!(
-            "data {path:?} contains ')', which would end FreeSWITCH's &playback(…)"
         ));
     }
     Ok(())
@@ -459,8 +460,9 @@ mod tests {
              originate_timeout=45,origination_caller_id_number=95588,\
              origination_caller_id_name=Bank,ignore_early_media=true,group_confirm_key=1,\
              group_confirm_file=/data/media/2.wav,group_confirm_read_timeout=7000,\
+             outcall_playback=/data/media/1.wav,\
              execute_on_answer='record_session /data/recordings/6f1c.wav'}\
-             loopback/1000/context-1 &playback(/data/media/1.wav)"
+             loopback/1000/context-1 &playback(${outcall_playback})"
         );
     }
 
@@ -538,7 +540,10 @@ mod tests {
             let (arguments, variables, rest) = model::parse(&command);
             assert_eq!(arguments.len(), 3, "{value:?}: {command}");
             assert_eq!(arguments[0], "originate");
-            assert_eq!(arguments[2], "&playback(/m/1.wav)", "{value:?}: {command}");
+            assert_eq!(
+                arguments[2], "&playback(${outcall_playback})",
+                "{value:?}: {command}"
+            );
             assert_eq!(rest, "loopback/1000/context-1", "{value:?}: {command}");
             let names: Vec<&str> = variables.iter().map(|(n, _)| n.as_str()).collect();
             assert_eq!(
@@ -548,7 +553,8 @@ mod tests {
                     "originate_timeout",
                     "origination_caller_id_number",
                     "origination_caller_id_name",
-                    "ignore_early_media"
+                    "ignore_early_media",
+                    "outcall_playback"
                 ],
                 "{value:?}: {command}"
             );
@@ -573,6 +579,8 @@ mod tests {
             "/m/it's.wav",
             "/m/a,b.wav",
             "/m/back\\slash.wav",
+            "/m/paren).wav",
+            "tone_stream://%(300,0,440);%(300,0,660)",
         ] {
             let mut settings = settings();
             settings.confirm = Some(Confirm {
@@ -588,9 +596,10 @@ mod tests {
             let command = build(settings, media, None);
             let (arguments, variables, _) = model::parse(&command);
             assert_eq!(arguments.len(), 3, "{command}");
-            assert_eq!(arguments[2], format!("&playback({path})"), "{command}");
+            assert_eq!(arguments[2], "&playback(${outcall_playback})", "{command}");
             assert_eq!(variable(&variables, "group_confirm_file"), Some(path));
-            assert_eq!(variables.len(), 6, "{command}");
+            assert_eq!(variable(&variables, PLAYBACK_VARIABLE), Some(path));
+            assert_eq!(variables.len(), 7, "{command}");
         }
     }
 
@@ -654,8 +663,11 @@ mod tests {
 
     #[test]
     fn paths_freeswitch_would_misread_are_refused() {
-        for path in ["/m/a).wav", "/m/${x}.wav", "/m/{a}.wav", "/m/a\nb.wav"] {
-            assert!(check_playback(path).is_err(), "{path}");
+        for path in ["/m/${x}.wav", "/m/{a}.wav", "/m/a\nb.wav"] {
+            assert!(
+                check_variable("data", path, Expanded::Yes).is_err(),
+                "{path}"
+            );
         }
         for path in ["/data dir/r", "/d/'r", "/d/a+b", "/d/$x", "/d/\\x"] {
             assert!(check_record_path(Path::new(path)).is_err(), "{path}");
