@@ -597,7 +597,7 @@ async fn every_task_setting_reaches_the_originate_exactly() {
         Some(format!("record_session {record_path}").as_str())
     );
     assert_eq!(
-        originate.application,
+        originate.application_expanded(),
         Some(("playback".to_owned(), Some(prompt_path)))
     );
     assert_eq!(originate.legs.len(), 1, "{originate:?}");
@@ -660,7 +660,6 @@ async fn every_task_setting_reaches_the_originate_exactly() {
 /// the task is refused (when saved or started) with a 4xx naming the field.
 #[tokio::test]
 async fn hostile_field_values_come_back_exactly_or_are_refused_naming_the_field() {
-    let rig = rig(PeerOptions::default(), &[]).await;
     let values = [
         "a,b",
         "x}",
@@ -680,8 +679,23 @@ async fn hostile_field_values_come_back_exactly_or_are_refused_naming_the_field(
         "$x",
         "(paren)",
         "\\s",
-        "a:_:b",
     ];
+    let sent = hostile_values_round_trip(&values).await;
+    // Escaped, not merely refused: at least one field's worth goes through.
+    assert!(sent >= values.len(), "{sent} of {} sent", values.len() * 4);
+}
+
+/// FreeSWITCH looks for `:_:` (its "enterprise originate" separator) in the whole dial argument
+/// before it reads the variables, and no escape hides it: a field holding it must be refused.
+#[tokio::test]
+async fn a_value_holding_freeswitchs_enterprise_separator_is_refused() {
+    hostile_values_round_trip(&["a:_:b", ":_:"]).await;
+}
+
+/// Each value in each field (cid_name, cid_number, dest_context, transfer data): read back
+/// exactly from the originate, or refused with a 4xx naming the field.
+async fn hostile_values_round_trip(values: &[&str]) -> usize {
+    let rig = rig(PeerOptions::default(), &[]).await;
     // (field, settings with the value, what FreeSWITCH must read back).
     type Readback = fn(&Originate, &str) -> Option<String>;
     type Settings = fn(&str) -> Value;
@@ -716,7 +730,7 @@ async fn hostile_field_values_come_back_exactly_or_are_refused_naming_the_field(
     let mut started = Vec::new();
     let mut serial = 100;
     for (field, settings, readback) in fields {
-        for value in values {
+        for &value in values {
             serial += 1;
             let number = numbers_ending('4', serial, 1).remove(0);
             let mut body = settings(value);
@@ -735,17 +749,17 @@ async fn hostile_field_values_come_back_exactly_or_are_refused_naming_the_field(
                 continue;
             }
             success_data(&reply);
-            // What the task holds is what must reach the switch.
+            // What the task holds is what must reach the switch (the dialer transfers to the
+            // data trimmed, whatever the back end).
             let stored = rig.task(id).await[field].as_str().unwrap().to_owned();
+            let stored = match field {
+                "data" => stored.trim().to_owned(),
+                _ => stored,
+            };
             started.push((field, stored, id, number, readback));
         }
     }
-    assert!(
-        started.len() >= values.len(),
-        "most values are sent escaped, not refused: {} of {}",
-        started.len(),
-        values.len() * 4
-    );
+    let sent = started.len();
     for (field, value, id, number, readback) in started {
         let uuid = poll(20 * SECOND, "the number's uuid", || async {
             let numbers = rig.all_numbers(id).await;
@@ -781,6 +795,7 @@ async fn hostile_field_values_come_back_exactly_or_are_refused_naming_the_field(
         );
         assert_eq!(rig.peer.originate_count(&number), 1, "{}", originate.raw);
     }
+    sent
 }
 
 /// 30 numbers over two tasks mixing every scenario that ends by itself: each number's result

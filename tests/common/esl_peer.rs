@@ -31,6 +31,10 @@
 //! | 5 | 05 | rings, no answer: the job's `-ERR NO_ANSWER` *before* HANGUP_COMPLETE NO_ANSWER |
 //! | 7 | 07 | group confirm: answers, callee presses `1`, only then the job's `+OK`; callee BYE |
 //! | 8 | 08 | answers and parks: alive until `uuid_kill` or `EslPeer::hang_up` |
+//!
+//! With `execute_on_answer=record_session <file>` in the originate, a RECORD_START (made from
+//! the call's CHANNEL_ANSWER, with `Record-File-Path`) follows the answer, as FreeSWITCH fires it;
+//! no capture records one.
 //! | 9 | 09 | unreachable gateway: `-ERR NORMAL_TEMPORARY_FAILURE` (503) |
 //!
 //! `Scenario::outcome` reads what a scenario's capture says (cause, SIP code, answered, digits):
@@ -242,13 +246,18 @@ pub fn url_decode(value: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `%XX` encoding the way FreeSWITCH writes plain event values (alphanumerics and `-_.` kept).
+/// `%XX` encoding the way FreeSWITCH writes plain event values: control and non-ASCII bytes
+/// and its "unsafe" set (blank, `#%&+:;<=>?@[\]^\`{|}"`) are encoded, the rest kept.
 pub fn url_encode(value: &str) -> String {
+    const UNSAFE: &[u8] = b"\r\n #%&+:;<=>?@[\\]^`{|}\"";
     value
         .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
+        .map(|b| {
+            if !(b' '..=b'~').contains(&b) || UNSAFE.contains(&b) {
+                format!("%{b:02X}")
+            } else {
+                (b as char).to_string()
+            }
         })
         .collect()
 }
@@ -795,6 +804,29 @@ impl Originate {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// `&app(arg)` with `${name}` in its argument replaced by the originate's variables, as the
+    /// channel expands it when the application runs (an unknown variable becomes empty).
+    pub fn application_expanded(&self) -> Option<(String, Option<String>)> {
+        let (name, argument) = self.application.clone()?;
+        Some((name, argument.map(|a| self.expand(&a))))
+    }
+
+    /// `${name}` replaced by the variable's value (one level, as needed for our own variables).
+    pub fn expand(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            let Some(end) = rest[start..].find('}') else {
+                break;
+            };
+            out.push_str(&rest[..start]);
+            out.push_str(self.var(&rest[start + 2..start + end]).unwrap_or_default());
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -859,6 +891,8 @@ struct Channel {
     killed: bool,
     /// CHANNEL_HANGUP_COMPLETE sent (or about to be: a hang-up was ordered); `uuid_exists` false.
     ended: bool,
+    /// The file of `execute_on_answer=record_session <file>`, if the originate asked for one.
+    record_file: Option<String>,
     /// Where this call sits on the replay time line: capture µs -> now µs.
     time_base_capture_us: i64,
     time_base_now_us: i64,
@@ -1461,6 +1495,12 @@ fn originate(inner: &Arc<Inner>, arguments: &str, job_uuid: &str) {
         broadcast(&state, job);
         return;
     };
+    let record_file = state
+        .originates
+        .last()
+        .and_then(|o| o.var("execute_on_answer"))
+        .and_then(|app| app.strip_prefix("record_session "))
+        .map(str::to_owned);
     let scenario = Scenario::for_number(&number);
     let script = scenario.script();
     state.channels.insert(
@@ -1469,6 +1509,7 @@ fn originate(inner: &Arc<Inner>, arguments: &str, job_uuid: &str) {
             number,
             job_uuid: job_uuid.to_owned(),
             scenario,
+            record_file,
             answered: false,
             job_done: false,
             killed: false,
@@ -1498,9 +1539,34 @@ fn originate(inner: &Arc<Inner>, arguments: &str, job_uuid: &str) {
                 .map(|e| e.name().to_owned())
                 .unwrap_or_default();
             note_event(&mut state, &uuid, &name);
+            let record_start = match (&name[..], &channel_record_file(&state, &uuid)) {
+                ("CHANNEL_ANSWER", Some(file)) => Some(record_start(&bytes, file)),
+                _ => None,
+            };
             broadcast(&state, bytes);
+            if let Some(frame) = record_start {
+                broadcast(&state, frame);
+            }
         }
     });
+}
+
+fn channel_record_file(state: &State, uuid: &str) -> Option<String> {
+    state.channels.get(uuid)?.record_file.clone()
+}
+
+/// RECORD_START, as `record_session` fires it at the answer (seen live; no capture holds one):
+/// the channel's headers of its CHANNEL_ANSWER, and `Record-File-Path`.
+fn record_start(answer: &[u8], file: &str) -> Vec<u8> {
+    rewrite_event(
+        answer,
+        |name, _| {
+            // The new header goes right after the name: a value with a line break adds a line.
+            (name == "Event-Name")
+                .then(|| format!("RECORD_START\nRecord-File-Path: {}", url_encode(file)))
+        },
+        |body| body.to_vec(),
+    )
 }
 
 /// A BACKGROUND_JOB event with `body`, made from capture 04's (its Job-UUID, command, argument
