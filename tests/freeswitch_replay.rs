@@ -407,9 +407,9 @@ use serde_json::{json, Value};
 /// The peer, outcall started against it, and a logged-in client.
 struct Rig {
     peer: EslPeer,
-    _server: Server,
+    server: Server,
     api: Api,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl std::ops::Deref for Rig {
@@ -434,9 +434,9 @@ async fn rig_with(peer: EslPeer, args: &[&str]) -> Rig {
     let api = answering(&mut server).await;
     Rig {
         peer,
-        _server: server,
+        server,
         api,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -1110,4 +1110,54 @@ async fn the_switchs_sessions_per_second_is_reported_when_below_max_caps() {
     })
     .await;
     assert!(!reports(&body["backend"]), "{body}");
+}
+
+/// SIGTERM with calls alive: after `--shutdown-grace` outcall hangs them up through the switch
+/// (`uuid_kill … SYSTEM_SHUTDOWN`), the switch ends them, and outcall exits having stored it.
+#[tokio::test]
+async fn sigterm_hangs_up_live_calls_through_the_switch() {
+    let mut rig = rig(PeerOptions::default(), &["--shutdown-grace", "1"]).await;
+    let parked = numbers_ending('8', 600, 3);
+    let id = rig
+        .start_campaign(
+            "shutdown",
+            json!({"action": "", "data": "", "dest_context": "context-1",
+                   "max_caps": 10, "max_concurrency": 5}),
+            &parked,
+        )
+        .await;
+    let uuids = poll(20 * SECOND, "three parked calls", || async {
+        let uuids: Vec<String> = parked.iter().flat_map(|n| rig.peer.live_uuids(n)).collect();
+        if uuids.len() == 3 {
+            Ok(uuids)
+        } else {
+            Err(format!("{uuids:?}"))
+        }
+    })
+    .await;
+    rig.server.terminate();
+    let status = rig.server.exit_status().await;
+    assert!(status.success(), "{status}");
+    let commands: Vec<String> = rig.peer.commands().into_iter().map(|c| c.text).collect();
+    for uuid in &uuids {
+        assert!(
+            commands.contains(&format!("api uuid_kill {uuid} SYSTEM_SHUTDOWN")),
+            "{uuid} hung up: {commands:?}"
+        );
+    }
+    assert_eq!(rig.peer.live_channels(), 0);
+    let rows = common::db::numbers(&common::process::database(rig.dir.path()), id);
+    for number in &parked {
+        assert_eq!(
+            rows[number].call_status, "done",
+            "{number}: {:?}",
+            rows[number]
+        );
+        assert_eq!(
+            rows[number].cause, "SYSTEM_SHUTDOWN",
+            "{number}: {:?}",
+            rows[number]
+        );
+        assert_eq!(rig.peer.originate_count(number), 1);
+    }
 }
