@@ -52,6 +52,7 @@ fn scenario_outcomes_and_event_orders_are_those_the_captures_index_describes() {
     assert!(!outcome(Scenario::Busy).answered);
     assert_eq!(outcome(Scenario::NoAnswer).job, "-ERR NO_ANSWER");
     assert!(!outcome(Scenario::NoAnswer).answered);
+    assert_eq!(outcome(Scenario::NoAnswer).sip_code.as_deref(), Some("487"));
     assert_eq!(
         outcome(Scenario::Unreachable).job,
         "-ERR NORMAL_TEMPORARY_FAILURE"
@@ -243,7 +244,10 @@ async fn the_peer_replays_each_scenario_with_this_originates_uuids_and_the_captu
                 .expect("the hang-up");
             assert_eq!(complete.get("Hangup-Cause"), Some(expected.cause.as_str()));
             assert_eq!(
-                complete.get("variable_sip_term_status").map(str::to_owned),
+                complete
+                    .get("variable_sip_term_status")
+                    .or_else(|| complete.get("variable_sip_invite_failure_status"))
+                    .map(str::to_owned),
                 expected.sip_code
             );
             let job_event = seen

@@ -402,7 +402,8 @@ impl Scenario {
 pub struct CaptureOutcome {
     /// `Hangup-Cause` of CHANNEL_HANGUP_COMPLETE.
     pub cause: String,
-    /// `variable_sip_term_status`, when there is one.
+    /// The call's final SIP code: `variable_sip_term_status`, else (a CANCEL sent: no final
+    /// response of the callee's own) `variable_sip_invite_failure_status`, e.g. 487.
     pub sip_code: Option<String>,
     /// A CHANNEL_ANSWER was sent.
     pub answered: bool,
@@ -492,7 +493,10 @@ impl Script {
             .unwrap_or_else(|| panic!("{}: no BACKGROUND_JOB", self.capture));
         CaptureOutcome {
             cause: complete.get("Hangup-Cause").unwrap().to_owned(),
-            sip_code: complete.get("variable_sip_term_status").map(str::to_owned),
+            sip_code: complete
+                .get("variable_sip_term_status")
+                .or_else(|| complete.get("variable_sip_invite_failure_status"))
+                .map(str::to_owned),
             answered: events.iter().any(|e| e.name() == "CHANNEL_ANSWER"),
             dtmf: events
                 .iter()
