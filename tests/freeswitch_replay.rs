@@ -806,7 +806,12 @@ async fn hostile_values_round_trip(values: &[&str]) -> usize {
 /// (status, cause, sip_code, answer and end times, dtmf) is what its capture says.
 #[tokio::test]
 async fn a_campaign_ends_every_number_as_its_capture_says() {
-    let rig = rig(PeerOptions::default(), &[]).await;
+    // Through a gateway, as the captures were made (the default dial string is loopback/…).
+    let rig = rig(
+        PeerOptions::default(),
+        &["--esl-dial-string", "sofia/gateway/{dest_context}/{number}"],
+    )
+    .await;
     let prompt = upload_prompt(&rig, "welcome").await;
     let mut plain = Vec::new();
     for (i, digit) in ['2', '3', '4', '5', '9']
@@ -823,7 +828,7 @@ async fn a_campaign_ends_every_number_as_its_capture_says() {
         "action": "playback",
         "data": serde_json::to_string(&prompt).unwrap(),
         "calling_time": 20,
-        "dest_context": "context-1",
+        "dest_context": "sipp",
         "max_caps": 20,
         "max_concurrency": 6,
     });
@@ -849,6 +854,7 @@ async fn a_campaign_ends_every_number_as_its_capture_says() {
             .find(|o| o.number.as_deref() == Some(dialed))
             .unwrap();
         assert_eq!(originate.var("origination_uuid"), number["uuid"].as_str());
+        assert_eq!(originate.legs, [format!("sofia/gateway/sipp/{dialed}")]);
         for field in ["call_start_time", "call_end_time"] {
             let at = common::sipp::time_of(number, field);
             assert!(before <= at && at <= after, "{field} now-ish: {number}");
