@@ -181,8 +181,9 @@ async fn the_peer_replays_each_scenario_with_this_originates_uuids_and_the_captu
     let peer = EslPeer::start().await;
     let (client, mut stream) = connect(&peer).await;
     for scenario in Scenario::ALL {
-        let uuid = uuid::Uuid::new_v4().to_string();
-        let job = uuid::Uuid::new_v4().to_string();
+        // Longer than the captures' uuids: every Content-Length must be recomputed.
+        let uuid = format!("{}-longer", uuid::Uuid::new_v4());
+        let job = format!("job-{}", uuid::Uuid::new_v4());
         let number = format!("1380000000{}", scenario.digit());
         let command = format!(
             "originate {{origination_uuid={uuid},originate_timeout=20}}loopback/{number}/context-1 &park()"
