@@ -1,6 +1,7 @@
 //! Telephony back ends: what places the calls. The dialer drives them through [`Telephony`] and
 //! knows nothing of SIP, sockets or simulated callees.
 
+pub mod esl;
 pub mod sim;
 pub mod sip;
 
