@@ -38,7 +38,7 @@ use super::{
 };
 use crate::telephony::{
     spawn_call, AfterAnswer, CallHandle, CallLine, CallOutcome, CallRequest, CallSettings,
-    HangupCause, KeyCheck, Telephony, NO_KEY, WRONG_KEY,
+    HangupCause, Telephony,
 };
 /// How long to wait for the far end's final answer to our CANCEL or BYE before giving up on it.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -404,24 +404,7 @@ impl Call {
                 self.talk(&dialog, &mut states, line, &media, answered_at)
                     .await
             }
-            Err(CallMediaError::Negotiation(reason)) => {
-                tracing::warn!(%uuid, %reason, "the answer's SDP has nothing we can use");
-                let _ = dialog.bye().await;
-                ended(
-                    HangupCause::INCOMPATIBLE_DESTINATION,
-                    Some(200),
-                    Some(answered_at),
-                )
-            }
-            Err(error) => {
-                tracing::error!(%uuid, %error, "media failed");
-                let _ = dialog.bye().await;
-                ended(
-                    HangupCause::NORMAL_TEMPORARY_FAILURE,
-                    Some(200),
-                    Some(answered_at),
-                )
-            }
+            Err(error) => media_failed(&uuid, &dialog, error, answered_at).await,
         };
         self.inner.dialog_layer.remove_dialog(&dialog.id());
         let recording = media.close().await.or(recording);
@@ -598,34 +581,11 @@ impl Call {
                     let _ = script_digits_sender.send(digit);
                 }
                 state = states.recv() => match state {
-                    Some(DialogState::Terminated(_, reason)) => {
-                        tracing::info!(%uuid, ?reason, "call ended by the far end");
-                        let cause = match reason {
-                            TerminatedReason::UasBye => HangupCause::NORMAL_CLEARING,
-                            TerminatedReason::Timeout => HangupCause::MEDIA_TIMEOUT,
-                            _ => HangupCause::NORMAL_CLEARING,
-                        };
-                        return ended(cause, Some(200), Some(answered_at));
-                    }
-                    Some(DialogState::Updated(_, request, handle)) => {
-                        // A re-INVITE (or UPDATE): keep the media, answer with our SDP again.
-                        if request.method == Method::Invite && !request.body.is_empty() {
-                            media.update_remote(&request.body);
-                        }
-                        let _ = handle
-                            .respond(StatusCode::OK, Some(vec![rsipstack::sip::Header::ContentType("application/sdp".into())]), Some(media.sdp_offer()))
-                            .await;
-                    }
-                    Some(DialogState::Notify(_, request, handle)) => {
-                        let _ = handle.reply(StatusCode::OK).await;
-                        if let Some(code) = sipfrag_status(&request.body) {
-                            let _ = transfer_sender.send(code);
+                    Some(state) => {
+                        if let Some(cause) = in_call(state, media, &transfer_sender, uuid).await {
+                            return ended(cause, Some(200), Some(answered_at));
                         }
                     }
-                    Some(DialogState::Refer(_, _, handle)) => {
-                        let _ = handle.reply(StatusCode::Forbidden).await;
-                    }
-                    Some(other) => answer_plain_request(other).await,
                     None => break HangupCause::NORMAL_CLEARING,
                 },
                 Some(cause) = line.hang_up_requested() => break cause,
@@ -654,19 +614,8 @@ impl Call {
             if let Some(prompt) = &confirm.prompt {
                 media.play(prompt).await;
             }
-            let mut pressed = String::new();
-            let wait = tokio::time::sleep(confirm.timeout);
-            tokio::pin!(wait);
-            loop {
-                match confirm.check(&pressed) {
-                    KeyCheck::Confirmed => break,
-                    KeyCheck::Wrong => return WRONG_KEY,
-                    KeyCheck::Incomplete => {}
-                }
-                tokio::select! {
-                    Some(digit) = digits.recv() => pressed.push(digit),
-                    _ = &mut wait => return NO_KEY,
-                }
+            if let Err(cause) = confirm.read_key(&mut digits).await {
+                return cause;
             }
         }
         match &settings.action {
@@ -705,6 +654,71 @@ impl Call {
             }
         }
     }
+}
+
+/// An answered call whose media could not start: we hang up at once.
+async fn media_failed(
+    uuid: &str,
+    dialog: &InviteDialog,
+    error: CallMediaError,
+    answered_at: SystemTime,
+) -> CallOutcome {
+    let cause = match error {
+        CallMediaError::Negotiation(reason) => {
+            tracing::warn!(%uuid, %reason, "the answer's SDP has nothing we can use");
+            HangupCause::INCOMPATIBLE_DESTINATION
+        }
+        error => {
+            tracing::error!(%uuid, %error, "media failed");
+            HangupCause::NORMAL_TEMPORARY_FAILURE
+        }
+    };
+    let _ = dialog.bye().await;
+    ended(cause, Some(200), Some(answered_at))
+}
+
+/// Handles an in-dialog state of an answered call; answers the cause when the far end ended it.
+async fn in_call(
+    state: DialogState,
+    media: &CallMedia,
+    transfer_results: &mpsc::UnboundedSender<u16>,
+    uuid: &str,
+) -> Option<HangupCause> {
+    match state {
+        DialogState::Terminated(_, reason) => {
+            tracing::info!(%uuid, ?reason, "call ended by the far end");
+            return Some(match reason {
+                TerminatedReason::UasBye => HangupCause::NORMAL_CLEARING,
+                TerminatedReason::Timeout => HangupCause::MEDIA_TIMEOUT,
+                _ => HangupCause::NORMAL_CLEARING,
+            });
+        }
+        DialogState::Updated(_, request, handle) => {
+            // A re-INVITE (or UPDATE): keep the media, answer with our SDP again.
+            if request.method == Method::Invite && !request.body.is_empty() {
+                media.update_remote(&request.body);
+            }
+            let content_type = rsipstack::sip::Header::ContentType("application/sdp".into());
+            let _ = handle
+                .respond(
+                    StatusCode::OK,
+                    Some(vec![content_type]),
+                    Some(media.sdp_offer()),
+                )
+                .await;
+        }
+        DialogState::Notify(_, request, handle) => {
+            let _ = handle.reply(StatusCode::OK).await;
+            if let Some(code) = sipfrag_status(&request.body) {
+                let _ = transfer_results.send(code);
+            }
+        }
+        DialogState::Refer(_, _, handle) => {
+            let _ = handle.reply(StatusCode::Forbidden).await;
+        }
+        other => answer_plain_request(other).await,
+    }
+    None
 }
 
 /// Digest credentials: the configured user (else the From user) and password.
