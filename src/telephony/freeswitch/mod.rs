@@ -349,6 +349,11 @@ async fn run_call(inner: Arc<Inner>, request: CallRequest, mut line: CallLine) -
     )
     .await;
     inner.unregister(&uuid);
+    if let Some(path) = &outcome.recording {
+        // Written by FreeSWITCH with its own umask: private, as every file of the data directory.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
     outcome
 }
 
