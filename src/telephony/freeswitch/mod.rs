@@ -7,7 +7,6 @@ pub mod config;
 mod link;
 pub mod media;
 pub mod originate;
-pub mod shim;
 
 use std::{
     collections::HashMap,
@@ -25,12 +24,11 @@ use self::{
     link::LinkState,
     media::MediaPaths,
     originate::{originate_command, OriginateInputs, PlayableMedia},
-    shim::{spawn_call, CallLine},
 };
 use super::{
     esl::{EslClient, EslError},
-    AfterAnswer, BackendHealth, CallHandle, CallOutcome, CallRequest, CallSettings, HangupCause,
-    Telephony,
+    spawn_call, AfterAnswer, BackendHealth, CallHandle, CallLine, CallOutcome, CallRequest,
+    CallSettings, HangupCause, Telephony,
 };
 
 /// The events the back end subscribes to, and nothing more: every channel of the switch
@@ -691,7 +689,9 @@ mod tests {
             prompt: None,
         };
         let replay = replay("07_originate_group_confirm_plain", Some(confirm));
-        assert!(replay.actions.contains(&Action::Kill(shim::WRONG_KEY)));
+        assert!(replay
+            .actions
+            .contains(&Action::Kill(crate::telephony::WRONG_KEY)));
         // The capture's job says +OK (FreeSWITCH's key was 1): the switch's word wins.
         assert_eq!(outcome(&replay).cause, HangupCause::NORMAL_CLEARING);
     }
