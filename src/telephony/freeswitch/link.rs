@@ -113,7 +113,16 @@ pub async fn run(inner: Arc<Inner>) {
                     };
                     match event {
                         Ok(event) => {
-                            inner.route(call::classify(&event, std::time::SystemTime::now()))
+                            let routed = call::classify(&event, std::time::SystemTime::now());
+                            if routed == call::Routed::Shutdown {
+                                // Its live calls end SYSTEM_SHUTDOWN, their events still come;
+                                // an originate now would fail CHAN_NOT_IMPLEMENTED: dial no more.
+                                set_state(
+                                    &inner,
+                                    LinkState::Disconnected("FreeSWITCH is shutting down".into()),
+                                );
+                            }
+                            inner.route(routed);
                         }
                         Err(error) => break error,
                     }
@@ -232,5 +241,155 @@ mod tests {
         assert!(!LinkState::Connecting.health(addr, 1.0).healthy);
         assert!(!LinkState::Connecting.is_connected());
         assert!(connected.is_connected());
+    }
+}
+
+#[cfg(test)]
+mod peer_tests {
+    //! The connection manager against a scripted event-socket peer on loopback (the real client,
+    //! a real socket): connect, health, the switch's sessions-per-second, a shutdown notice, a
+    //! reconnect.
+
+    use std::time::Duration;
+
+    use tokio::{
+        io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+        net::{TcpListener, TcpStream},
+    };
+
+    use crate::telephony::{
+        freeswitch::{config::FreeswitchConfig, FreeswitchBackend},
+        Telephony,
+    };
+
+    /// Reads one command (lines up to a blank line).
+    async fn command(reader: &mut BufReader<TcpStream>) -> String {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                reader.read_line(&mut line).await.unwrap() > 0,
+                "peer: EOF after {text:?}"
+            );
+            if line == "\n" {
+                return text;
+            }
+            text.push_str(&line);
+        }
+    }
+
+    async fn reply(reader: &mut BufReader<TcpStream>, text: &str) {
+        reader.get_mut().write_all(text.as_bytes()).await.unwrap();
+    }
+
+    /// The switch's side of a connect, up to and including `api status`.
+    async fn accept(listener: &TcpListener) -> BufReader<TcpStream> {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut peer = BufReader::new(socket);
+        reply(&mut peer, "Content-Type: auth/request\n\n").await;
+        assert_eq!(command(&mut peer).await, "auth ClueCon\n");
+        reply(
+            &mut peer,
+            "Content-Type: command/reply\nReply-Text: +OK accepted\n\n",
+        )
+        .await;
+        let subscription = command(&mut peer).await;
+        assert!(subscription.starts_with("event plain "), "{subscription}");
+        for name in super::EVENTS {
+            assert!(subscription.contains(name), "{subscription}");
+        }
+        assert!(!subscription.contains("ALL"), "{subscription}");
+        reply(
+            &mut peer,
+            "Content-Type: command/reply\nReply-Text: +OK event listener enabled plain\n\n",
+        )
+        .await;
+        assert_eq!(command(&mut peer).await, "api status\n");
+        let status = "UP 0 years\n0 session(s) per Sec out of max 30, peak 0, last 5min 0 \n";
+        reply(
+            &mut peer,
+            &format!(
+                "Content-Type: api/response\nContent-Length: {}\n\n{status}",
+                status.len()
+            ),
+        )
+        .await;
+        peer
+    }
+
+    async fn until(what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..400 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn connect_health_shutdown_and_reconnect() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let data = tempfile::tempdir().unwrap();
+        let config =
+            FreeswitchConfig::new(&addr, "ClueCon", "loopback/{number}/{dest_context}").unwrap();
+        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        assert!(!backend.ready_to_dial());
+        assert!(!backend.health().healthy);
+
+        let mut peer = accept(&listener).await;
+        until("connected", || backend.ready_to_dial()).await;
+        let health = backend.health();
+        assert!(health.healthy, "{health:?}");
+        assert_eq!(health.switch_max_sps, Some(30));
+
+        let body = "Event-Name: SHUTDOWN\nCore-UUID: x\n\n";
+        reply(
+            &mut peer,
+            &format!(
+                "Content-Length: {}\nContent-Type: text/event-plain\n\n{body}",
+                body.len()
+            ),
+        )
+        .await;
+        until("no dialing after SHUTDOWN", || !backend.ready_to_dial()).await;
+        assert!(backend.health().detail.contains("shutting down"));
+
+        // The socket closes; the back end connects again by itself.
+        drop(peer);
+        let _peer = accept(&listener).await;
+        until("connected again", || backend.ready_to_dial()).await;
+        assert!(backend.health().healthy);
+    }
+
+    #[tokio::test]
+    async fn a_refused_password_is_named() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let data = tempfile::tempdir().unwrap();
+        let config =
+            FreeswitchConfig::new(&addr, "wrong", "loopback/{number}/{dest_context}").unwrap();
+        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut peer = BufReader::new(socket);
+        reply(&mut peer, "Content-Type: auth/request\n\n").await;
+        assert_eq!(command(&mut peer).await, "auth wrong\n");
+        reply(
+            &mut peer,
+            "Content-Type: command/reply\nReply-Text: -ERR invalid\n\n",
+        )
+        .await;
+        reply(
+            &mut peer,
+            "Content-Type: text/disconnect-notice\nContent-Length: 0\n\n",
+        )
+        .await;
+        until("auth failure", || {
+            backend.health().detail == format!("event socket authentication failed at {addr}")
+        })
+        .await;
+        assert!(!backend.ready_to_dial());
+        assert!(!backend.health().healthy);
     }
 }
