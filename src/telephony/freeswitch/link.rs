@@ -392,4 +392,155 @@ mod peer_tests {
         assert!(!backend.ready_to_dial());
         assert!(!backend.health().healthy);
     }
+
+    fn event(peer_headers: &[(&str, &str)]) -> String {
+        let body: String = peer_headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\n"))
+            .collect::<String>()
+            + "\n";
+        format!(
+            "Content-Length: {}\nContent-Type: text/event-plain\n\n{body}",
+            body.len()
+        )
+    }
+
+    fn request(uuid: &str) -> crate::telephony::CallRequest {
+        crate::telephony::CallRequest {
+            uuid: uuid.into(),
+            number_id: 1,
+            dest_number: "1000".into(),
+            settings: std::sync::Arc::new(crate::telephony::CallSettings {
+                task_id: 1,
+                context: "context-1".into(),
+                dest_context: "context-1".into(),
+                cid_number: String::new(),
+                cid_name: String::new(),
+                calling_time: Duration::from_secs(30),
+                confirm: None,
+                action: crate::telephony::AfterAnswer::Hangup,
+                auto_record: false,
+                disable_ring_back: false,
+            }),
+        }
+    }
+
+    /// Reads a `bgapi originate` and acknowledges it; answers the call's uuid.
+    async fn originate(peer: &mut BufReader<TcpStream>) -> String {
+        let text = command(peer).await;
+        assert!(
+            text.starts_with("bgapi originate {origination_uuid="),
+            "{text}"
+        );
+        let uuid = text["bgapi originate {origination_uuid=".len()..][..36].to_owned();
+        let job = text
+            .lines()
+            .find_map(|line| line.strip_prefix("Job-UUID: "))
+            .expect("a Job-UUID header")
+            .to_owned();
+        reply(
+            peer,
+            &format!(
+                "Content-Type: command/reply\nReply-Text: +OK Job-UUID: {job}\nJob-UUID: {job}\n\n"
+            ),
+        )
+        .await;
+        uuid
+    }
+
+    async fn api_reply(peer: &mut BufReader<TcpStream>, text: &str) {
+        reply(
+            peer,
+            &format!(
+                "Content-Type: api/response\nContent-Length: {}\n\n{text}",
+                text.len()
+            ),
+        )
+        .await;
+    }
+
+    async fn ended(handle: &mut crate::telephony::CallHandle) -> crate::telephony::CallOutcome {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, handle.events.recv()).await {
+                Ok(Some(crate::telephony::CallEvent::Ended(outcome))) => return outcome,
+                Ok(Some(_)) => {}
+                other => panic!("no end: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_alive_across_a_reconnect_are_followed_or_end_unknown() {
+        use crate::telephony::HangupCause;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let data = tempfile::tempdir().unwrap();
+        let config =
+            FreeswitchConfig::new(&addr, "ClueCon", "loopback/{number}/{dest_context}").unwrap();
+        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        let mut peer = accept(&listener).await;
+        until("connected", || backend.ready_to_dial()).await;
+
+        let kept_uuid = "aaaaaaaa-0000-4000-8000-000000000001";
+        let gone_uuid = "bbbbbbbb-0000-4000-8000-000000000002";
+        let mut kept = backend.place_call(request(kept_uuid));
+        assert_eq!(originate(&mut peer).await, kept_uuid);
+        let mut gone = backend.place_call(request(gone_uuid));
+        assert_eq!(originate(&mut peer).await, gone_uuid);
+        for uuid in [kept_uuid, gone_uuid] {
+            let created = event(&[
+                ("Event-Name", "CHANNEL_CREATE"),
+                ("Unique-ID", uuid),
+                ("Channel-Name", "sofia/external/1000"),
+            ]);
+            reply(&mut peer, &created).await;
+        }
+        let answered = event(&[
+            ("Event-Name", "CHANNEL_ANSWER"),
+            ("Unique-ID", kept_uuid),
+            ("Channel-Name", "sofia/external/1000"),
+            ("Caller-Channel-Answered-Time", "1800000000000000"),
+        ]);
+        reply(&mut peer, &answered).await;
+
+        // The connection is lost; the calls stay, no new one may start.
+        drop(peer);
+        until("not ready", || !backend.ready_to_dial()).await;
+        let mut peer = accept(&listener).await;
+        for _ in 0..2 {
+            let asked = command(&mut peer).await;
+            let known = asked == format!("api uuid_exists {kept_uuid}\n");
+            assert!(
+                known || asked == format!("api uuid_exists {gone_uuid}\n"),
+                "{asked}"
+            );
+            api_reply(&mut peer, if known { "true" } else { "false" }).await;
+        }
+        let outcome = ended(&mut gone).await;
+        assert_eq!(outcome.cause, super::call::OUTCOME_UNKNOWN);
+        assert_eq!(outcome.sip_code, None);
+
+        // The kept call is followed on: the dialer's hang-up reaches the switch as uuid_kill.
+        kept.control.hang_up(HangupCause::ALLOTTED_TIMEOUT);
+        assert_eq!(
+            command(&mut peer).await,
+            format!("api uuid_kill {kept_uuid} ALLOTTED_TIMEOUT\n")
+        );
+        api_reply(&mut peer, "+OK\n").await;
+        let hangup = event(&[
+            ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
+            ("Unique-ID", kept_uuid),
+            ("Channel-Name", "sofia/external/1000"),
+            ("Hangup-Cause", "ALLOTTED_TIMEOUT"),
+            ("Event-Date-Timestamp", "1800000009000000"),
+        ]);
+        reply(&mut peer, &hangup).await;
+        let outcome = ended(&mut kept).await;
+        assert_eq!(outcome.cause, HangupCause::ALLOTTED_TIMEOUT);
+        assert_eq!(outcome.sip_code, Some(200), "answered on a SIP leg");
+        let answered_at = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(outcome.answered_at, Some(answered_at));
+        assert_eq!(outcome.ended_at, answered_at + Duration::from_secs(9));
+    }
 }
