@@ -1,6 +1,7 @@
 //! outcall: an outbound auto-dialer appliance speaking XSwitch's `/api/out_call_tasks` REST API.
 
 pub mod api;
+pub mod audio;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -12,3 +13,4 @@ pub mod resources;
 pub mod startup;
 pub mod telephony;
 mod web_assets;
+pub mod xlsx;

@@ -17,8 +17,8 @@
 //! - Confirm: FreeSWITCH plays `group_confirm_file` and waits for `group_confirm_key` itself; the
 //!   job's `+OK` arrives only after the right key. A wrong key or silence ends the answered
 //!   call `NO_ANSWER` at the originate timeout. Such a call is reported with the shared confirm
-//!   policy's causes instead ([`shim::WRONG_KEY`] when the keys pressed are wrong, else
-//!   [`shim::NO_KEY`]), so that results read as with the sim and sip back ends; a wrong key also
+//!   policy's causes instead ([`WRONG_KEY`] when the keys pressed are wrong, else
+//!   [`NO_KEY`]), so that results read as with the sim and sip back ends; a wrong key also
 //!   hangs the call up at once rather than at the originate timeout.
 
 use std::{
@@ -27,8 +27,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use super::shim::{self, KeyCheck};
-use crate::telephony::{esl::Event, CallOutcome, Confirm, HangupCause};
+use crate::telephony::{
+    esl::Event, CallOutcome, Confirm, HangupCause, KeyCheck, NO_KEY, WRONG_KEY,
+};
 
 /// After a job error, how long the channel's own hangup is awaited (it carries the SIP code and
 /// the end time).
@@ -68,6 +69,8 @@ pub struct Leg {
     pub main: bool,
     /// A `loopback/…` channel (the default dial string makes two).
     pub loopback: bool,
+    /// A `sofia/…` channel: a SIP call.
+    pub sip: bool,
 }
 
 /// What the originate's `BACKGROUND_JOB` said.
@@ -129,10 +132,15 @@ pub struct CallTracker {
     progress_sent: Option<bool>,
     answered_at: Option<SystemTime>,
     digits: String,
+    /// Where the keys left the confirm step; keys after the whole key do not count against it.
+    key_check: KeyCheck,
     recording_started: bool,
     job: Option<JobResult>,
     hangup: Option<Hangup>,
     sip_code: Option<u16>,
+    /// A SIP leg answered: its INVITE got a 200, whoever sent the BYE (FreeSWITCH gives no
+    /// `sip_term_status` when it hangs up itself).
+    sip_answered: bool,
     /// A hang-up the dialer asked for, sent once our channel exists.
     kill: Option<HangupCause>,
     kill_sent: bool,
@@ -152,10 +160,12 @@ impl CallTracker {
             progress_sent: None,
             answered_at: None,
             digits: String::new(),
+            key_check: KeyCheck::Incomplete,
             recording_started: false,
             job: None,
             hangup: None,
             sip_code: None,
+            sip_answered: false,
             kill: None,
             kill_sent: false,
             deadline: None,
@@ -204,6 +214,7 @@ impl CallTracker {
                 }
             }
             ChannelUpdate::Answered { at } => {
+                self.sip_answered |= leg.sip;
                 if self.answered_at.is_none() {
                     self.answered_at = Some(at);
                     actions.push(Action::Answered { at });
@@ -214,16 +225,19 @@ impl CallTracker {
                     self.digits.push(digit);
                     actions.push(Action::Digit(digit));
                     if let Some(confirm) = &self.confirm {
-                        let unconfirmed = self.job != Some(JobResult::Placed);
-                        if unconfirmed
-                            && self.kill.is_none()
-                            && shim::check(confirm, &self.digits) == KeyCheck::Wrong
-                        {
-                            // FreeSWITCH would replay the prompt until the originate timeout.
-                            self.kill = Some(shim::WRONG_KEY);
-                            if self.channel_exists() {
-                                self.kill_sent = true;
-                                actions.push(Action::Kill(shim::WRONG_KEY));
+                        if self.key_check == KeyCheck::Incomplete {
+                            self.key_check = confirm.check(&self.digits);
+                            let unconfirmed = self.job != Some(JobResult::Placed);
+                            if self.key_check == KeyCheck::Wrong
+                                && unconfirmed
+                                && self.kill.is_none()
+                            {
+                                // FreeSWITCH would replay the prompt until the originate timeout.
+                                self.kill = Some(WRONG_KEY);
+                                if self.channel_exists() {
+                                    self.kill_sent = true;
+                                    actions.push(Action::Kill(WRONG_KEY));
+                                }
                             }
                         }
                     }
@@ -323,15 +337,16 @@ impl CallTracker {
             (None, Some(JobResult::Failed(cause))) => (cause, wall),
             (None, _) => (HangupCause::NORMAL_TEMPORARY_FAILURE, wall),
         };
-        let cause = match &self.confirm {
-            Some(confirm) if self.answered_at.is_some() && self.job != Some(JobResult::Placed) => {
-                match shim::check(confirm, &self.digits) {
-                    KeyCheck::Wrong => shim::WRONG_KEY,
-                    KeyCheck::Confirmed => cause,
-                    KeyCheck::Incomplete => shim::NO_KEY,
-                }
+        let cause = match self.key_check {
+            _ if self.confirm.is_none()
+                || self.answered_at.is_none()
+                || self.job == Some(JobResult::Placed) =>
+            {
+                cause
             }
-            _ => cause,
+            KeyCheck::Wrong => WRONG_KEY,
+            KeyCheck::Confirmed => cause,
+            KeyCheck::Incomplete => NO_KEY,
         };
         let recording = self
             .recording
@@ -339,7 +354,7 @@ impl CallTracker {
             .filter(|path| self.recording_started || path.exists());
         Action::End(CallOutcome {
             cause,
-            sip_code: self.sip_code,
+            sip_code: self.sip_code.or(self.sip_answered.then_some(200)),
             answered_at: self.answered_at,
             ended_at,
             recording,
@@ -356,6 +371,7 @@ pub enum Routed {
         origination_uuid: Option<String>,
         other_leg: Option<String>,
         loopback: bool,
+        sip: bool,
         update: ChannelUpdate,
     },
     Job {
@@ -422,6 +438,9 @@ pub fn classify(event: &Event, now: SystemTime) -> Routed {
         loopback: event
             .get("Channel-Name")
             .is_some_and(|name| name.starts_with("loopback/")),
+        sip: event
+            .get("Channel-Name")
+            .is_some_and(|name| name.starts_with("sofia/")),
         update,
     }
 }
@@ -441,6 +460,7 @@ mod tests {
             uuid: uuid.into(),
             main,
             loopback,
+            sip: !loopback,
         }
     }
 
@@ -653,18 +673,26 @@ mod tests {
             actions
         };
         let silent = run("", "1");
-        assert_eq!(ended(&silent).unwrap().cause, shim::NO_KEY);
+        assert_eq!(ended(&silent).unwrap().cause, NO_KEY);
         let wrong = run("9", "1");
-        assert_eq!(ended(&wrong).unwrap().cause, shim::WRONG_KEY);
+        assert_eq!(ended(&wrong).unwrap().cause, WRONG_KEY);
         assert!(
-            wrong.contains(&Action::Kill(shim::WRONG_KEY)),
+            wrong.contains(&Action::Kill(WRONG_KEY)),
             "hung up at the wrong key"
         );
         let half = run("1", "12");
-        assert_eq!(ended(&half).unwrap().cause, shim::NO_KEY);
+        assert_eq!(ended(&half).unwrap().cause, NO_KEY);
         assert!(!half.iter().any(|action| matches!(action, Action::Kill(_))));
+        let more_after_the_key = run("11", "1");
+        assert_eq!(
+            ended(&more_after_the_key).unwrap().cause,
+            HangupCause::NO_ANSWER
+        );
+        assert!(!more_after_the_key
+            .iter()
+            .any(|action| matches!(action, Action::Kill(_))));
         let wrong_second = run("13", "12");
-        assert_eq!(ended(&wrong_second).unwrap().cause, shim::WRONG_KEY);
+        assert_eq!(ended(&wrong_second).unwrap().cause, WRONG_KEY);
         // Not answered at all: the switch's cause stands.
         let mut tracker = CallTracker::new(confirm("1"), None);
         tracker.on_channel(&main, ChannelUpdate::Created, now);

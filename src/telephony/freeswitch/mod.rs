@@ -7,7 +7,6 @@ pub mod config;
 mod link;
 pub mod media;
 pub mod originate;
-pub mod shim;
 
 use std::{
     collections::HashMap,
@@ -25,12 +24,11 @@ use self::{
     link::LinkState,
     media::MediaPaths,
     originate::{originate_command, OriginateInputs, PlayableMedia},
-    shim::{spawn_call, CallLine},
 };
 use super::{
     esl::{EslClient, EslError},
-    AfterAnswer, BackendHealth, CallHandle, CallOutcome, CallRequest, CallSettings, HangupCause,
-    Telephony,
+    spawn_call, AfterAnswer, BackendHealth, CallHandle, CallLine, CallOutcome, CallRequest,
+    CallSettings, HangupCause, Telephony,
 };
 
 /// The events the back end subscribes to, and nothing more: every channel of the switch
@@ -162,6 +160,7 @@ impl Inner {
                 origination_uuid,
                 other_leg,
                 loopback,
+                sip,
                 update,
             } => {
                 let (call, main) = if registry.calls.contains_key(&unique_id) {
@@ -194,6 +193,7 @@ impl Inner {
                         uuid: unique_id,
                         main,
                         loopback,
+                        sip,
                     };
                     let _ = entry.inputs.send(CallInput::Channel(leg, update));
                 }
@@ -349,6 +349,11 @@ async fn run_call(inner: Arc<Inner>, request: CallRequest, mut line: CallLine) -
     )
     .await;
     inner.unregister(&uuid);
+    if let Some(path) = &outcome.recording {
+        // Written by FreeSWITCH with its own umask: private, as every file of the data directory.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
     outcome
 }
 
@@ -610,6 +615,8 @@ mod tests {
             let replay = replay(capture, None);
             let outcome = outcome(&replay);
             assert_eq!(outcome.cause, HangupCause::NORMAL_CLEARING, "{capture}");
+            // FreeSWITCH hung up (no sip_term_status): the INVITE's 200 is the code.
+            assert_eq!(outcome.sip_code, Some(200), "{capture}");
             assert!(answered(&replay), "{capture}");
             let answered_at = outcome.answered_at.expect("answer time");
             assert!(answered_at <= outcome.ended_at, "{capture}");
@@ -686,7 +693,9 @@ mod tests {
             prompt: None,
         };
         let replay = replay("07_originate_group_confirm_plain", Some(confirm));
-        assert!(replay.actions.contains(&Action::Kill(shim::WRONG_KEY)));
+        assert!(replay
+            .actions
+            .contains(&Action::Kill(crate::telephony::WRONG_KEY)));
         // The capture's job says +OK (FreeSWITCH's key was 1): the switch's word wins.
         assert_eq!(outcome(&replay).cause, HangupCause::NORMAL_CLEARING);
     }

@@ -13,13 +13,18 @@
 //! backslash or `=` in a task's field stays inside its value. Two things cannot be escaped and
 //! are refused instead (see [`check_variable`]): braces (the end of `{…}` is found by counting
 //! braces, ignoring quotes and escapes) and control characters (a newline would end the event
-//! socket command). `$` is refused too in what FreeSWITCH expands before use (file paths, the
+//! socket command), and `:_:` (FreeSWITCH's enterprise separator, looked for in the whole dial
+//! string before anything is unescaped). `$` is refused too in what FreeSWITCH expands before use (file paths, the
 //! caller id).
 
 use std::path::Path;
 
 use super::config::{check_dial_value, DialTemplate, Placeholder};
 use crate::telephony::{AfterAnswer, CallRequest, CallSettings};
+
+/// FreeSWITCH's "enterprise originate" separator: looked for in the whole dial string, variables
+/// included, before anything is unescaped, so no escaping hides it.
+const ENTERPRISE_SEPARATOR: &str = ":_:";
 
 /// The channel variable that holds the prompt `&playback` plays.
 pub const PLAYBACK_VARIABLE: &str = "outcall_playback";
@@ -78,6 +83,17 @@ pub fn originate_command(
         variables.push((
             "group_confirm_read_timeout",
             confirm.timeout.as_millis().to_string(),
+        ));
+        // The whole confirm window, from the answer (whole seconds): without it FreeSWITCH
+        // replays the prompt until the originate timeout, which counts from the dialing.
+        variables.push((
+            "group_confirm_timeout",
+            confirm
+                .timeout
+                .as_millis()
+                .div_ceil(1000)
+                .max(1)
+                .to_string(),
         ));
     }
     let playback = match &settings.action {
@@ -175,6 +191,12 @@ fn check_variable(field: &str, value: &str, expanded: Expanded) -> Result<(), St
         return Err(format!(
             "{field} {value:?} contains a brace, which FreeSWITCH would read as the end or start \
              of the call's variables"
+        ));
+    }
+    if value.contains(ENTERPRISE_SEPARATOR) {
+        return Err(format!(
+            "{field} {value:?} contains {ENTERPRISE_SEPARATOR:?}, which FreeSWITCH reads as a \
+             second originate wherever it is in the dial string"
         ));
     }
     if expanded == Expanded::Yes && value.contains('$') {
@@ -460,7 +482,7 @@ mod tests {
              originate_timeout=45,origination_caller_id_number=95588,\
              origination_caller_id_name=Bank,ignore_early_media=true,group_confirm_key=1,\
              group_confirm_file=/data/media/2.wav,group_confirm_read_timeout=7000,\
-             outcall_playback=/data/media/1.wav,\
+             group_confirm_timeout=7,outcall_playback=/data/media/1.wav,\
              execute_on_answer='record_session /data/recordings/6f1c.wav'}\
              loopback/1000/context-1 &playback(${outcall_playback})"
         );
@@ -522,6 +544,7 @@ mod tests {
             " leading and trailing ",
             "   ",
             "^^:a:b",
+            "a:b:_c",
             "^^,x=y",
             "&hangup(x) XML evil",
             "'a b' c",
@@ -599,7 +622,7 @@ mod tests {
             assert_eq!(arguments[2], "&playback(${outcall_playback})", "{command}");
             assert_eq!(variable(&variables, "group_confirm_file"), Some(path));
             assert_eq!(variable(&variables, PLAYBACK_VARIABLE), Some(path));
-            assert_eq!(variables.len(), 7, "{command}");
+            assert_eq!(variables.len(), 8, "{command}");
         }
     }
 
@@ -618,6 +641,8 @@ mod tests {
             "line\nbreak",
             "bell\u{7}",
             "${uuid}",
+            "a:_:b",
+            ":_:",
         ] {
             refused(&|s| s.cid_name = value.into(), "cid_name");
             refused(&|s| s.cid_number = value.into(), "cid_number");
