@@ -205,7 +205,10 @@ mod tests {
 
     fn read_back(bytes: Vec<u8>) -> Vec<Vec<Data>> {
         let mut workbook = Xlsx::new(std::io::Cursor::new(bytes)).expect("a workbook");
-        let range = workbook.worksheet_range_at(0).expect("a sheet").expect("readable");
+        let range = workbook
+            .worksheet_range_at(0)
+            .expect("a sheet")
+            .expect("readable");
         range.rows().map(|row| row.to_vec()).collect()
     }
 
@@ -225,7 +228,11 @@ mod tests {
     fn rows_read_back_as_written() {
         let mut sheet = SheetWriter::new(Vec::new()).unwrap();
         sheet
-            .row([Cell::Text("号码".into()), Cell::Text("秒".into()), Cell::Text("x".into())])
+            .row([
+                Cell::Text("号码".into()),
+                Cell::Text("秒".into()),
+                Cell::Text("x".into()),
+            ])
             .unwrap();
         sheet
             .row([

@@ -125,7 +125,10 @@ async fn a_download_that_fails_midway_is_cut_not_truncated() {
                     read.bytes.len()
                 );
                 assert!(
-                    <calamine::Xlsx<_> as calamine::Reader<_>>::new(std::io::Cursor::new(read.bytes)).is_err(),
+                    <calamine::Xlsx<_> as calamine::Reader<_>>::new(std::io::Cursor::new(
+                        read.bytes
+                    ))
+                    .is_err(),
                     "what arrived does not open as a workbook"
                 );
             }

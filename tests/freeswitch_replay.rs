@@ -244,13 +244,18 @@ async fn the_peer_replays_each_scenario_with_this_originates_uuids_and_the_captu
                 .find(|e| mine(e) && e.name() == "CHANNEL_HANGUP_COMPLETE")
                 .expect("the hang-up");
             assert_eq!(complete.get("Hangup-Cause"), Some(expected.cause.as_str()));
-            assert_eq!(
-                complete
-                    .get("variable_sip_term_status")
-                    .or_else(|| complete.get("variable_sip_invite_failure_status"))
-                    .map(str::to_owned),
-                expected.sip_code
-            );
+            let captured = scenario.script().events();
+            let captured = captured
+                .iter()
+                .find(|e| e.name() == "CHANNEL_HANGUP_COMPLETE")
+                .unwrap();
+            for name in [
+                "variable_sip_term_status",
+                "variable_billmsec",
+                "variable_billsec",
+            ] {
+                assert_eq!(complete.get(name), captured.get(name), "{name}");
+            }
             let job_event = seen
                 .iter()
                 .find(|e| mine(e) && e.name() == "BACKGROUND_JOB")

@@ -97,18 +97,11 @@ pub async fn download(
             .connection()
             .map_err(ExportError::from)
             .and_then(|mut conn| {
-                export(
-                    &mut conn,
-                    id,
-                    format,
-                    time_zone,
-                    &mut sink,
-                    || {
-                        if let Some(sender) = ready_sender.take() {
-                            let _ = sender.send(Ok(()));
-                        }
-                    },
-                )
+                export(&mut conn, id, format, time_zone, &mut sink, || {
+                    if let Some(sender) = ready_sender.take() {
+                        let _ = sender.send(Ok(()));
+                    }
+                })
             });
         match (outcome, ready_sender) {
             (Ok(()), _) => sink.finish(),

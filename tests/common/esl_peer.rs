@@ -406,7 +406,8 @@ pub struct CaptureOutcome {
     /// `Hangup-Cause` of CHANNEL_HANGUP_COMPLETE.
     pub cause: String,
     /// The call's final SIP code: `variable_sip_term_status`, else (a CANCEL sent: no final
-    /// response of the callee's own) `variable_sip_invite_failure_status`, e.g. 487.
+    /// response of the callee's own) `variable_sip_invite_failure_status`, e.g. 487, else 200
+    /// when the (SIP) channel was answered and FreeSWITCH hung up itself (capture 02).
     pub sip_code: Option<String>,
     /// A CHANNEL_ANSWER was sent.
     pub answered: bool,
@@ -494,13 +495,15 @@ impl Script {
             .iter()
             .find(|e| e.name() == "BACKGROUND_JOB")
             .unwrap_or_else(|| panic!("{}: no BACKGROUND_JOB", self.capture));
+        let answered = events.iter().any(|e| e.name() == "CHANNEL_ANSWER");
         CaptureOutcome {
             cause: complete.get("Hangup-Cause").unwrap().to_owned(),
             sip_code: complete
                 .get("variable_sip_term_status")
                 .or_else(|| complete.get("variable_sip_invite_failure_status"))
+                .or(answered.then_some("200"))
                 .map(str::to_owned),
-            answered: events.iter().any(|e| e.name() == "CHANNEL_ANSWER"),
+            answered,
             dtmf: events
                 .iter()
                 .filter(|e| e.name() == "DTMF")
