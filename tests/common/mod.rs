@@ -6,10 +6,12 @@
 //! - `shapes.rs`: the vendor's field lists and the envelope / shape assertions;
 //! - `db.rs`: rows read straight from the SQLite file, and the sim's call log;
 //! - `process.rs`: the real binary as a process (`Outcall` builder, `Server`);
-//! - `sipp.rs`: sipp peers and what the SIP tests share.
+//! - `sipp.rs`: sipp peers and what the SIP tests share;
+//! - `freeswitch.rs`: a real FreeSWITCH for the live suite (ours, or `OUTCALL_TEST_FREESWITCH`).
 #![allow(dead_code, unused_imports)]
 
 pub mod db;
+pub mod freeswitch;
 pub mod http;
 pub mod process;
 pub mod shapes;
