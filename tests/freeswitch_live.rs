@@ -222,6 +222,37 @@ fn most_at_once(spans: &[(f64, f64)]) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The switch itself
+// ---------------------------------------------------------------------------------------------
+
+/// The harness's switch is the one the cases assume: `context-1` routes a loopback call out
+/// through the gateway `sipp` to the callee (an `originate` straight on the event socket, no
+/// outcall), which gets the INVITE for the number and the switch's BYE after the tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_routes_context_1_to_the_sipp_callee() {
+    let Some(switch) = LiveSwitch::get("the_switch_routes_context_1_to_the_sipp_callee") else {
+        return;
+    };
+    let mut sipp = switch.callee("answer_wait_bye.xml", 1);
+    let reply = switch
+        .api(&format!(
+            "originate {{originate_timeout=5}}loopback/4321/{CONTEXT} \
+             &playback(tone_stream://%(500,0,440))"
+        ))
+        .expect("the event socket answers");
+    assert!(reply.starts_with("+OK"), "originate: {reply}");
+    sipp.assert_success().await;
+    assert_eq!(invited_numbers(&sipp), ["4321"], "{}", sipp.report());
+    assert!(
+        !received_at(&sipp, "BYE").is_empty(),
+        "the switch hung up after the tone\n{}",
+        sipp.report()
+    );
+    let status = switch.api("status").unwrap();
+    assert!(status.starts_with("UP"), "{status}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // One call each
 // ---------------------------------------------------------------------------------------------
 

@@ -379,6 +379,12 @@ fn take_lock() -> File {
 /// A sipp callee on `port` playing `tests/freeswitch/sipp/<scenario>` (no global timeout: the
 /// tests bound their own waits); killed when dropped.
 pub fn sipp_on(scenario: &str, port: u16, calls: u32) -> Sipp {
+    sipp_with(scenario, port, calls, true)
+}
+
+/// The same, with sipp's message trace only when `trace` (a benchmark's thousands of calls
+/// would make it large, and cost sipp).
+pub fn sipp_with(scenario: &str, port: u16, calls: u32, trace: bool) -> Sipp {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let scenario_path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/freeswitch/sipp")
@@ -386,7 +392,7 @@ pub fn sipp_on(scenario: &str, port: u16, calls: u32) -> Sipp {
     assert!(scenario_path.is_file(), "{}", scenario_path.display());
     let media = free_udp_ports(4);
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let args: Vec<String> = vec![
+    let mut args: Vec<String> = vec![
         "-sf".into(),
         scenario_path.display().to_string(),
         "-i".into(),
@@ -400,9 +406,6 @@ pub fn sipp_on(scenario: &str, port: u16, calls: u32) -> Sipp {
         "-m".into(),
         calls.to_string(),
         "-nostdin".into(),
-        "-trace_msg".into(),
-        "-message_file".into(),
-        path("messages.log"),
         "-trace_err".into(),
         "-error_file".into(),
         path("errors.log"),
@@ -412,6 +415,13 @@ pub fn sipp_on(scenario: &str, port: u16, calls: u32) -> Sipp {
         "-fd".into(),
         "1".into(),
     ];
+    if trace {
+        args.extend([
+            "-trace_msg".into(),
+            "-message_file".into(),
+            path("messages.log"),
+        ]);
+    }
     let stdout = File::create(dir.path().join("stdout.log")).expect("a log file");
     let stderr = File::create(dir.path().join("stderr.log")).expect("a log file");
     let child = Command::new(SIPP)
