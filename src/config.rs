@@ -8,7 +8,12 @@ use crate::{
     clock::TimeZone,
     db::Synchronous,
     dialer::DialerConfig,
-    telephony::sip::config::{parse_port_range, SipConfig, Trunk, DEFAULT_REQUEST_URI},
+    telephony::{
+        freeswitch::config::{
+            FreeswitchConfig, DEFAULT_DIAL_STRING, DEFAULT_ESL_ADDR, DEFAULT_ESL_PASSWORD,
+        },
+        sip::config::{parse_port_range, SipConfig, Trunk, DEFAULT_REQUEST_URI},
+    },
 };
 
 /// Which telephony back end places the calls.
@@ -18,6 +23,8 @@ pub enum BackendKind {
     Sim,
     /// The built-in SIP user agent, calling through a SIP trunk or PBX.
     Sip,
+    /// A FreeSWITCH driven over its inbound event socket.
+    Freeswitch,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +47,7 @@ pub struct Config {
     pub sqlite_synchronous: Synchronous,
     pub sim: SimConfig,
     pub sip: SipConfig,
+    pub freeswitch: FreeswitchConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +91,12 @@ impl Config {
                 request_uri: DEFAULT_REQUEST_URI.into(),
                 max_call_duration: Duration::from_secs(DEFAULT_MAX_CALL_SECONDS),
             },
+            freeswitch: FreeswitchConfig::new(
+                DEFAULT_ESL_ADDR,
+                DEFAULT_ESL_PASSWORD,
+                DEFAULT_DIAL_STRING,
+            )
+            .expect("the defaults are valid"),
         }
     }
 
@@ -205,6 +219,16 @@ pub struct ServeArgs {
     /// sip back end: a call still up after this many seconds is hung up.
     #[arg(long, env = "OUTCALL_MAX_CALL_SECONDS", default_value_t = DEFAULT_MAX_CALL_SECONDS)]
     pub max_call_seconds: u64,
+    /// freeswitch back end: the inbound event socket, host:port.
+    #[arg(long, env = "OUTCALL_ESL_ADDR", default_value = DEFAULT_ESL_ADDR)]
+    pub esl_addr: String,
+    /// freeswitch back end: the event socket's password.
+    #[arg(long, env = "OUTCALL_ESL_PASSWORD", default_value = DEFAULT_ESL_PASSWORD, hide_env_values = true)]
+    pub esl_password: String,
+    /// freeswitch back end: how a number is dialed; {number}, {dest_context} and {context} are
+    /// replaced by the number and the task's fields (e.g. sofia/gateway/{dest_context}/{number}).
+    #[arg(long, env = "OUTCALL_ESL_DIAL_STRING", default_value = DEFAULT_DIAL_STRING)]
+    pub esl_dial_string: String,
 }
 
 impl Cli {
@@ -284,6 +308,11 @@ impl ServeArgs {
                 request_uri: self.sip_request_uri,
                 max_call_duration: Duration::from_secs(self.max_call_seconds.max(1)),
             },
+            freeswitch: FreeswitchConfig::new(
+                &self.esl_addr,
+                &self.esl_password,
+                &self.esl_dial_string,
+            )?,
         })
     }
 }
@@ -309,5 +338,51 @@ mod tests {
             config.data_dir,
             std::env::current_dir().unwrap().join("some/data")
         );
+    }
+
+    #[test]
+    fn the_freeswitch_flags_and_their_defaults() {
+        let config = Cli::parse_from(["outcall", "--backend", "freeswitch"])
+            .serve_args()
+            .into_config(None)
+            .unwrap();
+        assert_eq!(config.backend, BackendKind::Freeswitch);
+        assert_eq!(config.freeswitch.addr, "127.0.0.1:8021");
+        assert_eq!(config.freeswitch.password, "ClueCon");
+        assert_eq!(
+            config.freeswitch.dial_string.as_str(),
+            "loopback/{number}/{dest_context}"
+        );
+        let config = Cli::parse_from([
+            "outcall",
+            "--esl-addr",
+            "10.0.0.9:8022",
+            "--esl-password",
+            "secret",
+            "--esl-dial-string",
+            "sofia/gateway/{dest_context}/{number}",
+        ])
+        .serve_args()
+        .into_config(None)
+        .unwrap();
+        assert_eq!(config.freeswitch.addr, "10.0.0.9:8022");
+        assert_eq!(config.freeswitch.password, "secret");
+        assert_eq!(
+            config.freeswitch.dial_string.as_str(),
+            "sofia/gateway/{dest_context}/{number}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_dial_string_placeholder_stops_the_start_naming_it() {
+        let error = Cli::parse_from([
+            "outcall",
+            "--esl-dial-string",
+            "sofia/gateway/{gw}/{number}",
+        ])
+        .serve_args()
+        .into_config(None)
+        .unwrap_err();
+        assert!(error.contains("{gw}"), "{error}");
     }
 }

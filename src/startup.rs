@@ -15,7 +15,7 @@ use crate::{
     db::Db,
     dialer::{self, DialerHandle},
     resources,
-    telephony::{sim::SimBackend, sip::SipBackend, Telephony},
+    telephony::{freeswitch::FreeswitchBackend, sim::SimBackend, sip::SipBackend, Telephony},
 };
 
 /// HTTP limits: a client has this long to send a request's head, then its body is read under
@@ -100,6 +100,16 @@ pub async fn build_backend(config: &Config) -> anyhow::Result<Arc<dyn Telephony>
             Ok(Arc::new(
                 SipBackend::start(config.sip.clone(), &config.data_dir).await?,
             ))
+        }
+        BackendKind::Freeswitch => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("creating the data directory {}", config.data_dir.display())
+            })?;
+            Ok(Arc::new(FreeswitchBackend::start(
+                config.freeswitch.clone(),
+                &config.data_dir,
+                config.dialer.max_caps,
+            )?))
         }
     }
 }

@@ -724,6 +724,7 @@ impl outcall::telephony::Telephony for DownBackend {
         outcall::telephony::BackendHealth {
             healthy: false,
             detail: "the trunk does not answer".into(),
+            switch_max_sps: None,
         }
     }
 

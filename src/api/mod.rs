@@ -168,7 +168,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     let since_last_pass = state.dialer.since_last_pass();
     let dialer_ok = since_last_pass < DIALER_STALE_AFTER;
     let backend = state.dialer.backend_health();
-    let details = json!({
+    let mut details = json!({
         "dialer": {
             "status": if dialer_ok { "ok" } else { "stalled" },
             "last_pass_seconds_ago": since_last_pass.as_secs_f64(),
@@ -179,6 +179,9 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             "detail": backend.detail,
         },
     });
+    if let Some(sessions_per_second) = backend.switch_max_sps {
+        details["backend"]["switch_max_sps"] = sessions_per_second.into();
+    }
     let (schema_version, mut problems) = match state.db.schema_version().await {
         Ok(version) => (Some(version), Vec::new()),
         Err(error) => {

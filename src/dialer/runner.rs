@@ -27,6 +27,8 @@ use crate::{
 
 /// How long to back off after a database error before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often a runner looks again whether a back end that cannot dial now is back.
+const NOT_READY_RETRY: Duration = Duration::from_millis(200);
 /// A call result that could not be written is tried again after this, doubling up to
 /// [`RESULT_RETRY_MOST`]: a result is never given up on.
 const RESULT_RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -53,6 +55,7 @@ pub fn call_settings(task: &Task) -> CallSettings {
     };
     CallSettings {
         task_id: task.id,
+        context: task.context.clone(),
         dest_context: task.dest_context.clone(),
         cid_number: task.cid_number.clone(),
         cid_name: task.cid_name.clone(),
@@ -212,6 +215,11 @@ impl TaskRunner {
     }
 
     async fn start_call(&mut self) -> Step {
+        if !self.context.backend.ready_to_dial() {
+            // E.g. the freeswitch back end's event socket is down: no number is claimed until it
+            // is back (its health says why).
+            return Step::Wait(Some(Instant::now() + NOT_READY_RETRY));
+        }
         let limits = &self.context.limits;
         let Ok(channel) = limits.channels.clone().try_acquire_owned() else {
             // The box's channel ceiling is reached by all tasks together: look again shortly.

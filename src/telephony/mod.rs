@@ -1,6 +1,8 @@
 //! Telephony back ends: what places the calls. The dialer drives them through [`Telephony`] and
 //! knows nothing of SIP, sockets or simulated callees.
 
+pub mod esl;
+pub mod freeswitch;
 pub mod sim;
 pub mod sip;
 
@@ -89,6 +91,8 @@ pub enum AfterAnswer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallSettings {
     pub task_id: i64,
+    /// The task's source context (`context-1` by default); the freeswitch dial string may use it.
+    pub context: String,
     pub dest_context: String,
     pub cid_number: String,
     pub cid_name: String,
@@ -188,6 +192,9 @@ pub struct BackendHealth {
     pub healthy: bool,
     /// What is wrong, or what state it is in.
     pub detail: String,
+    /// freeswitch: the switch's own `sessions-per-second`, when it is lower than `--max-caps`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_max_sps: Option<u32>,
 }
 
 impl BackendHealth {
@@ -195,6 +202,7 @@ impl BackendHealth {
         BackendHealth {
             healthy: true,
             detail: "ready".into(),
+            switch_max_sps: None,
         }
     }
 }
@@ -205,6 +213,12 @@ pub trait Telephony: Send + Sync + 'static {
     /// Whether the back end can place calls now (e.g. its trunk registration holds).
     fn health(&self) -> BackendHealth {
         BackendHealth::ready()
+    }
+
+    /// Whether the dialer may start a call now; while false it claims no number and waits
+    /// (the freeswitch back end while its event socket is down).
+    fn ready_to_dial(&self) -> bool {
+        true
     }
 
     /// Refuses, before any call, a task this back end cannot run (e.g. media it cannot play).

@@ -502,6 +502,7 @@ mod tests {
             dest_number: number.into(),
             settings: Arc::new(super::super::CallSettings {
                 task_id: 1,
+                context: String::new(),
                 dest_context: String::new(),
                 cid_number: String::new(),
                 cid_name: String::new(),
@@ -584,6 +585,7 @@ mod tests {
     ) -> CallSettings {
         CallSettings {
             task_id: 1,
+            context: String::new(),
             dest_context: String::new(),
             cid_number: String::new(),
             cid_name: String::new(),

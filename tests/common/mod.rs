@@ -156,6 +156,7 @@ where
 fn sim_settings(calling_time: Duration, confirm_key: bool) -> CallSettings {
     CallSettings {
         task_id: 1,
+        context: String::new(),
         dest_context: String::new(),
         cid_number: String::new(),
         cid_name: String::new(),

@@ -1,0 +1,459 @@
+//! The freeswitch back end: drives a FreeSWITCH over its inbound event socket (client in
+//! [`crate::telephony::esl`]). Each call is one `bgapi originate` (built in [`originate`]) whose
+//! results come from the switch's events ([`call`]); one task keeps the connection ([`link`]).
+
+pub mod call;
+pub mod config;
+mod link;
+pub mod media;
+pub mod originate;
+pub mod shim;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Instant, SystemTime},
+};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::{
+    call::{Action, CallTracker, ChannelUpdate, JobResult, Leg, Routed},
+    config::FreeswitchConfig,
+    link::LinkState,
+    media::MediaPaths,
+    originate::{originate_command, OriginateInputs, PlayableMedia},
+    shim::{spawn_call, CallLine},
+};
+use super::{
+    esl::{EslClient, EslError},
+    AfterAnswer, BackendHealth, CallHandle, CallOutcome, CallRequest, CallSettings, HangupCause,
+    Telephony,
+};
+
+/// The events the back end subscribes to, and nothing more: every channel of the switch
+/// reports them, so a busy PBX sends many.
+pub const EVENTS: [&str; 9] = [
+    "CHANNEL_CREATE",
+    "CHANNEL_PROGRESS",
+    "CHANNEL_PROGRESS_MEDIA",
+    "CHANNEL_ANSWER",
+    "CHANNEL_HANGUP_COMPLETE",
+    "DTMF",
+    "BACKGROUND_JOB",
+    "RECORD_START",
+    "SHUTDOWN",
+];
+
+pub struct FreeswitchBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: FreeswitchConfig,
+    media: MediaPaths,
+    recordings: PathBuf,
+    /// `--max-caps`: the switch's own limit is reported when lower.
+    max_caps: f64,
+    state: Mutex<LinkState>,
+    client: Mutex<Option<EslClient>>,
+    registry: Mutex<Registry>,
+    stop: CancellationToken,
+}
+
+/// Where events go: live calls by uuid, their other legs, their originate jobs.
+#[derive(Default)]
+struct Registry {
+    calls: HashMap<String, CallEntry>,
+    /// A leg's uuid → the call's.
+    legs: HashMap<String, String>,
+    /// A job's uuid → the call's.
+    jobs: HashMap<String, String>,
+}
+
+struct CallEntry {
+    inputs: mpsc::UnboundedSender<CallInput>,
+    job_uuid: String,
+    legs: Vec<String>,
+}
+
+/// What reaches a call's body from the connection.
+#[derive(Debug)]
+enum CallInput {
+    Channel(Leg, ChannelUpdate),
+    Job(JobResult),
+    /// After a reconnect, the switch still has the call.
+    StillThere,
+    /// After a reconnect, the switch does not know the call: its outcome is unknown.
+    Lost,
+}
+
+impl FreeswitchBackend {
+    /// Checks the settings and starts the connection task on the current runtime; calls may be
+    /// placed once it is connected ([`Telephony::ready_to_dial`]).
+    pub fn start(config: FreeswitchConfig, data_dir: &Path, max_caps: f64) -> anyhow::Result<Self> {
+        let recordings = crate::telephony::recordings_dir(data_dir);
+        std::fs::create_dir_all(&recordings)?;
+        originate::check_record_path(&recordings.join("x.wav")).map_err(anyhow::Error::msg)?;
+        let inner = Arc::new(Inner {
+            media: MediaPaths::new(data_dir)?,
+            recordings,
+            max_caps,
+            state: Mutex::new(LinkState::Connecting),
+            client: Mutex::new(None),
+            registry: Mutex::new(Registry::default()),
+            stop: CancellationToken::new(),
+            config,
+        });
+        tokio::spawn(link::run(inner.clone()));
+        Ok(FreeswitchBackend { inner })
+    }
+}
+
+impl Drop for FreeswitchBackend {
+    fn drop(&mut self) {
+        self.inner.stop.cancel();
+    }
+}
+
+impl Inner {
+    fn client(&self) -> Option<EslClient> {
+        lock(&self.client).clone()
+    }
+
+    fn media_for(&self, settings: &CallSettings) -> Result<PlayableMedia, String> {
+        let confirm_prompt = match settings.confirm.as_ref().and_then(|c| c.prompt.as_ref()) {
+            Some(prompt) => Some(
+                self.media
+                    .playable(prompt)
+                    .map_err(|error| format!("group_confirm_file: {error}"))?,
+            ),
+            None => None,
+        };
+        let playback = match &settings.action {
+            AfterAnswer::Playback(media) => Some(
+                self.media
+                    .playable(media)
+                    .map_err(|error| format!("data: {error}"))?,
+            ),
+            _ => None,
+        };
+        Ok(PlayableMedia {
+            confirm_prompt,
+            playback,
+        })
+    }
+
+    /// Routes one event to the call it concerns, if any.
+    fn route(&self, routed: Routed) {
+        let mut registry = lock(&self.registry);
+        match routed {
+            Routed::Job { job_uuid, result } => {
+                if let Some(call) = registry.jobs.get(&job_uuid) {
+                    if let Some(entry) = registry.calls.get(call) {
+                        let _ = entry.inputs.send(CallInput::Job(result));
+                    }
+                }
+            }
+            Routed::Channel {
+                unique_id,
+                origination_uuid,
+                other_leg,
+                loopback,
+                update,
+            } => {
+                let (call, main) = if registry.calls.contains_key(&unique_id) {
+                    (unique_id.clone(), true)
+                } else if let Some(call) = registry.legs.get(&unique_id) {
+                    (call.clone(), false)
+                } else {
+                    // A leg not seen before: the loopback's other half carries our uuid, a leg
+                    // bridged from one of ours names it as its other leg.
+                    let owner = origination_uuid
+                        .filter(|uuid| registry.calls.contains_key(uuid))
+                        .or_else(|| {
+                            other_leg.and_then(|other| {
+                                if registry.calls.contains_key(&other) {
+                                    Some(other)
+                                } else {
+                                    registry.legs.get(&other).cloned()
+                                }
+                            })
+                        });
+                    let Some(call) = owner else { return };
+                    registry.legs.insert(unique_id.clone(), call.clone());
+                    if let Some(entry) = registry.calls.get_mut(&call) {
+                        entry.legs.push(unique_id.clone());
+                    }
+                    (call, false)
+                };
+                if let Some(entry) = registry.calls.get(&call) {
+                    let leg = Leg {
+                        uuid: unique_id,
+                        main,
+                        loopback,
+                    };
+                    let _ = entry.inputs.send(CallInput::Channel(leg, update));
+                }
+            }
+            Routed::Shutdown => {
+                tracing::warn!(addr = %self.config.addr, "FreeSWITCH is shutting down");
+            }
+            Routed::Other => {}
+        }
+    }
+
+    fn register(&self, uuid: &str, job_uuid: &str) -> mpsc::UnboundedReceiver<CallInput> {
+        let (inputs, receiver) = mpsc::unbounded_channel();
+        let mut registry = lock(&self.registry);
+        registry.jobs.insert(job_uuid.to_owned(), uuid.to_owned());
+        registry.calls.insert(
+            uuid.to_owned(),
+            CallEntry {
+                inputs,
+                job_uuid: job_uuid.to_owned(),
+                legs: Vec::new(),
+            },
+        );
+        receiver
+    }
+
+    fn unregister(&self, uuid: &str) {
+        let mut registry = lock(&self.registry);
+        if let Some(entry) = registry.calls.remove(uuid) {
+            registry.jobs.remove(&entry.job_uuid);
+            for leg in entry.legs {
+                registry.legs.remove(&leg);
+            }
+        }
+    }
+
+    /// The calls being followed, for the check after a reconnect.
+    fn live_calls(&self) -> Vec<(String, mpsc::UnboundedSender<CallInput>)> {
+        lock(&self.registry)
+            .calls
+            .iter()
+            .map(|(uuid, entry)| (uuid.clone(), entry.inputs.clone()))
+            .collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Telephony for FreeswitchBackend {
+    fn name(&self) -> &'static str {
+        "freeswitch"
+    }
+
+    fn health(&self) -> BackendHealth {
+        lock(&self.inner.state).health(&self.inner.config.addr, self.inner.max_caps)
+    }
+
+    fn ready_to_dial(&self) -> bool {
+        lock(&self.inner.state).is_connected()
+    }
+
+    fn check_task(&self, settings: &CallSettings) -> Result<(), String> {
+        let media = self.inner.media_for(settings)?;
+        // The whole command, for a number that always passes: what cannot be escaped is named.
+        let probe = CallRequest {
+            uuid: uuid::Uuid::nil().to_string(),
+            number_id: 0,
+            dest_number: "0".into(),
+            settings: Arc::new(settings.clone()),
+        };
+        let recording = self.inner.recordings.join("probe.wav");
+        originate_command(
+            &probe,
+            &OriginateInputs {
+                dial_string: &self.inner.config.dial_string,
+                media: &media,
+                recording: settings.auto_record.then_some(recording.as_path()),
+            },
+        )
+        .map(|_| ())
+    }
+
+    fn place_call(&self, request: CallRequest) -> CallHandle {
+        let inner = self.inner.clone();
+        spawn_call(move |line| run_call(inner, request, line))
+    }
+}
+
+/// An outcome for a call that never reached the switch.
+fn not_placed(cause: HangupCause) -> CallOutcome {
+    CallOutcome {
+        cause,
+        sip_code: None,
+        answered_at: None,
+        ended_at: SystemTime::now(),
+        recording: None,
+    }
+}
+
+/// One call, from its originate to its outcome.
+async fn run_call(inner: Arc<Inner>, request: CallRequest, mut line: CallLine) -> CallOutcome {
+    let uuid = request.uuid.clone();
+    let settings = request.settings.clone();
+    let media = match inner.media_for(&settings) {
+        Ok(media) => media,
+        Err(error) => {
+            tracing::warn!(%uuid, %error, "the task's media cannot be played: call not placed");
+            return not_placed(HangupCause::NORMAL_TEMPORARY_FAILURE);
+        }
+    };
+    let recording = settings
+        .auto_record
+        .then(|| inner.recordings.join(format!("{uuid}.wav")));
+    let command = match originate_command(
+        &request,
+        &OriginateInputs {
+            dial_string: &inner.config.dial_string,
+            media: &media,
+            recording: recording.as_deref(),
+        },
+    ) {
+        Ok(command) => command,
+        Err(error) => {
+            tracing::warn!(%uuid, number = %request.dest_number, %error, "call not placed");
+            let cause = if error.starts_with("number") {
+                HangupCause::INVALID_NUMBER_FORMAT
+            } else {
+                HangupCause::NORMAL_TEMPORARY_FAILURE
+            };
+            return not_placed(cause);
+        }
+    };
+    let Some(client) = inner.client() else {
+        // The connection dropped between the dialer's readiness check and now: nothing sent.
+        return not_placed(HangupCause::NORMAL_TEMPORARY_FAILURE);
+    };
+    let job_uuid = uuid::Uuid::new_v4().to_string();
+    // Registered before the command goes out: its first events may come before the reply.
+    let mut inputs = inner.register(&uuid, &job_uuid);
+    let outcome = follow(
+        &inner,
+        &client,
+        &command,
+        &job_uuid,
+        &uuid,
+        &request,
+        &mut inputs,
+        &mut line,
+    )
+    .await;
+    inner.unregister(&uuid);
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    inner: &Arc<Inner>,
+    client: &EslClient,
+    command: &str,
+    job_uuid: &str,
+    uuid: &str,
+    request: &CallRequest,
+    inputs: &mut mpsc::UnboundedReceiver<CallInput>,
+    line: &mut CallLine,
+) -> CallOutcome {
+    let settings = &request.settings;
+    let recording = settings
+        .auto_record
+        .then(|| inner.recordings.join(format!("{uuid}.wav")));
+    let mut tracker = CallTracker::new(settings.confirm.clone(), recording);
+    let mut pending = Vec::new();
+    tracing::debug!(%uuid, %job_uuid, %command, "originate");
+    match client.bgapi(command, job_uuid).await {
+        Ok(()) => {}
+        Err(EslError::CommandFailed(text)) => {
+            tracing::warn!(%uuid, %text, "FreeSWITCH refused the originate");
+            pending.extend(tracker.on_job(
+                JobResult::parse(&text),
+                Instant::now(),
+                SystemTime::now(),
+            ));
+        }
+        Err(error) if client.is_connected() => {
+            // No reply, the connection still up: whether the call exists cannot be told yet.
+            tracing::warn!(%uuid, %error, "the originate was not acknowledged: its outcome is unknown");
+            pending.extend(tracker.on_lost(SystemTime::now()));
+        }
+        Err(error) => {
+            // The connection dropped: after the reconnect `uuid_exists` decides (see link.rs).
+            tracing::warn!(%uuid, %error, "the originate was not acknowledged; waiting for the reconnect");
+        }
+    }
+    let mut unsent_kill: Option<HangupCause> = None;
+    let mut dialer_gone = false;
+    loop {
+        for action in pending.drain(..) {
+            match action {
+                Action::Progress { early_media } => line.progress(early_media),
+                Action::Answered { at } => line.answered(at),
+                Action::Digit(digit) => line.digit(digit),
+                Action::Kill(cause) => {
+                    if !kill(inner, uuid, cause) {
+                        unsent_kill = Some(cause);
+                    }
+                }
+                Action::End(outcome) => return outcome,
+            }
+        }
+        let deadline = tracker.deadline();
+        tokio::select! {
+            input = inputs.recv() => {
+                let Some(input) = input else {
+                    return not_placed(call::OUTCOME_UNKNOWN);
+                };
+                match input {
+                    CallInput::Channel(leg, update) => {
+                        pending.extend(tracker.on_channel(&leg, update, Instant::now()));
+                    }
+                    CallInput::Job(result) => {
+                        pending.extend(tracker.on_job(result, Instant::now(), SystemTime::now()));
+                    }
+                    CallInput::StillThere => {
+                        if let Some(cause) = unsent_kill.take() {
+                            if !kill(inner, uuid, cause) {
+                                unsent_kill = Some(cause);
+                            }
+                        }
+                    }
+                    CallInput::Lost => pending.extend(tracker.on_lost(SystemTime::now())),
+                }
+            }
+            cause = line.hang_up_requested(), if !dialer_gone => match cause {
+                Some(cause) => pending.extend(tracker.on_hang_up(cause)),
+                None => dialer_gone = true,
+            },
+            _ = async { tokio::time::sleep_until(deadline.expect("guarded").into()).await }, if deadline.is_some() => {
+                pending.extend(tracker.on_deadline(Instant::now(), SystemTime::now()));
+            }
+        }
+    }
+}
+
+/// Sends `uuid_kill` without waiting for its answer; false when there is no connection.
+fn kill(inner: &Arc<Inner>, uuid: &str, cause: HangupCause) -> bool {
+    let Some(client) = inner.client() else {
+        return false;
+    };
+    let command = format!("uuid_kill {uuid} {cause}");
+    let uuid = uuid.to_owned();
+    tokio::spawn(async move {
+        match client.api(&command).await {
+            Ok(reply) if reply.trim_start().starts_with("+OK") => {}
+            // The channel may have ended meanwhile ("-ERR No such channel!").
+            Ok(reply) => tracing::debug!(%uuid, reply = reply.trim(), "uuid_kill"),
+            Err(error) => tracing::warn!(%uuid, %error, "uuid_kill failed"),
+        }
+    });
+    true
+}
