@@ -619,6 +619,7 @@ async fn switch_restart_mid_campaign_ends_every_number_once() {
         }
     })
     .await;
+    let stop_began = chrono::Utc::now().timestamp();
     live.switch.stop();
     let down_at = chrono::Utc::now().timestamp();
     println!(
@@ -681,9 +682,19 @@ async fn switch_restart_mid_campaign_ends_every_number_once() {
         );
     }
     println!(
-        "{} INVITEs for 30 numbers; causes {causes:?}",
+        "{} INVITEs for 30 numbers; causes {causes:?}; stop began {stop_began}, down {down_at}, \
+         up {up_at}",
         invited.len()
     );
+    for number in &all {
+        let row = &rows[number];
+        println!(
+            "  {number}: {} claimed at {:+} s from the stop's start, invited {}",
+            row.cause,
+            row.call_start_time.unwrap_or_default() - stop_began,
+            per_number.contains_key(number.as_str())
+        );
+    }
     assert!(
         causes.get("NORMAL_CLEARING").copied().unwrap_or(0) >= 15,
         "the campaign went on after the restart: {causes:?}"
