@@ -10,8 +10,8 @@
 //! default 200, or 1.5 x CAPS x prompt when that is more), `OUTCALL_BENCH_DIAL_STRING` (the
 //! default dial string).
 //!
-//! Prints the calls placed and the achieved CAPS, the most calls up at the switch (`show calls
-//! count`, sampled each second), the calls that failed (numbers whose cause is not
+//! Prints the calls placed and the achieved CAPS, the most calls up (sipp's `CurrentCall`) and
+//! channels at the switch (`show channels count`), sampled each second, the calls that failed (numbers whose cause is not
 //! NORMAL_CLEARING, and sipp's failed count), the CPU share of outcall (seconds of CPU per
 //! second of run), of the switch (ours only) and of sipp, and outcall's peak RSS with RSS every
 //! 10 s.
@@ -176,19 +176,23 @@ async fn main() {
     let run_end = started + Duration::from_secs(seconds);
     let mut rss_timeline = Vec::new();
     let mut next_rss = started + Duration::from_secs(10);
-    let mut most_calls = 0u64;
+    let mut most_channels = 0u64;
     while Instant::now() < run_end {
         let next = (Instant::now() + Duration::from_secs(1)).min(run_end);
         tokio::time::sleep_until(next.into()).await;
-        let calls = tokio::task::spawn_blocking({
+        let channels = tokio::task::spawn_blocking({
             let (esl, password) = (switch.esl.clone(), switch.password.clone());
-            move || common::freeswitch::esl_api(&esl, &password, "show calls count")
+            move || common::freeswitch::esl_api(&esl, &password, "show channels count")
         })
         .await
         .unwrap()
         .unwrap_or_default();
-        if let Some(n) = calls.split_whitespace().next().and_then(|n| n.parse().ok()) {
-            most_calls = most_calls.max(n);
+        if let Some(n) = channels
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+        {
+            most_channels = most_channels.max(n);
         }
         if Instant::now() >= next_rss.min(run_end) {
             rss_timeline.push((
@@ -240,7 +244,13 @@ async fn main() {
     }
     let dialed: u64 = causes.values().sum::<u64>() + still_calling as u64;
     let failed = dialed - causes.get("NORMAL_CLEARING").copied().unwrap_or(0);
-    let last = sipp.stat_rows().last().cloned().unwrap_or_default();
+    let rows = sipp.stat_rows();
+    let last = rows.last().cloned().unwrap_or_default();
+    let most_calls = rows
+        .iter()
+        .map(|row| stat_number(row, "CurrentCall"))
+        .max()
+        .unwrap_or(0);
     drop(server);
     let _ = sipp.try_exit();
 
@@ -260,7 +270,10 @@ async fn main() {
         "calls placed: {dialed} in {:.1} s = {achieved:.2} CAPS (asked {caps})",
         elapsed.as_secs_f64()
     );
-    println!("most calls up at the switch (show calls count, each second): {most_calls}");
+    println!(
+        "most calls up: {most_calls} at sipp (CurrentCall, each second); {most_channels} channels \
+         at the switch (show channels count, each second; a loopback call is 3 channels)"
+    );
     println!(
         "causes: {}",
         causes
