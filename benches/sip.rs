@@ -30,10 +30,11 @@ use std::{
 };
 
 use outcall::{
+    audio::wav::encode_wav,
     config::{BackendKind, Config},
     db::rusqlite,
     startup::Application,
-    telephony::sip::{config::Trunk, media::wav::encode_wav},
+    telephony::sip::config::Trunk,
 };
 use serde_json::json;
 

@@ -1,6 +1,7 @@
 //! outcall: an outbound auto-dialer appliance speaking XSwitch's `/api/out_call_tasks` REST API.
 
 pub mod api;
+pub mod audio;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -23,7 +23,7 @@ use common::{
     sipp::{spawn_sip_app, SipOptions},
     TestApp,
 };
-use outcall::telephony::sip::media::wav::{encode_wav, prompt_from_wav};
+use outcall::audio::wav::{encode_wav, prompt_from_wav};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::{

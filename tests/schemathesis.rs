@@ -76,9 +76,7 @@ async fn seed(api: &Api) {
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"seed.wav\"\r\n\r\n"
     )
     .into_bytes();
-    body.extend_from_slice(&outcall::telephony::sip::media::wav::encode_wav(
-        &samples, 1, 8000,
-    ));
+    body.extend_from_slice(&outcall::audio::wav::encode_wav(&samples, 1, 8000));
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let uploaded = api.post_multipart("/api/media_files", boundary, body).await;
     assert!(

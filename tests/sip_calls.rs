@@ -23,7 +23,7 @@ use common::{
     },
     success_data, TestApp,
 };
-use outcall::telephony::sip::media::wav;
+use outcall::audio::wav;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

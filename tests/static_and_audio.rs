@@ -21,7 +21,7 @@ use common::{
     sipp::{spawn_sip_app, wav_format, Expected, SipOptions, Sipp, SIPP},
     spawn_app, success_data, Reply, TestApp,
 };
-use outcall::telephony::sip::media::wav;
+use outcall::audio::wav;
 use reqwest::{header::HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

@@ -11,10 +11,11 @@ use super::{
     input, tasks, AppState,
 };
 use crate::{
+    audio::wav,
     clock,
     db::{self, media_files::MediaFile},
     domain::Text,
-    telephony::{self, sip::media::wav},
+    telephony,
 };
 
 const MAX_NAME_CHARS: usize = 128;

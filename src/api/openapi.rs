@@ -1483,7 +1483,7 @@ pub struct MediaUploadAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telephony::sip::media::wav;
+    use crate::audio::wav;
 
     #[test]
     fn the_upload_example_is_a_wav_the_server_takes() {

@@ -10,11 +10,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio::time::sleep;
-
 use super::{
-    call_channels, AfterAnswer, CallChannels, CallCommand, CallEvent, CallHandle, CallOutcome,
-    CallRequest, CallSettings, HangupCause, Telephony,
+    spawn_call, AfterAnswer, CallHandle, CallLine, CallOutcome, CallRequest, CallSettings, Confirm,
+    HangupCause, KeyCheck, Telephony, NO_KEY, WRONG_KEY,
 };
 
 /// What the simulated callee does.
@@ -119,41 +117,23 @@ pub struct Expected {
 }
 
 pub fn expected_outcome(dest_number: &str, settings: &CallSettings) -> Expected {
-    let unanswered = |cause| Expected {
-        cause,
-        dtmf: String::new(),
-        answered: false,
-    };
-    let answered = |cause, dtmf: &str| Expected {
-        cause,
-        dtmf: dtmf.to_owned(),
-        answered: true,
-    };
-    let (talk, press) = match callee_for(dest_number) {
-        Callee::NeverAnswers => return unanswered(HangupCause::NO_ANSWER),
-        Callee::Fails { ring, .. } | Callee::Answers { ring, .. }
-            if ring >= settings.calling_time =>
-        {
-            return unanswered(HangupCause::NO_ANSWER)
-        }
-        Callee::Fails { cause, .. } => return unanswered(cause),
-        Callee::Answers { talk, press, .. } => (talk, press),
-    };
-    let confirm_key = settings.confirm.as_ref().map(|c| c.key.as_str());
-    let pressed = press.map(|press| pressed_keys(press, confirm_key));
-    match &settings.confirm {
-        Some(confirm) => {
-            match pressed.filter(|_| PRESS_AFTER < confirm.timeout && PRESS_AFTER < talk) {
-                Some(keys) if keys == confirm.key => answered(HangupCause::NORMAL_CLEARING, &keys),
-                Some(keys) => answered(HangupCause::CALL_REJECTED, &keys),
-                None if talk <= confirm.timeout => answered(HangupCause::NORMAL_CLEARING, ""),
-                None => answered(HangupCause::NO_USER_RESPONSE, ""),
-            }
-        }
-        None => {
-            let keys = pressed.filter(|_| PRESS_AFTER < talk).unwrap_or_default();
-            answered(HangupCause::NORMAL_CLEARING, &keys)
-        }
+    let script = Script::of(
+        callee_for(dest_number),
+        settings.calling_time,
+        settings.confirm.as_ref(),
+        &settings.action,
+    );
+    match script {
+        Script::Unanswered { cause, .. } => Expected {
+            cause,
+            dtmf: String::new(),
+            answered: false,
+        },
+        Script::Answered { keys, cause, .. } => Expected {
+            cause,
+            dtmf: keys.map(|(_, keys)| keys).unwrap_or_default(),
+            answered: true,
+        },
     }
 }
 
@@ -229,7 +209,6 @@ impl Telephony for SimBackend {
     }
 
     fn place_call(&self, request: CallRequest) -> CallHandle {
-        let (handle, channels) = call_channels();
         let index = self.calls.as_ref().map(|calls| {
             let mut calls = calls.lock().expect("sim log lock");
             calls.push(SimCall {
@@ -258,18 +237,16 @@ impl Telephony for SimBackend {
         }
         let plan = CallPlan::new(&request, self.time_scale);
         let calls = self.calls.clone();
-        let mut channels = channels;
-        tokio::spawn(async move {
-            let outcome = plan.run(&mut channels).await;
+        spawn_call(|mut line| async move {
+            let outcome = plan.run(&mut line).await;
             if let (Some(calls), Some(index)) = (calls, index) {
                 if let Some(call) = calls.lock().expect("sim log lock").get_mut(index) {
                     call.ended = Some(Instant::now());
                     call.cause = Some(outcome.cause.as_str());
                 }
             }
-            let _ = channels.events.send(CallEvent::Ended(outcome));
-        });
-        handle
+            outcome
+        })
     }
 }
 
@@ -310,31 +287,190 @@ pub fn max_concurrent<'a>(calls: impl IntoIterator<Item = &'a SimCall>) -> usize
     most as usize
 }
 
-/// One simulated call, its durations already scaled.
-struct CallPlan {
-    callee: Callee,
-    scale: f64,
-    ring_timeout: Duration,
-    confirm: Option<(String, Duration)>,
-    action: AfterAnswer,
+/// How a simulated call goes when the dialer lets it run, in the table's (unscaled) time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Script {
+    /// A final failure `after` the INVITE, or the ring timeout (`NO_ANSWER`, 487).
+    Unanswered {
+        after: Duration,
+        cause: HangupCause,
+        sip_code: u16,
+    },
+    /// Answered `ring` after the INVITE; then, counted from the answer, the keys pressed and when,
+    /// and the end.
+    Answered {
+        ring: Duration,
+        keys: Option<(Duration, String)>,
+        end: Duration,
+        cause: HangupCause,
+    },
 }
 
-enum Interrupted {
-    HangUp(HangupCause),
+impl Script {
+    fn of(
+        callee: Callee,
+        calling_time: Duration,
+        confirm: Option<&Confirm>,
+        action: &AfterAnswer,
+    ) -> Script {
+        let ring_timeout = Script::Unanswered {
+            after: calling_time,
+            cause: HangupCause::NO_ANSWER,
+            sip_code: 487,
+        };
+        match callee {
+            Callee::NeverAnswers => ring_timeout,
+            Callee::Fails { ring, .. } | Callee::Answers { ring, .. } if ring >= calling_time => {
+                ring_timeout
+            }
+            Callee::Fails {
+                ring,
+                cause,
+                sip_code,
+            } => Script::Unanswered {
+                after: ring,
+                cause,
+                sip_code,
+            },
+            Callee::Answers { ring, talk, press } => {
+                let (keys, end, cause) = after_answer(talk, press, confirm, action);
+                Script::Answered {
+                    ring,
+                    keys,
+                    end,
+                    cause,
+                }
+            }
+        }
+    }
+}
+
+/// The answered call: the keys the callee presses [`PRESS_AFTER`] the answer (those the confirm
+/// step reads, up to its verdict), when the call ends and why.
+fn after_answer(
+    talk: Duration,
+    press: Option<Press>,
+    confirm: Option<&Confirm>,
+    action: &AfterAnswer,
+) -> (Option<(Duration, String)>, Duration, HangupCause) {
+    let pressed = press.map(|press| pressed_keys(press, confirm.map(|c| c.key.as_str())));
+    let Some(confirm) = confirm else {
+        // No confirm asked: a key is only recorded.
+        let keys = pressed
+            .filter(|_| PRESS_AFTER < talk)
+            .map(|keys| (PRESS_AFTER, keys));
+        let started = keys.as_ref().map_or(Duration::ZERO, |(at, _)| *at);
+        return (
+            keys,
+            action_end(action, started, talk),
+            HangupCause::NORMAL_CLEARING,
+        );
+    };
+    let in_time = pressed.filter(|_| PRESS_AFTER < confirm.timeout && PRESS_AFTER < talk);
+    let mut read = String::new();
+    let mut check = confirm.check(&read);
+    for key in in_time.iter().flat_map(|keys| keys.chars()) {
+        read.push(key);
+        check = confirm.check(&read);
+        if check != KeyCheck::Incomplete {
+            break;
+        }
+    }
+    let keys = Some((PRESS_AFTER, read)).filter(|(_, keys)| !keys.is_empty());
+    match check {
+        KeyCheck::Confirmed => {
+            let started = keys.as_ref().map_or(Duration::ZERO, |(at, _)| *at);
+            let end = action_end(action, started, talk);
+            (keys, end, HangupCause::NORMAL_CLEARING)
+        }
+        KeyCheck::Wrong => (keys, PRESS_AFTER, WRONG_KEY),
+        KeyCheck::Incomplete if talk <= confirm.timeout => {
+            (keys, talk, HangupCause::NORMAL_CLEARING)
+        }
+        KeyCheck::Incomplete => (keys, confirm.timeout, NO_KEY),
+    }
+}
+
+/// When the action started at `started` ends: `Hangup` at once, anything else when the callee
+/// hangs up after `talk`.
+fn action_end(action: &AfterAnswer, started: Duration, talk: Duration) -> Duration {
+    match action {
+        AfterAnswer::Hangup => started,
+        AfterAnswer::Playback(_) | AfterAnswer::Transfer(_) => talk,
+    }
+}
+
+/// One simulated call: its script, played at the back end's time scale.
+struct CallPlan {
+    script: Script,
+    scale: f64,
 }
 
 impl CallPlan {
     fn new(request: &CallRequest, scale: f64) -> Self {
         let settings = &request.settings;
-        CallPlan {
-            callee: callee_for(&request.dest_number),
-            scale,
-            ring_timeout: settings.calling_time.mul_f64(scale),
-            confirm: settings
-                .confirm
-                .as_ref()
-                .map(|c| (c.key.clone(), c.timeout.mul_f64(scale))),
-            action: settings.action.clone(),
+        let script = Script::of(
+            callee_for(&request.dest_number),
+            settings.calling_time,
+            settings.confirm.as_ref(),
+            &settings.action,
+        );
+        CallPlan { script, scale }
+    }
+
+    async fn run(self, line: &mut CallLine) -> CallOutcome {
+        let ended = |cause, sip_code, answered_at| CallOutcome {
+            cause,
+            sip_code: Some(sip_code),
+            answered_at,
+            ended_at: SystemTime::now(),
+            recording: None,
+        };
+        line.progress(false);
+        match self.script {
+            Script::Unanswered {
+                after,
+                cause,
+                sip_code,
+            } => match self.wait(line, Instant::now() + self.scaled(after)).await {
+                Ok(()) => ended(cause, sip_code, None),
+                Err(ours) => ended(ours, 487, None),
+            },
+            Script::Answered {
+                ring,
+                ref keys,
+                end,
+                cause,
+            } => {
+                if let Err(ours) = self.wait(line, Instant::now() + self.scaled(ring)).await {
+                    return ended(ours, 487, None);
+                }
+                let answered_at = SystemTime::now();
+                line.answered(answered_at);
+                let cause = self.talk(line, keys.as_ref(), end, cause).await;
+                ended(cause, 200, Some(answered_at))
+            }
+        }
+    }
+
+    /// From the answer on: the keys, then the end, unless the dialer hangs up first.
+    async fn talk(
+        &self,
+        line: &mut CallLine,
+        keys: Option<&(Duration, String)>,
+        end: Duration,
+        cause: HangupCause,
+    ) -> HangupCause {
+        let answered = Instant::now();
+        if let Some((at, keys)) = keys {
+            if let Err(ours) = self.wait(line, answered + self.scaled(*at)).await {
+                return ours;
+            }
+            keys.chars().for_each(|key| line.digit(key));
+        }
+        match self.wait(line, answered + self.scaled(end)).await {
+            Ok(()) => cause,
+            Err(ours) => ours,
         }
     }
 
@@ -342,132 +478,16 @@ impl CallPlan {
         duration.mul_f64(self.scale)
     }
 
-    /// Waits `duration` unless the dialer hangs up first.
-    async fn wait(
-        &self,
-        channels: &mut CallChannels,
-        duration: Duration,
-    ) -> Result<(), Interrupted> {
+    /// Waits until `instant` unless the dialer hangs up first (then the error is its cause).
+    async fn wait(&self, line: &mut CallLine, instant: Instant) -> Result<(), HangupCause> {
+        let until = tokio::time::Instant::from_std(instant);
+        if until <= tokio::time::Instant::now() {
+            return Ok(());
+        }
         tokio::select! {
-            _ = sleep(duration) => Ok(()),
-            command = channels.commands.recv() => match command {
-                Some(CallCommand::HangUp(cause)) => Err(Interrupted::HangUp(cause)),
-                // The dialer dropped its handle: nobody will hang up, let the call run its course.
-                None => { sleep(duration).await; Ok(()) }
-            },
+            _ = tokio::time::sleep_until(until) => Ok(()),
+            Some(cause) = line.hang_up_requested() => Err(cause),
         }
-    }
-
-    async fn run(&self, channels: &mut CallChannels) -> CallOutcome {
-        let ended = |cause: HangupCause, sip_code: Option<u16>, answered_at: Option<SystemTime>| {
-            CallOutcome {
-                cause,
-                sip_code,
-                answered_at,
-                ended_at: SystemTime::now(),
-                recording: None,
-            }
-        };
-        let _ = channels
-            .events
-            .send(CallEvent::Progress { early_media: false });
-        // Ringing: until the callee's final answer, or the ring timeout, or our hang-up.
-        let final_answer_after = match self.callee {
-            Callee::NeverAnswers => None,
-            Callee::Fails { ring, .. } | Callee::Answers { ring, .. } => Some(self.scaled(ring)),
-        };
-        let Some(ring) = final_answer_after.filter(|ring| *ring < self.ring_timeout) else {
-            return match self.wait(channels, self.ring_timeout).await {
-                Ok(()) => ended(HangupCause::NO_ANSWER, Some(487), None),
-                Err(Interrupted::HangUp(cause)) => ended(cause, Some(487), None),
-            };
-        };
-        if let Err(Interrupted::HangUp(cause)) = self.wait(channels, ring).await {
-            return ended(cause, Some(487), None);
-        }
-        let (talk, press) = match self.callee {
-            Callee::Answers { talk, press, .. } => (self.scaled(talk), press),
-            Callee::Fails {
-                cause, sip_code, ..
-            } => return ended(cause, Some(sip_code), None),
-            Callee::NeverAnswers => unreachable!("a callee that never answers has no final answer"),
-        };
-        let answered_at = SystemTime::now();
-        let answered = Instant::now();
-        let _ = channels
-            .events
-            .send(CallEvent::Answered { at: answered_at });
-        let hang_up_at = answered + talk;
-
-        // The key the callee presses, if any, and when.
-        let confirm_key = self.confirm.as_ref().map(|(key, _)| key.as_str());
-        let pressed = press.map(|press| pressed_keys(press, confirm_key));
-        let press_at = answered + self.scaled(PRESS_AFTER);
-
-        if let Some((key, timeout)) = &self.confirm {
-            let deadline = answered + *timeout;
-            let press_in_time = pressed
-                .as_ref()
-                .filter(|_| press_at < deadline && press_at < hang_up_at);
-            match press_in_time {
-                Some(digits) => {
-                    if let Err(Interrupted::HangUp(cause)) =
-                        self.wait_until(channels, press_at).await
-                    {
-                        return ended(cause, Some(200), Some(answered_at));
-                    }
-                    for digit in digits.chars() {
-                        let _ = channels.events.send(CallEvent::Digit(digit));
-                    }
-                    if digits != key {
-                        return ended(HangupCause::CALL_REJECTED, Some(200), Some(answered_at));
-                    }
-                }
-                None if hang_up_at <= deadline => {
-                    let result = self.wait_until(channels, hang_up_at).await;
-                    let cause = match result {
-                        Ok(()) => HangupCause::NORMAL_CLEARING,
-                        Err(Interrupted::HangUp(cause)) => cause,
-                    };
-                    return ended(cause, Some(200), Some(answered_at));
-                }
-                None => {
-                    let result = self.wait_until(channels, deadline).await;
-                    let cause = match result {
-                        Ok(()) => HangupCause::NO_USER_RESPONSE,
-                        Err(Interrupted::HangUp(cause)) => cause,
-                    };
-                    return ended(cause, Some(200), Some(answered_at));
-                }
-            }
-        } else if let Some(digits) = pressed.filter(|_| press_at < hang_up_at) {
-            // No confirm asked: the key is only recorded.
-            if let Err(Interrupted::HangUp(cause)) = self.wait_until(channels, press_at).await {
-                return ended(cause, Some(200), Some(answered_at));
-            }
-            for digit in digits.chars() {
-                let _ = channels.events.send(CallEvent::Digit(digit));
-            }
-        }
-
-        // The action: hang up at once, or play / transfer for as long as the callee stays.
-        if self.action == AfterAnswer::Hangup {
-            return ended(HangupCause::NORMAL_CLEARING, Some(200), Some(answered_at));
-        }
-        let cause = match self.wait_until(channels, hang_up_at).await {
-            Ok(()) => HangupCause::NORMAL_CLEARING,
-            Err(Interrupted::HangUp(cause)) => cause,
-        };
-        ended(cause, Some(200), Some(answered_at))
-    }
-
-    async fn wait_until(
-        &self,
-        channels: &mut CallChannels,
-        instant: Instant,
-    ) -> Result<(), Interrupted> {
-        self.wait(channels, instant.saturating_duration_since(Instant::now()))
-            .await
     }
 }
 
@@ -483,6 +503,7 @@ fn wrong_key(confirm_key: &str) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telephony::CallEvent;
 
     fn call(started_ms: u64, ended_ms: u64, origin: Instant) -> SimCall {
         SimCall {
@@ -598,6 +619,69 @@ mod tests {
             action,
             auto_record: false,
             disable_ring_back: false,
+        }
+    }
+
+    /// The confirm policy read through the table: keys checked as they come, a wrong one ends the
+    /// call, a missing one times out, unless the callee hangs up first.
+    #[test]
+    fn the_table_under_each_confirm_setting() {
+        let playback = AfterAnswer::Transfer("1000".into());
+        let expect = |cause, dtmf: &str, answered| Expected {
+            cause,
+            dtmf: dtmf.to_owned(),
+            answered,
+        };
+        for (number, settings, expected) in [
+            (
+                "7",
+                settings(Some(("1#", 5)), playback.clone(), 30),
+                expect(HangupCause::NORMAL_CLEARING, "1#", true),
+            ),
+            (
+                "8",
+                settings(Some(("1#", 5)), playback.clone(), 30),
+                expect(WRONG_KEY, "9", true),
+            ),
+            (
+                "8",
+                settings(Some(("9", 5)), playback.clone(), 30),
+                expect(WRONG_KEY, "8", true),
+            ),
+            // Talks 5 s, the key is never pressed: the confirm step gives up at 2 s.
+            (
+                "0",
+                settings(Some(("1", 2)), playback.clone(), 30),
+                expect(NO_KEY, "", true),
+            ),
+            // Hangs up after 1 s, before the 5 s are over.
+            (
+                "3",
+                settings(Some(("1", 5)), playback.clone(), 30),
+                expect(HangupCause::NORMAL_CLEARING, "", true),
+            ),
+            // Without a confirm step the key is only recorded.
+            (
+                "7",
+                settings(None, AfterAnswer::Hangup, 30),
+                expect(HangupCause::NORMAL_CLEARING, "1", true),
+            ),
+            (
+                "1",
+                settings(None, playback.clone(), 2),
+                expect(HangupCause::NO_ANSWER, "", false),
+            ),
+            (
+                "4",
+                settings(None, playback, 30),
+                expect(HangupCause::USER_BUSY, "", false),
+            ),
+        ] {
+            assert_eq!(
+                expected_outcome(number, &settings),
+                expected,
+                "{number} {settings:?}"
+            );
         }
     }
 

@@ -16,10 +16,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use outcall::telephony::sip::{
-    config::{SipConfig, Trunk, DEFAULT_REQUEST_URI},
-    media::wav,
-    SipBackend,
+use outcall::{
+    audio::wav,
+    telephony::sip::{
+        config::{SipConfig, Trunk, DEFAULT_REQUEST_URI},
+        SipBackend,
+    },
 };
 use serde_json::Value;
 use tempfile::TempDir;

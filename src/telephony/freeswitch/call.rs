@@ -17,8 +17,8 @@
 //! - Confirm: FreeSWITCH plays `group_confirm_file` and waits for `group_confirm_key` itself; the
 //!   job's `+OK` arrives only after the right key. A wrong key or silence ends the answered
 //!   call `NO_ANSWER` at the originate timeout. Such a call is reported with the shared confirm
-//!   policy's causes instead ([`shim::WRONG_KEY`] when the keys pressed are wrong, else
-//!   [`shim::NO_KEY`]), so that results read as with the sim and sip back ends; a wrong key also
+//!   policy's causes instead ([`WRONG_KEY`] when the keys pressed are wrong, else
+//!   [`NO_KEY`]), so that results read as with the sim and sip back ends; a wrong key also
 //!   hangs the call up at once rather than at the originate timeout.
 
 use std::{
@@ -27,8 +27,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use super::shim::{self, KeyCheck};
-use crate::telephony::{esl::Event, CallOutcome, Confirm, HangupCause};
+use crate::telephony::{
+    esl::Event, CallOutcome, Confirm, HangupCause, KeyCheck, NO_KEY, WRONG_KEY,
+};
 
 /// After a job error, how long the channel's own hangup is awaited (it carries the SIP code and
 /// the end time).
@@ -129,6 +130,8 @@ pub struct CallTracker {
     progress_sent: Option<bool>,
     answered_at: Option<SystemTime>,
     digits: String,
+    /// Where the keys left the confirm step; keys after the whole key do not count against it.
+    key_check: KeyCheck,
     recording_started: bool,
     job: Option<JobResult>,
     hangup: Option<Hangup>,
@@ -152,6 +155,7 @@ impl CallTracker {
             progress_sent: None,
             answered_at: None,
             digits: String::new(),
+            key_check: KeyCheck::Incomplete,
             recording_started: false,
             job: None,
             hangup: None,
@@ -214,16 +218,19 @@ impl CallTracker {
                     self.digits.push(digit);
                     actions.push(Action::Digit(digit));
                     if let Some(confirm) = &self.confirm {
-                        let unconfirmed = self.job != Some(JobResult::Placed);
-                        if unconfirmed
-                            && self.kill.is_none()
-                            && shim::check(confirm, &self.digits) == KeyCheck::Wrong
-                        {
-                            // FreeSWITCH would replay the prompt until the originate timeout.
-                            self.kill = Some(shim::WRONG_KEY);
-                            if self.channel_exists() {
-                                self.kill_sent = true;
-                                actions.push(Action::Kill(shim::WRONG_KEY));
+                        if self.key_check == KeyCheck::Incomplete {
+                            self.key_check = confirm.check(&self.digits);
+                            let unconfirmed = self.job != Some(JobResult::Placed);
+                            if self.key_check == KeyCheck::Wrong
+                                && unconfirmed
+                                && self.kill.is_none()
+                            {
+                                // FreeSWITCH would replay the prompt until the originate timeout.
+                                self.kill = Some(WRONG_KEY);
+                                if self.channel_exists() {
+                                    self.kill_sent = true;
+                                    actions.push(Action::Kill(WRONG_KEY));
+                                }
                             }
                         }
                     }
@@ -323,15 +330,16 @@ impl CallTracker {
             (None, Some(JobResult::Failed(cause))) => (cause, wall),
             (None, _) => (HangupCause::NORMAL_TEMPORARY_FAILURE, wall),
         };
-        let cause = match &self.confirm {
-            Some(confirm) if self.answered_at.is_some() && self.job != Some(JobResult::Placed) => {
-                match shim::check(confirm, &self.digits) {
-                    KeyCheck::Wrong => shim::WRONG_KEY,
-                    KeyCheck::Confirmed => cause,
-                    KeyCheck::Incomplete => shim::NO_KEY,
-                }
+        let cause = match self.key_check {
+            _ if self.confirm.is_none()
+                || self.answered_at.is_none()
+                || self.job == Some(JobResult::Placed) =>
+            {
+                cause
             }
-            _ => cause,
+            KeyCheck::Wrong => WRONG_KEY,
+            KeyCheck::Confirmed => cause,
+            KeyCheck::Incomplete => NO_KEY,
         };
         let recording = self
             .recording
@@ -400,9 +408,14 @@ pub fn classify(event: &Event, now: SystemTime) -> Routed {
                 .get("Hangup-Cause")
                 .and_then(|cause| cause.parse().ok())
                 .unwrap_or(HangupCause::NORMAL_UNSPECIFIED),
-            sip_code: event
-                .get("variable_sip_term_status")
-                .and_then(|code| code.trim().parse().ok()),
+            // The final response received; after our CANCEL (no answer) only the failure
+            // status says 487.
+            sip_code: [
+                "variable_sip_term_status",
+                "variable_sip_invite_failure_status",
+            ]
+            .into_iter()
+            .find_map(|header| event.get(header)?.trim().parse().ok()),
             at: microseconds(event, "Event-Date-Timestamp").unwrap_or(now),
         },
         _ => return Routed::Other,
@@ -425,4 +438,287 @@ pub fn classify(event: &Event, now: SystemTime) -> Routed {
 fn microseconds(event: &Event, header: &str) -> Option<SystemTime> {
     let micros: u64 = event.get(header)?.trim().parse().ok()?;
     (micros > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_micros(micros))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leg(uuid: &str, main: bool, loopback: bool) -> Leg {
+        Leg {
+            uuid: uuid.into(),
+            main,
+            loopback,
+        }
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + seconds)
+    }
+
+    fn hangup(cause: HangupCause, sip_code: Option<u16>, seconds: u64) -> ChannelUpdate {
+        ChannelUpdate::HangupComplete {
+            cause,
+            sip_code,
+            at: at(seconds),
+        }
+    }
+
+    fn ended(actions: &[Action]) -> Option<&CallOutcome> {
+        actions.iter().find_map(|action| match action {
+            Action::End(outcome) => Some(outcome),
+            _ => None,
+        })
+    }
+
+    fn confirm(key: &str) -> Option<Confirm> {
+        Some(Confirm {
+            key: key.into(),
+            timeout: Duration::from_secs(5),
+            prompt: None,
+        })
+    }
+
+    /// The default dial string's three channels: our loopback A leg, its B leg, the SIP leg.
+    fn loopback_call(tracker: &mut CallTracker, now: Instant) -> (Leg, Leg, Leg) {
+        let (a, b, sip) = (
+            leg("a", true, true),
+            leg("b", false, true),
+            leg("s", false, false),
+        );
+        for each in [&a, &b, &sip] {
+            assert!(tracker
+                .on_channel(each, ChannelUpdate::Created, now)
+                .is_empty());
+        }
+        (a, b, sip)
+    }
+
+    #[test]
+    fn through_loopback_the_sip_leg_gives_the_keys_the_answer_and_the_code() {
+        let now = Instant::now();
+        let mut tracker = CallTracker::new(None, None);
+        let (a, b, sip) = loopback_call(&mut tracker, now);
+        let progress = tracker.on_channel(&a, ChannelUpdate::Progress { early_media: true }, now);
+        assert!(progress.is_empty(), "a loopback's early media is its own");
+        assert_eq!(
+            tracker.on_channel(&sip, ChannelUpdate::Progress { early_media: false }, now),
+            [Action::Progress { early_media: false }]
+        );
+        assert_eq!(
+            tracker.on_channel(&sip, ChannelUpdate::Answered { at: at(1) }, now),
+            [Action::Answered { at: at(1) }]
+        );
+        assert!(tracker
+            .on_channel(&a, ChannelUpdate::Answered { at: at(2) }, now)
+            .is_empty());
+        // The same key crosses all three legs; it counts once.
+        assert_eq!(
+            tracker.on_channel(&sip, ChannelUpdate::Digit('5'), now),
+            [Action::Digit('5')]
+        );
+        assert!(tracker
+            .on_channel(&b, ChannelUpdate::Digit('5'), now)
+            .is_empty());
+        assert!(tracker
+            .on_channel(&a, ChannelUpdate::Digit('5'), now)
+            .is_empty());
+        assert!(tracker.on_job(JobResult::Placed, now, at(2)).is_empty());
+        // Our leg hangs up first (we hung up): the SIP leg's code is awaited.
+        assert!(tracker
+            .on_channel(&a, hangup(HangupCause::NORMAL_CLEARING, None, 9), now)
+            .is_empty());
+        assert!(tracker
+            .on_channel(&b, hangup(HangupCause::NORMAL_CLEARING, None, 9), now)
+            .is_empty());
+        let actions = tracker.on_channel(
+            &sip,
+            hangup(HangupCause::NORMAL_CLEARING, Some(200), 9),
+            now,
+        );
+        let outcome = ended(&actions).expect("ended");
+        assert_eq!(outcome.cause, HangupCause::NORMAL_CLEARING);
+        assert_eq!(outcome.sip_code, Some(200));
+        assert_eq!(outcome.answered_at, Some(at(1)));
+        assert_eq!(outcome.ended_at, at(9));
+        assert!(tracker.is_ended());
+        assert!(tracker
+            .on_channel(&sip, ChannelUpdate::Digit('1'), now)
+            .is_empty());
+    }
+
+    #[test]
+    fn other_legs_that_never_hang_up_are_awaited_a_moment_only() {
+        let now = Instant::now();
+        let mut tracker = CallTracker::new(None, None);
+        let (a, _, _) = loopback_call(&mut tracker, now);
+        assert!(tracker
+            .on_channel(&a, hangup(HangupCause::USER_BUSY, None, 3), now)
+            .is_empty());
+        assert_eq!(tracker.deadline(), Some(now + OTHER_LEGS_GRACE));
+        assert!(tracker.on_deadline(now, at(4)).is_empty(), "not yet");
+        let actions = tracker.on_deadline(now + OTHER_LEGS_GRACE, at(4));
+        let outcome = ended(&actions).unwrap();
+        assert_eq!(
+            (outcome.cause, outcome.ended_at),
+            (HangupCause::USER_BUSY, at(3))
+        );
+    }
+
+    #[test]
+    fn a_job_error_with_no_channel_ends_at_once() {
+        let now = Instant::now();
+        let mut tracker = CallTracker::new(None, None);
+        let actions = tracker.on_job(JobResult::parse("-ERR CHAN_NOT_IMPLEMENTED\n"), now, at(5));
+        let outcome = ended(&actions).unwrap();
+        assert_eq!(outcome.cause, HangupCause::CHAN_NOT_IMPLEMENTED);
+        assert_eq!((outcome.sip_code, outcome.ended_at), (None, at(5)));
+    }
+
+    #[test]
+    fn a_job_error_with_a_channel_waits_for_its_hangup_but_not_forever() {
+        let now = Instant::now();
+        let mut tracker = CallTracker::new(None, None);
+        tracker.on_channel(&leg("a", true, false), ChannelUpdate::Created, now);
+        assert!(tracker
+            .on_job(JobResult::Failed(HangupCause::NO_ANSWER), now, at(1))
+            .is_empty());
+        assert_eq!(tracker.deadline(), Some(now + HANGUP_AFTER_JOB));
+        let actions = tracker.on_deadline(now + HANGUP_AFTER_JOB, at(11));
+        let outcome = ended(&actions).unwrap();
+        assert_eq!(
+            (outcome.cause, outcome.ended_at),
+            (HangupCause::NO_ANSWER, at(11))
+        );
+    }
+
+    #[test]
+    fn job_bodies() {
+        assert_eq!(JobResult::parse("+OK 1234\n"), JobResult::Placed);
+        assert_eq!(
+            JobResult::parse("-ERR USER_BUSY\n"),
+            JobResult::Failed(HangupCause::USER_BUSY)
+        );
+        assert_eq!(
+            JobResult::parse("-USAGE: <call url> <exten>"),
+            JobResult::Failed(HangupCause::NORMAL_TEMPORARY_FAILURE)
+        );
+        assert_eq!(
+            JobResult::parse("-ERR no such thing"),
+            JobResult::Failed(HangupCause::NORMAL_TEMPORARY_FAILURE)
+        );
+    }
+
+    #[test]
+    fn a_hang_up_before_the_channel_exists_is_sent_when_it_does() {
+        let now = Instant::now();
+        let mut tracker = CallTracker::new(None, None);
+        assert!(tracker.on_hang_up(HangupCause::SYSTEM_SHUTDOWN).is_empty());
+        assert_eq!(
+            tracker.on_channel(&leg("a", true, false), ChannelUpdate::Created, now),
+            [Action::Kill(HangupCause::SYSTEM_SHUTDOWN)]
+        );
+        assert!(
+            tracker.on_hang_up(HangupCause::SYSTEM_SHUTDOWN).is_empty(),
+            "once"
+        );
+
+        // Or when the job says the call is placed, if its CHANNEL_CREATE was missed.
+        let mut tracker = CallTracker::new(None, None);
+        tracker.on_hang_up(HangupCause::ALLOTTED_TIMEOUT);
+        assert_eq!(
+            tracker.on_job(JobResult::Placed, now, at(1)),
+            [Action::Kill(HangupCause::ALLOTTED_TIMEOUT)]
+        );
+
+        // A live channel is killed at once.
+        let mut tracker = CallTracker::new(None, None);
+        tracker.on_channel(&leg("a", true, false), ChannelUpdate::Created, now);
+        assert_eq!(
+            tracker.on_hang_up(HangupCause::NORMAL_CLEARING),
+            [Action::Kill(HangupCause::NORMAL_CLEARING)]
+        );
+    }
+
+    #[test]
+    fn confirm_without_the_jobs_ok_reads_as_the_shared_policy() {
+        let now = Instant::now();
+        let main = leg("a", true, false);
+        let run = |pressed: &str, key: &str| {
+            let mut tracker = CallTracker::new(confirm(key), None);
+            let mut actions = tracker.on_channel(&main, ChannelUpdate::Created, now);
+            actions.extend(tracker.on_channel(&main, ChannelUpdate::Answered { at: at(1) }, now));
+            for digit in pressed.chars() {
+                actions.extend(tracker.on_channel(&main, ChannelUpdate::Digit(digit), now));
+            }
+            // FreeSWITCH ends an unconfirmed call NO_ANSWER at the originate timeout.
+            actions.extend(tracker.on_job(JobResult::Failed(HangupCause::NO_ANSWER), now, at(30)));
+            actions.extend(tracker.on_channel(
+                &main,
+                hangup(HangupCause::NO_ANSWER, Some(200), 30),
+                now,
+            ));
+            actions
+        };
+        let silent = run("", "1");
+        assert_eq!(ended(&silent).unwrap().cause, NO_KEY);
+        let wrong = run("9", "1");
+        assert_eq!(ended(&wrong).unwrap().cause, WRONG_KEY);
+        assert!(
+            wrong.contains(&Action::Kill(WRONG_KEY)),
+            "hung up at the wrong key"
+        );
+        let half = run("1", "12");
+        assert_eq!(ended(&half).unwrap().cause, NO_KEY);
+        assert!(!half.iter().any(|action| matches!(action, Action::Kill(_))));
+        let more_after_the_key = run("11", "1");
+        assert_eq!(
+            ended(&more_after_the_key).unwrap().cause,
+            HangupCause::NO_ANSWER
+        );
+        assert!(!more_after_the_key
+            .iter()
+            .any(|action| matches!(action, Action::Kill(_))));
+        let wrong_second = run("13", "12");
+        assert_eq!(ended(&wrong_second).unwrap().cause, WRONG_KEY);
+        // Not answered at all: the switch's cause stands.
+        let mut tracker = CallTracker::new(confirm("1"), None);
+        tracker.on_channel(&main, ChannelUpdate::Created, now);
+        let actions = tracker.on_channel(&main, hangup(HangupCause::USER_BUSY, Some(486), 2), now);
+        assert_eq!(ended(&actions).unwrap().cause, HangupCause::USER_BUSY);
+    }
+
+    #[test]
+    fn a_call_the_switch_forgot_ends_with_an_unknown_outcome() {
+        let now = Instant::now();
+        let mut tracker = CallTracker::new(None, None);
+        tracker.on_channel(
+            &leg("a", true, false),
+            ChannelUpdate::Answered { at: at(1) },
+            now,
+        );
+        let actions = tracker.on_lost(at(7));
+        let outcome = ended(&actions).unwrap();
+        assert_eq!(outcome.cause, OUTCOME_UNKNOWN);
+        assert_eq!(outcome.sip_code, None);
+        assert_eq!(outcome.answered_at, Some(at(1)));
+        assert!(tracker.on_lost(at(8)).is_empty(), "ends once");
+    }
+
+    #[test]
+    fn the_recording_is_reported_once_it_started() {
+        let now = Instant::now();
+        let path = PathBuf::from("/nonexistent/recordings/a.wav");
+        let main = leg("a", true, false);
+        let mut tracker = CallTracker::new(None, Some(path.clone()));
+        tracker.on_channel(&main, ChannelUpdate::Answered { at: at(1) }, now);
+        tracker.on_channel(&main, ChannelUpdate::RecordStarted, now);
+        let actions = tracker.on_channel(&main, hangup(HangupCause::NORMAL_CLEARING, None, 4), now);
+        assert_eq!(ended(&actions).unwrap().recording, Some(path.clone()));
+        // Never answered: no recording was made.
+        let mut tracker = CallTracker::new(None, Some(path));
+        tracker.on_channel(&main, ChannelUpdate::Created, now);
+        let actions = tracker.on_channel(&main, hangup(HangupCause::USER_BUSY, None, 4), now);
+        assert_eq!(ended(&actions).unwrap().recording, None);
+    }
 }

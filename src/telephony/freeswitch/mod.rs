@@ -7,7 +7,6 @@ pub mod config;
 mod link;
 pub mod media;
 pub mod originate;
-pub mod shim;
 
 use std::{
     collections::HashMap,
@@ -25,12 +24,11 @@ use self::{
     link::LinkState,
     media::MediaPaths,
     originate::{originate_command, OriginateInputs, PlayableMedia},
-    shim::{spawn_call, CallLine},
 };
 use super::{
     esl::{EslClient, EslError},
-    AfterAnswer, BackendHealth, CallHandle, CallOutcome, CallRequest, CallSettings, HangupCause,
-    Telephony,
+    spawn_call, AfterAnswer, BackendHealth, CallHandle, CallLine, CallOutcome, CallRequest,
+    CallSettings, HangupCause, Telephony,
 };
 
 /// The events the back end subscribes to, and nothing more: every channel of the switch
@@ -349,6 +347,11 @@ async fn run_call(inner: Arc<Inner>, request: CallRequest, mut line: CallLine) -
     )
     .await;
     inner.unregister(&uuid);
+    if let Some(path) = &outcome.recording {
+        // Written by FreeSWITCH with its own umask: private, as every file of the data directory.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
     outcome
 }
 
@@ -456,4 +459,255 @@ fn kill(inner: &Arc<Inner>, uuid: &str, cause: HangupCause) -> bool {
         }
     });
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    use super::*;
+    use crate::telephony::{
+        esl::{Event, FrameCodec},
+        Confirm,
+    };
+
+    /// Every event FreeSWITCH sent in a capture of `tests/fixtures/esl/`, in order.
+    fn capture_events(name: &str) -> Vec<Event> {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/esl")
+            .join(format!("{name}.s2c.txt"));
+        let mut bytes = BytesMut::from(&std::fs::read(&path).unwrap()[..]);
+        let mut codec = FrameCodec::new();
+        let mut events = Vec::new();
+        while let Some(frame) = codec.decode(&mut bytes).unwrap() {
+            if frame
+                .content_type()
+                .is_some_and(|kind| kind.starts_with("text/event-"))
+            {
+                events.push(Event::from_frame(&frame).unwrap());
+            }
+        }
+        assert!(!events.is_empty(), "{name}");
+        events
+    }
+
+    fn inner(data_dir: &Path) -> Arc<Inner> {
+        Arc::new(Inner {
+            config: FreeswitchConfig::new("127.0.0.1:1", "ClueCon", config::DEFAULT_DIAL_STRING)
+                .unwrap(),
+            media: MediaPaths::new(data_dir).unwrap(),
+            recordings: data_dir.join("recordings"),
+            max_caps: 200.0,
+            state: Mutex::new(LinkState::Connecting),
+            client: Mutex::new(None),
+            registry: Mutex::new(Registry::default()),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// What one call of a capture comes to: the call is the originate's (its uuid and job
+    /// taken from the capture), every event is routed as the connection routes it, and what
+    /// reaches the call is fed to its tracker, as the call's body does.
+    struct Replay {
+        actions: Vec<Action>,
+        /// The order the call's inputs arrived in: `job` or the channel event's name.
+        order: Vec<String>,
+    }
+
+    fn replay(name: &str, confirm: Option<Confirm>) -> Replay {
+        let data = tempfile::tempdir().unwrap();
+        let inner = inner(data.path());
+        let events = capture_events(name);
+        let uuid = events
+            .iter()
+            .find(|event| event.name() == "CHANNEL_CREATE")
+            .and_then(|event| event.get("variable_origination_uuid"))
+            .expect("an originated channel")
+            .to_owned();
+        let job_uuid = events
+            .iter()
+            .filter(|event| event.name() == "BACKGROUND_JOB")
+            .find(|event| {
+                event
+                    .get("Job-Command-Arg")
+                    .is_some_and(|arg| arg.contains(&uuid))
+            })
+            .and_then(|event| event.get("Job-UUID"))
+            .expect("the originate's job")
+            .to_owned();
+        let mut inputs = inner.register(&uuid, &job_uuid);
+        let now = SystemTime::now();
+        for event in &events {
+            inner.route(call::classify(event, now));
+        }
+        let mut tracker = CallTracker::new(confirm, None);
+        let start = Instant::now();
+        let mut actions = Vec::new();
+        let mut order = Vec::new();
+        while let Ok(input) = inputs.try_recv() {
+            match input {
+                CallInput::Channel(leg, update) => {
+                    order.push(
+                        format!("{update:?}")
+                            .split([' ', '{', '('])
+                            .next()
+                            .unwrap()
+                            .to_owned(),
+                    );
+                    actions.extend(tracker.on_channel(&leg, update, start));
+                }
+                CallInput::Job(result) => {
+                    order.push("job".into());
+                    actions.extend(tracker.on_job(result, start, now));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        inner.unregister(&uuid);
+        assert!(lock(&inner.registry).calls.is_empty());
+        assert!(lock(&inner.registry).legs.is_empty());
+        assert!(lock(&inner.registry).jobs.is_empty());
+        Replay { actions, order }
+    }
+
+    fn outcome(replay: &Replay) -> &CallOutcome {
+        let ends: Vec<&CallOutcome> = replay
+            .actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::End(outcome) => Some(outcome),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends.len(), 1, "{:?}", replay.actions);
+        ends[0]
+    }
+
+    fn digits(replay: &Replay) -> String {
+        replay
+            .actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::Digit(digit) => Some(*digit),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn answered(replay: &Replay) -> bool {
+        replay
+            .actions
+            .iter()
+            .any(|action| matches!(action, Action::Answered { .. }))
+    }
+
+    #[test]
+    fn an_answered_call_that_plays_and_hangs_up() {
+        for capture in [
+            "02_originate_answer_playback_plain",
+            "06_originate_answer_playback_json",
+        ] {
+            let replay = replay(capture, None);
+            let outcome = outcome(&replay);
+            assert_eq!(outcome.cause, HangupCause::NORMAL_CLEARING, "{capture}");
+            assert!(answered(&replay), "{capture}");
+            let answered_at = outcome.answered_at.expect("answer time");
+            assert!(answered_at <= outcome.ended_at, "{capture}");
+            // The tone played 2.25 s: the call lasted at least that long after the answer.
+            let talk = outcome.ended_at.duration_since(answered_at).unwrap();
+            assert!(talk >= Duration::from_secs(2), "{capture}: {talk:?}");
+            assert_eq!(digits(&replay), "", "{capture}");
+        }
+    }
+
+    #[test]
+    fn keys_and_the_callee_hanging_up() {
+        let replay = replay("03_originate_dtmf_remote_bye_plain", None);
+        let outcome = outcome(&replay);
+        assert_eq!(outcome.cause, HangupCause::NORMAL_CLEARING);
+        assert_eq!(outcome.sip_code, Some(200));
+        // One key by RFC 2833, one by SIP INFO.
+        assert_eq!(digits(&replay), "11");
+    }
+
+    #[test]
+    fn busy_ends_with_the_hangup_before_the_job() {
+        let replay = replay("04_originate_user_busy_plain", None);
+        let outcome = outcome(&replay);
+        assert_eq!(outcome.cause, HangupCause::USER_BUSY);
+        assert_eq!(outcome.sip_code, Some(486));
+        assert_eq!(outcome.answered_at, None);
+        let hangup = replay
+            .order
+            .iter()
+            .position(|kind| kind == "HangupComplete");
+        let job = replay.order.iter().position(|kind| kind == "job");
+        assert!(hangup < job, "{:?}", replay.order);
+    }
+
+    #[test]
+    fn no_answer_waits_for_the_hangup_after_the_job() {
+        let replay = replay("05_originate_no_answer_plain", None);
+        let job = replay.order.iter().position(|kind| kind == "job");
+        let hangup = replay
+            .order
+            .iter()
+            .position(|kind| kind == "HangupComplete");
+        assert!(job < hangup, "{:?}", replay.order);
+        let outcome = outcome(&replay);
+        assert_eq!(outcome.cause, HangupCause::NO_ANSWER);
+        assert_eq!(outcome.sip_code, Some(487));
+        assert_eq!(outcome.answered_at, None);
+    }
+
+    #[test]
+    fn a_confirmed_call_keeps_its_cause() {
+        let confirm = Confirm {
+            key: "1".into(),
+            timeout: Duration::from_secs(3),
+            prompt: None,
+        };
+        let replay = replay("07_originate_group_confirm_plain", Some(confirm));
+        let outcome = outcome(&replay);
+        assert_eq!(outcome.cause, HangupCause::NORMAL_CLEARING);
+        assert!(digits(&replay).starts_with('1'));
+        assert!(!replay
+            .actions
+            .iter()
+            .any(|action| matches!(action, Action::Kill(_))));
+    }
+
+    #[test]
+    fn the_same_capture_with_another_key_is_a_wrong_key() {
+        // The callee pressed 1; had the task asked for 2, the call ends as the shared policy says.
+        let confirm = Confirm {
+            key: "2".into(),
+            timeout: Duration::from_secs(3),
+            prompt: None,
+        };
+        let replay = replay("07_originate_group_confirm_plain", Some(confirm));
+        assert!(replay
+            .actions
+            .contains(&Action::Kill(crate::telephony::WRONG_KEY)));
+        // The capture's job says +OK (FreeSWITCH's key was 1): the switch's word wins.
+        assert_eq!(outcome(&replay).cause, HangupCause::NORMAL_CLEARING);
+    }
+
+    #[test]
+    fn a_killed_call() {
+        let replay = replay("08_originate_park_uuid_kill_plain", None);
+        assert_eq!(outcome(&replay).cause, HangupCause::NORMAL_CLEARING);
+    }
+
+    #[test]
+    fn an_unreachable_gateway() {
+        let replay = replay("09_originate_unreachable_plain", None);
+        let outcome = outcome(&replay);
+        assert_eq!(outcome.cause, HangupCause::NORMAL_TEMPORARY_FAILURE);
+        assert_eq!(outcome.sip_code, Some(503));
+        assert!(!answered(&replay));
+    }
 }

@@ -34,13 +34,9 @@ use super::{
     guard::{GuardInspector, IncomingGuard, LiveCalls},
 };
 use crate::telephony::{
-    call_channels, AfterAnswer, CallChannels, CallCommand, CallEvent, CallHandle, CallOutcome,
-    CallRequest, CallSettings, HangupCause, Telephony,
+    spawn_call, AfterAnswer, CallHandle, CallLine, CallOutcome, CallRequest, CallSettings,
+    HangupCause, KeyCheck, Telephony, NO_KEY, WRONG_KEY,
 };
-
-/// Cause names for the confirm step, the same as the sim back end's.
-const WRONG_KEY: HangupCause = HangupCause::CALL_REJECTED;
-const NO_KEY: HangupCause = HangupCause::NO_USER_RESPONSE;
 /// How long to wait for the far end's final answer to our CANCEL or BYE before giving up on it.
 const SETTLE: Duration = Duration::from_secs(5);
 /// rsipstack's 64*T1: how long a transaction lingers after its final answer (an answered
@@ -278,14 +274,8 @@ impl Telephony for SipBackend {
     }
 
     fn place_call(&self, request: CallRequest) -> CallHandle {
-        let (handle, channels) = call_channels();
         let inner = self.inner.clone();
-        tokio::spawn(async move {
-            let mut channels = channels;
-            let outcome = Call { inner, request }.run(&mut channels).await;
-            let _ = channels.events.send(CallEvent::Ended(outcome));
-        });
-        handle
+        spawn_call(|mut line| async move { Call { inner, request }.run(&mut line).await })
     }
 }
 
@@ -318,7 +308,7 @@ fn ended(
 }
 
 impl Call {
-    async fn run(self, channels: &mut CallChannels) -> CallOutcome {
+    async fn run(self, line: &mut CallLine) -> CallOutcome {
         let uuid = self.request.uuid.clone();
         let settings = self.request.settings.clone();
         // The call's requests pass the incoming guard from the INVITE on (its Call-ID is `uuid`).
@@ -343,7 +333,7 @@ impl Call {
         };
         tracing::info!(%uuid, trunk = %trunk.host_port, "INVITE");
         tracing::debug!(%uuid, number = %self.request.dest_number, "INVITE to");
-        let ringing = self.ring(option, state_sender, &mut states, channels).await;
+        let ringing = self.ring(option, state_sender, &mut states, line).await;
         let (dialog, answer_sdp) = match ringing {
             Ringing::Answered { dialog, answer_sdp } => (dialog, answer_sdp),
             Ringing::Ended(outcome) => {
@@ -352,15 +342,13 @@ impl Call {
             }
         };
         let answered_at = SystemTime::now();
-        let _ = channels
-            .events
-            .send(CallEvent::Answered { at: answered_at });
+        line.answered(answered_at);
         let recording = settings
             .auto_record
             .then(|| self.inner.recordings.join(format!("{uuid}.wav")));
         let outcome = match media.start(&answer_sdp, recording.clone()).await {
             Ok(()) => {
-                self.talk(&dialog, &mut states, channels, &media, answered_at)
+                self.talk(&dialog, &mut states, line, &media, answered_at)
                     .await
             }
             Err(CallMediaError::Negotiation(reason)) => {
@@ -451,7 +439,7 @@ impl Call {
         option: InviteOption,
         state_sender: rsipstack::dialog::dialog::DialogStateSender,
         states: &mut DialogStateReceiver,
-        channels: &mut CallChannels,
+        line: &mut CallLine,
     ) -> Ringing {
         let uuid = &self.request.uuid;
         let (dialog, mut invite) = match self
@@ -482,7 +470,7 @@ impl Call {
                         heard_back = true;
                         provisional = true;
                         let early_media = response.status_code == StatusCode::SessionProgress;
-                        let _ = channels.events.send(CallEvent::Progress { early_media });
+                        line.progress(early_media);
                     }
                     // The callee may send a request as soon as the dialog is confirmed, before
                     // the INVITE's future is seen complete here: answer it rather than drop it
@@ -501,7 +489,7 @@ impl Call {
                     let _ = dialog.cancel().await;
                     settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
                 }
-                Some(CallCommand::HangUp(cause)) = channels.commands.recv(), if our_cause.is_none() => {
+                Some(cause) = line.hang_up_requested(), if our_cause.is_none() => {
                     our_cause = Some(cause);
                     if !heard_back {
                         invite.abort();
@@ -570,7 +558,7 @@ impl Call {
         &self,
         dialog: &InviteDialog,
         states: &mut DialogStateReceiver,
-        channels: &mut CallChannels,
+        line: &mut CallLine,
         media: &CallMedia,
         answered_at: SystemTime,
     ) -> CallOutcome {
@@ -586,7 +574,7 @@ impl Call {
             tokio::select! {
                 cause = &mut script => break cause,
                 Some(digit) = digits.recv() => {
-                    let _ = channels.events.send(CallEvent::Digit(digit));
+                    line.digit(digit);
                     let _ = script_digits_sender.send(digit);
                 }
                 state = states.recv() => match state {
@@ -620,7 +608,7 @@ impl Call {
                     Some(other) => answer_plain_request(other).await,
                     None => break HangupCause::NORMAL_CLEARING,
                 },
-                Some(CallCommand::HangUp(cause)) = channels.commands.recv() => break cause,
+                Some(cause) = line.hang_up_requested() => break cause,
                 _ = &mut limit => {
                     tracing::warn!(%uuid, "call reached the maximum duration");
                     break HangupCause::ALLOTTED_TIMEOUT;
@@ -649,13 +637,15 @@ impl Call {
             let mut pressed = String::new();
             let wait = tokio::time::sleep(confirm.timeout);
             tokio::pin!(wait);
-            while pressed.len() < confirm.key.len() {
+            loop {
+                match confirm.check(&pressed) {
+                    KeyCheck::Confirmed => break,
+                    KeyCheck::Wrong => return WRONG_KEY,
+                    KeyCheck::Incomplete => {}
+                }
                 tokio::select! {
                     Some(digit) = digits.recv() => pressed.push(digit),
                     _ = &mut wait => return NO_KEY,
-                }
-                if !confirm.key.starts_with(pressed.as_str()) {
-                    return WRONG_KEY;
                 }
             }
         }

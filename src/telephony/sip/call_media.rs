@@ -15,8 +15,9 @@ use tokio::sync::{mpsc, OnceCell};
 use super::media::{
     sdp,
     session::{MediaSession, SessionOptions},
-    wav, RtpPorts, RtpSocket,
+    RtpPorts, RtpSocket,
 };
+use crate::audio::wav;
 use crate::telephony::MediaRef;
 
 /// Decoded prompts kept, in samples (32 MiB), so that a campaign reads and converts its prompt

@@ -2,7 +2,7 @@
 //!
 //! Signalling (elsewhere) negotiates with [`sdp::offer`] and [`sdp::parse_answer`]; a call then
 //! runs a [`MediaSession`] on a socket from [`RtpPorts`]: prompts out ([`MediaSession::play`],
-//! samples from [`prompt_from_wav`]), keys in (RFC 4733 telephone events), and optionally a
+//! samples from [`crate::audio::prompt_from_wav`]), keys in (RFC 4733 telephone events), and optionally a
 //! stereo recording of both directions.
 //!
 //! ```text
@@ -17,19 +17,14 @@
 
 mod clock;
 pub mod dtmf;
-pub mod g711;
 pub mod ports;
 mod recording;
-pub mod resample;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
-pub mod wav;
 
 pub use dtmf::{DigitDetector, TelephoneEvent};
-pub use g711::G711;
 pub use ports::{PortError, PortLease, RtpPorts, RtpSocket};
 pub use rtp::{RtpError, RtpPacket};
 pub use sdp::{Codec, Direction, RemoteMedia, SdpError};
 pub use session::{MediaError, MediaSession, MediaStats, SessionOptions};
-pub use wav::{normalize_wav, prompt_from_wav, PromptError};

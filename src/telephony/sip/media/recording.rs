@@ -17,7 +17,7 @@ use std::{
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use super::wav::{wav_header, SAMPLE_RATE};
+use crate::audio::wav::{wav_header, SAMPLE_RATE};
 
 /// Samples of one channel in 20 ms.
 pub(crate) const FRAME_LEN: usize = 160;

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::g711::G711;
+use crate::audio::G711;
 
 /// The payload type we offer for RFC 4733 telephone events; the answer may choose another.
 pub const TELEPHONE_EVENT_PAYLOAD_TYPE: u8 = 101;

@@ -491,12 +491,11 @@ impl ReceivedPlacement {
 mod tests {
     use super::super::{
         dtmf::event_of_digit,
-        g711::G711,
         recording::FRAME_LEN,
         sdp::{Codec, Direction},
-        wav,
     };
     use super::*;
+    use crate::audio::{wav, G711};
     use tokio::net::UdpSocket;
 
     const TELEPHONE_EVENT: u8 = 101;
