@@ -31,7 +31,7 @@ use common::{
     freeswitch::{sipp_with, Availability, LiveSwitch},
     process::{database, proc_status_kib, Outcall},
 };
-use outcall::{db::rusqlite, telephony::sip::media::wav::encode_wav};
+use outcall::{audio::wav::encode_wav, db::rusqlite};
 use serde_json::json;
 
 /// How long calls still alive after the run may take to end.

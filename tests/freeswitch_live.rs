@@ -29,7 +29,7 @@ use common::{
     sipp::{received_at, time_of, wav_format, Sipp},
     success_data, Api, Reply,
 };
-use outcall::telephony::sip::media::wav::encode_wav;
+use outcall::audio::wav::encode_wav;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
