@@ -18,8 +18,8 @@
 //!
 //! Run: `cargo bench --bench freeswitch`.
 
+// The tests' helpers (the FreeSWITCH harness, the binary as a process, the API client).
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::{
