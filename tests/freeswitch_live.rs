@@ -10,7 +10,7 @@
 //!
 //! Cases: an uploaded WAV played to its end, busy, no answer, the callee hanging up, confirm key
 //! right and wrong, transfer, recording, a 40-number campaign (sipp's INVITEs are the numbers,
-//! never more calls up than `max_concurrency`), FreeSWITCH stopped and started again in a
+//! never more calls up than `max_concurrency`), FreeSWITCH stopped or killed and started again in a
 //! campaign (every number ends once, none is dialed twice, no call starts while it is down), and
 //! the gateway dial string (busy with its SIP code, an answered call).
 
@@ -584,11 +584,22 @@ async fn campaign_of_40_dials_each_number_once_within_max_concurrency() {
 
 /// FreeSWITCH stopped (SIGTERM: it hangs up its calls) and started again in a 30-number
 /// campaign: every number ends (`done`, a cause) exactly once, sipp got at most one INVITE per
-/// number and one for every number that ended NORMAL_CLEARING, and no number was claimed while
-/// the switch was down. Needs our own instance (one we may stop).
+/// number and one for every number that ended NORMAL_CLEARING, no number was claimed while
+/// the switch was down, and the campaign went on after the restart. Needs our own instance
+/// (one we may stop).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switch_restart_mid_campaign_ends_every_number_once() {
-    let test = "switch_restart_mid_campaign_ends_every_number_once";
+    restart_mid_campaign("switch_restart_mid_campaign_ends_every_number_once", false).await;
+}
+
+/// The same with FreeSWITCH killed (SIGKILL: no goodbye, its calls just vanish): the calls that
+/// were up are found gone after the reconnect and end once, never redialed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_killed_mid_campaign_ends_every_number_once() {
+    restart_mid_campaign("switch_killed_mid_campaign_ends_every_number_once", true).await;
+}
+
+async fn restart_mid_campaign(test: &str, kill: bool) {
     let Some(mut live) = Live::start(test, &[]).await else {
         return;
     };
@@ -620,10 +631,15 @@ async fn switch_restart_mid_campaign_ends_every_number_once() {
     })
     .await;
     let stop_began = chrono::Utc::now().timestamp();
-    live.switch.stop();
+    if kill {
+        live.switch.kill();
+    } else {
+        live.switch.stop();
+    }
     let down_at = chrono::Utc::now().timestamp();
     println!(
-        "stopped FreeSWITCH after {} INVITEs",
+        "{} FreeSWITCH after {} INVITEs",
+        if kill { "killed" } else { "stopped" },
         invited_numbers(&sipp).len()
     );
     // outcall sees the switch gone.

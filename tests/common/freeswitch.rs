@@ -288,6 +288,14 @@ impl LiveSwitch {
         let _ = child.wait();
     }
 
+    /// Kills our instance (SIGKILL: its calls are left without a goodbye) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.own.as_mut().and_then(|own| own.child.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// The last `lines` lines of our instance's log.
     pub fn log_tail(&self, lines: usize) -> String {
         let Some(path) = self.log_path() else {
