@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use super::{HangupCause, MediaRef};
 
 /// After answer, ask the callee to press `key` before the action runs.
@@ -41,6 +43,29 @@ impl Confirm {
             KeyCheck::Incomplete
         }
     }
+
+    /// The confirm step once its prompt has played: reads keys as they come, within the timeout
+    /// from now. `Ok` for the whole key; else the cause to hang up with, [`WRONG_KEY`] at the
+    /// first wrong key or [`NO_KEY`] at the timeout (a closed channel brings no more keys).
+    pub async fn read_key(
+        &self,
+        keys: &mut mpsc::UnboundedReceiver<char>,
+    ) -> Result<(), HangupCause> {
+        let timeout = tokio::time::sleep(self.timeout);
+        tokio::pin!(timeout);
+        let mut pressed = String::new();
+        loop {
+            match self.check(&pressed) {
+                KeyCheck::Confirmed => return Ok(()),
+                KeyCheck::Wrong => return Err(WRONG_KEY),
+                KeyCheck::Incomplete => {}
+            }
+            tokio::select! {
+                Some(key) = keys.recv() => pressed.push(key),
+                _ = &mut timeout => return Err(NO_KEY),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -52,6 +77,57 @@ mod tests {
             key: key.to_owned(),
             timeout: Duration::from_secs(5),
             prompt: None,
+        }
+    }
+
+    /// The keys, then the channel left open (`open`) or closed.
+    fn keys(
+        pressed: &str,
+        open: bool,
+    ) -> (mpsc::UnboundedSender<char>, mpsc::UnboundedReceiver<char>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        pressed.chars().for_each(|key| sender.send(key).unwrap());
+        if open {
+            (sender, receiver)
+        } else {
+            (mpsc::unbounded_channel().0, receiver)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_step_ends_at_the_whole_key_or_the_first_wrong_one() {
+        for (key, pressed, result) in [
+            ("1", "1", Ok(())),
+            ("1#", "1#", Ok(())),
+            ("1#", "1#5", Ok(())),
+            ("1", "2", Err(WRONG_KEY)),
+            ("1#", "#1", Err(WRONG_KEY)),
+            ("*90", "*91", Err(WRONG_KEY)),
+        ] {
+            // The channel stays open and the timeout is long: only the keys can end the step.
+            let (_sender, mut receiver) = keys(pressed, true);
+            let confirm = confirm(key);
+            let read =
+                tokio::time::timeout(Duration::from_secs(4), confirm.read_key(&mut receiver));
+            assert_eq!(read.await, Ok(result), "{key:?} after {pressed:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_times_out() {
+        let short = Confirm {
+            timeout: Duration::from_millis(50),
+            ..confirm("1#")
+        };
+        for (pressed, open) in [("", true), ("1", true), ("1", false), ("", false)] {
+            let (_sender, mut receiver) = keys(pressed, open);
+            let started = std::time::Instant::now();
+            assert_eq!(
+                short.read_key(&mut receiver).await,
+                Err(NO_KEY),
+                "{pressed:?}"
+            );
+            assert!(started.elapsed() >= short.timeout, "not before the timeout");
         }
     }
 

@@ -307,7 +307,8 @@ pub trait Telephony: Send + Sync + 'static {
     }
 
     /// Starts a call and returns at once; progress and one final [`CallEvent::Ended`] arrive on
-    /// the handle's events. Must not block.
+    /// the handle's events (a back end runs its call with [`spawn_call`], which keeps that
+    /// promise). Must not block.
     fn place_call(&self, request: CallRequest) -> CallHandle;
 }
 

@@ -69,6 +69,8 @@ pub struct Leg {
     pub main: bool,
     /// A `loopback/…` channel (the default dial string makes two).
     pub loopback: bool,
+    /// A `sofia/…` channel: a SIP call.
+    pub sip: bool,
 }
 
 /// What the originate's `BACKGROUND_JOB` said.
@@ -136,6 +138,9 @@ pub struct CallTracker {
     job: Option<JobResult>,
     hangup: Option<Hangup>,
     sip_code: Option<u16>,
+    /// A SIP leg answered: its INVITE got a 200, whoever sent the BYE (FreeSWITCH gives no
+    /// `sip_term_status` when it hangs up itself).
+    sip_answered: bool,
     /// A hang-up the dialer asked for, sent once our channel exists.
     kill: Option<HangupCause>,
     kill_sent: bool,
@@ -160,6 +165,7 @@ impl CallTracker {
             job: None,
             hangup: None,
             sip_code: None,
+            sip_answered: false,
             kill: None,
             kill_sent: false,
             deadline: None,
@@ -208,6 +214,7 @@ impl CallTracker {
                 }
             }
             ChannelUpdate::Answered { at } => {
+                self.sip_answered |= leg.sip;
                 if self.answered_at.is_none() {
                     self.answered_at = Some(at);
                     actions.push(Action::Answered { at });
@@ -347,7 +354,7 @@ impl CallTracker {
             .filter(|path| self.recording_started || path.exists());
         Action::End(CallOutcome {
             cause,
-            sip_code: self.sip_code,
+            sip_code: self.sip_code.or(self.sip_answered.then_some(200)),
             answered_at: self.answered_at,
             ended_at,
             recording,
@@ -364,6 +371,7 @@ pub enum Routed {
         origination_uuid: Option<String>,
         other_leg: Option<String>,
         loopback: bool,
+        sip: bool,
         update: ChannelUpdate,
     },
     Job {
@@ -430,6 +438,9 @@ pub fn classify(event: &Event, now: SystemTime) -> Routed {
         loopback: event
             .get("Channel-Name")
             .is_some_and(|name| name.starts_with("loopback/")),
+        sip: event
+            .get("Channel-Name")
+            .is_some_and(|name| name.starts_with("sofia/")),
         update,
     }
 }
@@ -449,6 +460,7 @@ mod tests {
             uuid: uuid.into(),
             main,
             loopback,
+            sip: !loopback,
         }
     }
 

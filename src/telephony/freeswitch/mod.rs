@@ -160,6 +160,7 @@ impl Inner {
                 origination_uuid,
                 other_leg,
                 loopback,
+                sip,
                 update,
             } => {
                 let (call, main) = if registry.calls.contains_key(&unique_id) {
@@ -192,6 +193,7 @@ impl Inner {
                         uuid: unique_id,
                         main,
                         loopback,
+                        sip,
                     };
                     let _ = entry.inputs.send(CallInput::Channel(leg, update));
                 }
@@ -613,6 +615,8 @@ mod tests {
             let replay = replay(capture, None);
             let outcome = outcome(&replay);
             assert_eq!(outcome.cause, HangupCause::NORMAL_CLEARING, "{capture}");
+            // FreeSWITCH hung up (no sip_term_status): the INVITE's 200 is the code.
+            assert_eq!(outcome.sip_code, Some(200), "{capture}");
             assert!(answered(&replay), "{capture}");
             let answered_at = outcome.answered_at.expect("answer time");
             assert!(answered_at <= outcome.ended_at, "{capture}");

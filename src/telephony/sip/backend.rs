@@ -14,7 +14,7 @@ use rsipstack::{
         authenticate::Credential,
         dialog::{DialogState, DialogStateReceiver, TerminatedReason},
         dialog_layer::DialogLayer,
-        invitation::InviteOption,
+        invitation::{InviteAsyncResult, InviteOption},
         invite_dialog::InviteDialog,
         registration::{RefreshOutcome, Registration},
     },
@@ -24,18 +24,21 @@ use rsipstack::{
     transport::{udp::UdpConnection, SipAddr, TransportLayer},
     EndpointBuilder,
 };
-use tokio::sync::{mpsc, Semaphore};
+use tokio::{
+    sync::{mpsc, Semaphore},
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     call_media::{CallMedia, CallMediaError, MediaKit},
-    causes::cause_of_sip_status,
+    causes::{cause_of_sip_status, ring_outcome, RingResult},
     config::{SipConfig, SipTransport, Trunk},
     guard::{GuardInspector, IncomingGuard, LiveCalls},
 };
 use crate::telephony::{
     spawn_call, AfterAnswer, CallHandle, CallLine, CallOutcome, CallRequest, CallSettings,
-    HangupCause, KeyCheck, Telephony, NO_KEY, WRONG_KEY,
+    HangupCause, Telephony,
 };
 /// How long to wait for the far end's final answer to our CANCEL or BYE before giving up on it.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -307,6 +310,56 @@ fn ended(
     }
 }
 
+/// What the ringing phase has seen so far.
+#[derive(Default)]
+struct RingState {
+    /// Whether anything (even a 100 Trying) came back for the INVITE.
+    heard_back: bool,
+    /// Set when we gave up ringing: the cause the call ends with whatever the far end answers.
+    our_cause: Option<HangupCause>,
+}
+
+impl RingState {
+    /// A dialog state while ringing: progress is passed on, plain requests answered.
+    async fn heard(&mut self, state: DialogState, line: &CallLine) {
+        match state {
+            DialogState::Trying(_) => self.heard_back = true,
+            DialogState::Early(_, response) => {
+                self.heard_back = true;
+                line.progress(response.status_code == StatusCode::SessionProgress);
+            }
+            // The callee may send a request as soon as the dialog is confirmed, before the
+            // INVITE's future is seen complete: answer it rather than drop it (a dropped request
+            // handle is answered 501).
+            other => answer_plain_request(other).await,
+        }
+    }
+}
+
+/// The INVITE task's result as a [`RingResult`], with the answer's SDP when it was answered.
+fn ring_result(
+    uuid: &str,
+    result: Result<InviteAsyncResult, tokio::task::JoinError>,
+) -> (RingResult, Vec<u8>) {
+    match result {
+        Ok(Ok((_, Some(response))))
+            if response.status_code.kind() == StatusCodeKind::Successful =>
+        {
+            (RingResult::Answered, response.body)
+        }
+        Ok(Ok((_, Some(response)))) => (RingResult::Final(response.status_code.code()), Vec::new()),
+        Ok(Ok((_, None))) => (RingResult::TimedOut, Vec::new()),
+        Ok(Err(error)) => {
+            tracing::warn!(%uuid, %error, "INVITE failed");
+            (RingResult::TransportError, Vec::new())
+        }
+        Err(error) => {
+            tracing::error!(%uuid, %error, "the INVITE task failed");
+            (RingResult::TransportError, Vec::new())
+        }
+    }
+}
+
 impl Call {
     async fn run(self, line: &mut CallLine) -> CallOutcome {
         let uuid = self.request.uuid.clone();
@@ -351,24 +404,7 @@ impl Call {
                 self.talk(&dialog, &mut states, line, &media, answered_at)
                     .await
             }
-            Err(CallMediaError::Negotiation(reason)) => {
-                tracing::warn!(%uuid, %reason, "the answer's SDP has nothing we can use");
-                let _ = dialog.bye().await;
-                ended(
-                    HangupCause::INCOMPATIBLE_DESTINATION,
-                    Some(200),
-                    Some(answered_at),
-                )
-            }
-            Err(error) => {
-                tracing::error!(%uuid, %error, "media failed");
-                let _ = dialog.bye().await;
-                ended(
-                    HangupCause::NORMAL_TEMPORARY_FAILURE,
-                    Some(200),
-                    Some(answered_at),
-                )
-            }
+            Err(error) => media_failed(&uuid, &dialog, error, answered_at).await,
         };
         self.inner.dialog_layer.remove_dialog(&dialog.id());
         let recording = media.close().await.or(recording);
@@ -442,113 +478,80 @@ impl Call {
         line: &mut CallLine,
     ) -> Ringing {
         let uuid = &self.request.uuid;
-        let (dialog, mut invite) = match self
+        let mut ring = RingState::default();
+        let (result, answer_sdp, dialog) = match self
             .inner
             .dialog_layer
             .do_invite_async(option, state_sender)
         {
-            Ok(started) => started,
+            Ok((dialog, invite)) => {
+                let (result, answer) = self
+                    .await_final(&dialog, invite, states, line, &mut ring)
+                    .await;
+                (result, answer, Some(dialog))
+            }
             Err(error) => {
                 tracing::warn!(%uuid, %error, "INVITE could not be sent");
-                return Ringing::Ended(ended(HangupCause::NORMAL_TEMPORARY_FAILURE, None, None));
+                (RingResult::TransportError, Vec::new(), None)
             }
         };
+        match (result, dialog) {
+            (RingResult::Answered, Some(dialog)) if ring.our_cause.is_none() => {
+                Ringing::Answered { dialog, answer_sdp }
+            }
+            // Also a call answered as we cancelled it: the stack ends it with a BYE.
+            (result, _) => {
+                let (cause, code) = ring_outcome(result, ring.our_cause, ring.heard_back);
+                tracing::info!(%uuid, ?code, cause = cause.as_str(), "call failed");
+                Ringing::Ended(ended(cause, code, None))
+            }
+        }
+    }
+
+    /// Waits for the INVITE's final answer. The ring timeout or the dialer's hang-up cancels the
+    /// INVITE, or abandons it when nothing came back yet (CANCEL is not allowed then); a CANCEL
+    /// nobody answers is given up after [`SETTLE`]. Answers the result and the answer's SDP.
+    async fn await_final(
+        &self,
+        dialog: &InviteDialog,
+        mut invite: JoinHandle<InviteAsyncResult>,
+        states: &mut DialogStateReceiver,
+        line: &mut CallLine,
+        ring: &mut RingState,
+    ) -> (RingResult, Vec<u8>) {
+        let uuid = &self.request.uuid;
         let ring_timeout = tokio::time::sleep(self.request.settings.calling_time);
         tokio::pin!(ring_timeout);
-        let mut heard_back = false;
-        let mut provisional = false;
-        // Set when we gave up ringing: the cause the call ends with whatever the far end answers.
-        let mut our_cause: Option<HangupCause> = None;
         let settle = tokio::time::sleep(Duration::MAX);
         tokio::pin!(settle);
-        let result = loop {
-            tokio::select! {
-                result = &mut invite => break result,
-                Some(state) = states.recv() => match state {
-                    DialogState::Trying(_) => heard_back = true,
-                    DialogState::Early(_, response) => {
-                        heard_back = true;
-                        provisional = true;
-                        let early_media = response.status_code == StatusCode::SessionProgress;
-                        line.progress(early_media);
-                    }
-                    // The callee may send a request as soon as the dialog is confirmed, before
-                    // the INVITE's future is seen complete here: answer it rather than drop it
-                    // (a dropped request handle is answered 501).
-                    other => answer_plain_request(other).await,
-                },
-                _ = &mut ring_timeout, if our_cause.is_none() => {
-                    if !heard_back {
-                        // Nothing ever answered: CANCEL is not allowed, abandon the attempt.
-                        invite.abort();
-                        let _ = dialog.cancel().await;
+        loop {
+            let give_up = tokio::select! {
+                result = &mut invite => return ring_result(uuid, result),
+                Some(state) = states.recv() => {
+                    ring.heard(state, line).await;
+                    continue;
+                }
+                _ = &mut ring_timeout, if ring.our_cause.is_none() => {
+                    if !ring.heard_back {
                         tracing::info!(%uuid, "no reply from the trunk within the ring timeout");
-                        return Ringing::Ended(ended(HangupCause::RECOVERY_ON_TIMER_EXPIRE, None, None));
                     }
-                    our_cause = Some(HangupCause::NO_ANSWER);
-                    let _ = dialog.cancel().await;
-                    settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
+                    // Nothing heard back: the trunk is silent, not the callee.
+                    ring.heard_back.then_some(HangupCause::NO_ANSWER)
                 }
-                Some(cause) = line.hang_up_requested(), if our_cause.is_none() => {
-                    our_cause = Some(cause);
-                    if !heard_back {
-                        invite.abort();
-                        let _ = dialog.cancel().await;
-                        return Ringing::Ended(ended(cause, None, None));
-                    }
-                    let _ = dialog.cancel().await;
-                    settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
-                }
+                Some(cause) = line.hang_up_requested(), if ring.our_cause.is_none() => Some(cause),
                 _ = &mut settle => {
                     invite.abort();
-                    return Ringing::Ended(ended(our_cause.unwrap_or(HangupCause::NO_ANSWER), Some(487), None));
+                    return (RingResult::NoResponse, Vec::new());
                 }
+            };
+            ring.our_cause = give_up;
+            if !ring.heard_back {
+                invite.abort();
+                let _ = dialog.cancel().await;
+                return (RingResult::NoResponse, Vec::new());
             }
-        };
-        let _ = provisional;
-        match result {
-            Ok(Ok((_, Some(response))))
-                if response.status_code.kind() == StatusCodeKind::Successful =>
-            {
-                if let Some(cause) = our_cause {
-                    // Answered as we cancelled: the stack ends it with a BYE.
-                    return Ringing::Ended(ended(cause, Some(200), None));
-                }
-                Ringing::Answered {
-                    dialog,
-                    answer_sdp: response.body.clone(),
-                }
-            }
-            Ok(Ok((_, Some(response)))) => {
-                let code = response.status_code.code();
-                let cause = match our_cause {
-                    Some(cause) if code == 487 => cause,
-                    _ => cause_of_sip_status(code),
-                };
-                tracing::info!(%uuid, code, cause = cause.as_str(), "call failed");
-                Ringing::Ended(ended(cause, Some(code), None))
-            }
-            Ok(Ok((_, None))) => Ringing::Ended(ended(
-                our_cause.unwrap_or(HangupCause::RECOVERY_ON_TIMER_EXPIRE),
-                Some(408),
-                None,
-            )),
-            Ok(Err(error)) => {
-                tracing::warn!(%uuid, %error, "INVITE failed");
-                Ringing::Ended(ended(
-                    our_cause.unwrap_or(HangupCause::NORMAL_TEMPORARY_FAILURE),
-                    None,
-                    None,
-                ))
-            }
-            Err(error) => {
-                tracing::error!(%uuid, %error, "the INVITE task failed");
-                Ringing::Ended(ended(
-                    our_cause.unwrap_or(HangupCause::NORMAL_TEMPORARY_FAILURE),
-                    None,
-                    None,
-                ))
-            }
+            let _ = dialog.cancel().await;
+            settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
         }
     }
 
@@ -578,34 +581,11 @@ impl Call {
                     let _ = script_digits_sender.send(digit);
                 }
                 state = states.recv() => match state {
-                    Some(DialogState::Terminated(_, reason)) => {
-                        tracing::info!(%uuid, ?reason, "call ended by the far end");
-                        let cause = match reason {
-                            TerminatedReason::UasBye => HangupCause::NORMAL_CLEARING,
-                            TerminatedReason::Timeout => HangupCause::MEDIA_TIMEOUT,
-                            _ => HangupCause::NORMAL_CLEARING,
-                        };
-                        return ended(cause, Some(200), Some(answered_at));
-                    }
-                    Some(DialogState::Updated(_, request, handle)) => {
-                        // A re-INVITE (or UPDATE): keep the media, answer with our SDP again.
-                        if request.method == Method::Invite && !request.body.is_empty() {
-                            media.update_remote(&request.body);
-                        }
-                        let _ = handle
-                            .respond(StatusCode::OK, Some(vec![rsipstack::sip::Header::ContentType("application/sdp".into())]), Some(media.sdp_offer()))
-                            .await;
-                    }
-                    Some(DialogState::Notify(_, request, handle)) => {
-                        let _ = handle.reply(StatusCode::OK).await;
-                        if let Some(code) = sipfrag_status(&request.body) {
-                            let _ = transfer_sender.send(code);
+                    Some(state) => {
+                        if let Some(cause) = in_call(state, media, &transfer_sender, uuid).await {
+                            return ended(cause, Some(200), Some(answered_at));
                         }
                     }
-                    Some(DialogState::Refer(_, _, handle)) => {
-                        let _ = handle.reply(StatusCode::Forbidden).await;
-                    }
-                    Some(other) => answer_plain_request(other).await,
                     None => break HangupCause::NORMAL_CLEARING,
                 },
                 Some(cause) = line.hang_up_requested() => break cause,
@@ -634,19 +614,8 @@ impl Call {
             if let Some(prompt) = &confirm.prompt {
                 media.play(prompt).await;
             }
-            let mut pressed = String::new();
-            let wait = tokio::time::sleep(confirm.timeout);
-            tokio::pin!(wait);
-            loop {
-                match confirm.check(&pressed) {
-                    KeyCheck::Confirmed => break,
-                    KeyCheck::Wrong => return WRONG_KEY,
-                    KeyCheck::Incomplete => {}
-                }
-                tokio::select! {
-                    Some(digit) = digits.recv() => pressed.push(digit),
-                    _ = &mut wait => return NO_KEY,
-                }
+            if let Err(cause) = confirm.read_key(&mut digits).await {
+                return cause;
             }
         }
         match &settings.action {
@@ -685,6 +654,71 @@ impl Call {
             }
         }
     }
+}
+
+/// An answered call whose media could not start: we hang up at once.
+async fn media_failed(
+    uuid: &str,
+    dialog: &InviteDialog,
+    error: CallMediaError,
+    answered_at: SystemTime,
+) -> CallOutcome {
+    let cause = match error {
+        CallMediaError::Negotiation(reason) => {
+            tracing::warn!(%uuid, %reason, "the answer's SDP has nothing we can use");
+            HangupCause::INCOMPATIBLE_DESTINATION
+        }
+        error => {
+            tracing::error!(%uuid, %error, "media failed");
+            HangupCause::NORMAL_TEMPORARY_FAILURE
+        }
+    };
+    let _ = dialog.bye().await;
+    ended(cause, Some(200), Some(answered_at))
+}
+
+/// Handles an in-dialog state of an answered call; answers the cause when the far end ended it.
+async fn in_call(
+    state: DialogState,
+    media: &CallMedia,
+    transfer_results: &mpsc::UnboundedSender<u16>,
+    uuid: &str,
+) -> Option<HangupCause> {
+    match state {
+        DialogState::Terminated(_, reason) => {
+            tracing::info!(%uuid, ?reason, "call ended by the far end");
+            return Some(match reason {
+                TerminatedReason::UasBye => HangupCause::NORMAL_CLEARING,
+                TerminatedReason::Timeout => HangupCause::MEDIA_TIMEOUT,
+                _ => HangupCause::NORMAL_CLEARING,
+            });
+        }
+        DialogState::Updated(_, request, handle) => {
+            // A re-INVITE (or UPDATE): keep the media, answer with our SDP again.
+            if request.method == Method::Invite && !request.body.is_empty() {
+                media.update_remote(&request.body);
+            }
+            let content_type = rsipstack::sip::Header::ContentType("application/sdp".into());
+            let _ = handle
+                .respond(
+                    StatusCode::OK,
+                    Some(vec![content_type]),
+                    Some(media.sdp_offer()),
+                )
+                .await;
+        }
+        DialogState::Notify(_, request, handle) => {
+            let _ = handle.reply(StatusCode::OK).await;
+            if let Some(code) = sipfrag_status(&request.body) {
+                let _ = transfer_results.send(code);
+            }
+        }
+        DialogState::Refer(_, _, handle) => {
+            let _ = handle.reply(StatusCode::Forbidden).await;
+        }
+        other => answer_plain_request(other).await,
+    }
+    None
 }
 
 /// Digest credentials: the configured user (else the From user) and password.
