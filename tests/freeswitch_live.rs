@@ -12,7 +12,7 @@
 //! right and wrong, transfer, recording, a 40-number campaign (sipp's INVITEs are the numbers,
 //! never more calls up than `max_concurrency`), FreeSWITCH stopped or killed and started again in a
 //! campaign (every number ends once, none is dialed twice, no call starts while it is down), and
-//! the gateway dial string (busy with its SIP code, an answered call).
+//! the gateway dial string (busy with its SIP code, an answered call, a confirm key).
 
 mod common;
 
@@ -722,11 +722,12 @@ async fn restart_mid_campaign(test: &str, kill: bool) {
 // ---------------------------------------------------------------------------------------------
 
 /// `--esl-dial-string sofia/gateway/{dest_context}/{number}` with `dest_context` `sipp`: a busy
-/// callee ends USER_BUSY with its SIP code 486, then an answered call plays its prompt.
+/// callee ends USER_BUSY with its SIP code 486, an answered call plays its prompt, and a
+/// callee who presses the confirm key gets the action (NORMAL_CLEARING, `dtmf` 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_dial_string_busy_and_answered() {
+async fn gateway_dial_string_busy_answered_and_confirmed() {
     let Some(live) = Live::start(
-        "gateway_dial_string_busy_and_answered",
+        "gateway_dial_string_busy_answered_and_confirmed",
         &["--esl-dial-string", "sofia/gateway/{dest_context}/{number}"],
     )
     .await
@@ -770,4 +771,23 @@ async fn gateway_dial_string_busy_and_answered() {
         "the switch hung up after the prompt\n{}",
         answer.report()
     );
+    drop(answer);
+
+    let mut confirm = live.switch.callee("confirm_right_key.xml", 1);
+    let ask = live.prompt("press-one", 0.5).await;
+    let id = live
+        .campaign(
+            "gateway confirm",
+            json!({"action": "playback", "data": prompt, "calling_time": 15,
+                   "dest_context": "sipp", "group_confirm_key": "1",
+                   "group_confirm_file": ask, "group_confirm_read_timeout": 5}),
+            &["1010"],
+        )
+        .await;
+    let number = live
+        .one_call(id, Duration::from_secs(30), &mut confirm)
+        .await;
+    assert_eq!(number["cause"], "NORMAL_CLEARING", "{number}");
+    assert_eq!(number["dtmf"], "1", "{number}");
+    assert_answered(&number);
 }
