@@ -277,13 +277,19 @@ impl LiveSwitch {
         let pid = libc::pid_t::try_from(child.id()).unwrap();
         // SAFETY: kill(2) on our own child, not reaped yet.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let sent = Instant::now();
+        let deadline = sent + Duration::from_secs(15);
         while Instant::now() < deadline {
             if child.try_wait().unwrap().is_some() {
+                eprintln!(
+                    "FreeSWITCH exited {:.1} s after SIGTERM",
+                    sent.elapsed().as_secs_f64()
+                );
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        eprintln!("FreeSWITCH still runs 15 s after SIGTERM: SIGKILL");
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -340,6 +346,15 @@ impl Drop for LiveSwitch {
             eprintln!("{}", self.log_tail(60));
         }
         self.stop();
+        // OUTCALL_TEST_FREESWITCH_KEEP=1 keeps our instance's run directory (its whole log).
+        if std::env::var_os("OUTCALL_TEST_FREESWITCH_KEEP").is_some() {
+            if let Some(own) = self.own.take() {
+                eprintln!(
+                    "kept FreeSWITCH's run directory {}",
+                    own.run.keep().display()
+                );
+            }
+        }
     }
 }
 
