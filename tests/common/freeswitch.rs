@@ -4,7 +4,8 @@
 //! - the FreeSWITCH `OUTCALL_TEST_FREESWITCH=host:port:password` points at (already running,
 //!   with the team's configuration: gateway `sipp` → 127.0.0.1:`OUTCALL_TEST_FREESWITCH_SIPP_PORT`,
 //!   default 5099, dialplan context `context-1`); it is never stopped;
-//! - else, when `/opt/freeswitch/bin/freeswitch` exists, an instance of our own, started on
+//! - else, when `/opt/freeswitch/bin/freeswitch` exists (or under
+//!   `OUTCALL_TEST_FREESWITCH_PREFIX`), an instance of our own, started on
 //!   `tests/freeswitch/conf/` in a temporary run directory, on free loopback ports (event
 //!   socket, SIP profile, the `sipp` gateway's target, RTP 17000–18999), so that it meets no
 //!   other FreeSWITCH (e.g. the shared one of `../shared/freeswitch/start.sh`). It is ready when
@@ -18,6 +19,7 @@
 //!
 //! `esl_api` is a minimal blocking event-socket client (auth, one `api` command) for the
 //! harness's own checks; outcall itself talks to the switch with its own client.
+//! `OUTCALL_TEST_FREESWITCH_KEEP=1` keeps our instance's run directory (its log) after a test.
 
 use std::{
     fs::File,
@@ -33,7 +35,12 @@ use tempfile::TempDir;
 
 use super::sipp::{free_udp_ports, udp_port_bound, Sipp, SIPP};
 
-pub const PREFIX: &str = "/opt/freeswitch";
+/// Where FreeSWITCH is installed: `OUTCALL_TEST_FREESWITCH_PREFIX`, else `/opt/freeswitch`.
+pub fn prefix() -> PathBuf {
+    std::env::var_os("OUTCALL_TEST_FREESWITCH_PREFIX")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/freeswitch"))
+}
 /// How long our own instance may take to be ready (it takes about 2 s).
 const READY_WITHIN: Duration = Duration::from_secs(30);
 /// RTP ports of our own instance: apart from the shared instance (16384–16484) and from the SIP
@@ -100,11 +107,12 @@ impl LiveSwitch {
             assert!(status.starts_with("UP"), "{spec}: status {status}");
             return Availability::Live(switch);
         }
-        let binary = Path::new(PREFIX).join("bin/freeswitch");
+        let binary = prefix().join("bin/freeswitch");
         if !binary.exists() {
             return Availability::Skipped(format!(
                 "no FreeSWITCH: set OUTCALL_TEST_FREESWITCH=host:port:password, or build one into \
-                 {PREFIX} (../shared/freeswitch/build.sh)"
+                 {} (../shared/freeswitch/build.sh)",
+                prefix().display()
             ));
         }
         if !Path::new(SIPP).exists() {
@@ -201,7 +209,8 @@ impl LiveSwitch {
         let run = own.run.path();
         let dir = |name: &str| run.join(name).display().to_string();
         let out = File::create(run.join("log/stdout.log")).unwrap();
-        let mut command = Command::new(Path::new(PREFIX).join("bin/freeswitch"));
+        let prefix = prefix();
+        let mut command = Command::new(prefix.join("bin/freeswitch"));
         command
             .args(["-nc", "-nf", "-nonat"])
             .args([
@@ -220,8 +229,9 @@ impl LiveSwitch {
                 &dir("recordings"),
             ])
             .args(["-cache", &dir("cache"), "-sounds", &dir("sounds")])
-            .args(["-mod", &format!("{PREFIX}/mod")])
-            .env("LD_LIBRARY_PATH", format!("{PREFIX}/lib"))
+            .arg("-mod")
+            .arg(prefix.join("mod"))
+            .env("LD_LIBRARY_PATH", prefix.join("lib"))
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
