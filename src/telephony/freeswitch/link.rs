@@ -113,7 +113,16 @@ pub async fn run(inner: Arc<Inner>) {
                     };
                     match event {
                         Ok(event) => {
-                            inner.route(call::classify(&event, std::time::SystemTime::now()))
+                            let routed = call::classify(&event, std::time::SystemTime::now());
+                            if routed == call::Routed::Shutdown {
+                                // Its live calls end SYSTEM_SHUTDOWN, their events still come;
+                                // an originate now would fail CHAN_NOT_IMPLEMENTED: dial no more.
+                                set_state(
+                                    &inner,
+                                    LinkState::Disconnected("FreeSWITCH is shutting down".into()),
+                                );
+                            }
+                            inner.route(routed);
                         }
                         Err(error) => break error,
                     }
@@ -232,5 +241,306 @@ mod tests {
         assert!(!LinkState::Connecting.health(addr, 1.0).healthy);
         assert!(!LinkState::Connecting.is_connected());
         assert!(connected.is_connected());
+    }
+}
+
+#[cfg(test)]
+mod peer_tests {
+    //! The connection manager against a scripted event-socket peer on loopback (the real client,
+    //! a real socket): connect, health, the switch's sessions-per-second, a shutdown notice, a
+    //! reconnect.
+
+    use std::time::Duration;
+
+    use tokio::{
+        io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+        net::{TcpListener, TcpStream},
+    };
+
+    use crate::telephony::{
+        freeswitch::{config::FreeswitchConfig, FreeswitchBackend},
+        Telephony,
+    };
+
+    /// Reads one command (lines up to a blank line).
+    async fn command(reader: &mut BufReader<TcpStream>) -> String {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                reader.read_line(&mut line).await.unwrap() > 0,
+                "peer: EOF after {text:?}"
+            );
+            if line == "\n" {
+                return text;
+            }
+            text.push_str(&line);
+        }
+    }
+
+    async fn reply(reader: &mut BufReader<TcpStream>, text: &str) {
+        reader.get_mut().write_all(text.as_bytes()).await.unwrap();
+    }
+
+    /// The switch's side of a connect, up to and including `api status`.
+    async fn accept(listener: &TcpListener) -> BufReader<TcpStream> {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut peer = BufReader::new(socket);
+        reply(&mut peer, "Content-Type: auth/request\n\n").await;
+        assert_eq!(command(&mut peer).await, "auth ClueCon\n");
+        reply(
+            &mut peer,
+            "Content-Type: command/reply\nReply-Text: +OK accepted\n\n",
+        )
+        .await;
+        let subscription = command(&mut peer).await;
+        assert!(subscription.starts_with("event plain "), "{subscription}");
+        for name in super::EVENTS {
+            assert!(subscription.contains(name), "{subscription}");
+        }
+        assert!(!subscription.contains("ALL"), "{subscription}");
+        reply(
+            &mut peer,
+            "Content-Type: command/reply\nReply-Text: +OK event listener enabled plain\n\n",
+        )
+        .await;
+        assert_eq!(command(&mut peer).await, "api status\n");
+        let status = "UP 0 years\n0 session(s) per Sec out of max 30, peak 0, last 5min 0 \n";
+        reply(
+            &mut peer,
+            &format!(
+                "Content-Type: api/response\nContent-Length: {}\n\n{status}",
+                status.len()
+            ),
+        )
+        .await;
+        peer
+    }
+
+    async fn until(what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..400 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn connect_health_shutdown_and_reconnect() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let data = tempfile::tempdir().unwrap();
+        let config =
+            FreeswitchConfig::new(&addr, "ClueCon", "loopback/{number}/{dest_context}").unwrap();
+        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        assert!(!backend.ready_to_dial());
+        assert!(!backend.health().healthy);
+
+        let mut peer = accept(&listener).await;
+        until("connected", || backend.ready_to_dial()).await;
+        let health = backend.health();
+        assert!(health.healthy, "{health:?}");
+        assert_eq!(health.switch_max_sps, Some(30));
+
+        let body = "Event-Name: SHUTDOWN\nCore-UUID: x\n\n";
+        reply(
+            &mut peer,
+            &format!(
+                "Content-Length: {}\nContent-Type: text/event-plain\n\n{body}",
+                body.len()
+            ),
+        )
+        .await;
+        until("no dialing after SHUTDOWN", || !backend.ready_to_dial()).await;
+        assert!(backend.health().detail.contains("shutting down"));
+
+        // The socket closes; the back end connects again by itself.
+        drop(peer);
+        let _peer = accept(&listener).await;
+        until("connected again", || backend.ready_to_dial()).await;
+        assert!(backend.health().healthy);
+    }
+
+    #[tokio::test]
+    async fn a_refused_password_is_named() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let data = tempfile::tempdir().unwrap();
+        let config =
+            FreeswitchConfig::new(&addr, "wrong", "loopback/{number}/{dest_context}").unwrap();
+        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut peer = BufReader::new(socket);
+        reply(&mut peer, "Content-Type: auth/request\n\n").await;
+        assert_eq!(command(&mut peer).await, "auth wrong\n");
+        reply(
+            &mut peer,
+            "Content-Type: command/reply\nReply-Text: -ERR invalid\n\n",
+        )
+        .await;
+        reply(
+            &mut peer,
+            "Content-Type: text/disconnect-notice\nContent-Length: 0\n\n",
+        )
+        .await;
+        until("auth failure", || {
+            backend.health().detail == format!("event socket authentication failed at {addr}")
+        })
+        .await;
+        assert!(!backend.ready_to_dial());
+        assert!(!backend.health().healthy);
+    }
+
+    fn event(peer_headers: &[(&str, &str)]) -> String {
+        let body: String = peer_headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\n"))
+            .collect::<String>()
+            + "\n";
+        format!(
+            "Content-Length: {}\nContent-Type: text/event-plain\n\n{body}",
+            body.len()
+        )
+    }
+
+    fn request(uuid: &str) -> crate::telephony::CallRequest {
+        crate::telephony::CallRequest {
+            uuid: uuid.into(),
+            number_id: 1,
+            dest_number: "1000".into(),
+            settings: std::sync::Arc::new(crate::telephony::CallSettings {
+                task_id: 1,
+                context: "context-1".into(),
+                dest_context: "context-1".into(),
+                cid_number: String::new(),
+                cid_name: String::new(),
+                calling_time: Duration::from_secs(30),
+                confirm: None,
+                action: crate::telephony::AfterAnswer::Hangup,
+                auto_record: false,
+                disable_ring_back: false,
+            }),
+        }
+    }
+
+    /// Reads a `bgapi originate` and acknowledges it; answers the call's uuid.
+    async fn originate(peer: &mut BufReader<TcpStream>) -> String {
+        let text = command(peer).await;
+        assert!(
+            text.starts_with("bgapi originate {origination_uuid="),
+            "{text}"
+        );
+        let uuid = text["bgapi originate {origination_uuid=".len()..][..36].to_owned();
+        let job = text
+            .lines()
+            .find_map(|line| line.strip_prefix("Job-UUID: "))
+            .expect("a Job-UUID header")
+            .to_owned();
+        reply(
+            peer,
+            &format!(
+                "Content-Type: command/reply\nReply-Text: +OK Job-UUID: {job}\nJob-UUID: {job}\n\n"
+            ),
+        )
+        .await;
+        uuid
+    }
+
+    async fn api_reply(peer: &mut BufReader<TcpStream>, text: &str) {
+        reply(
+            peer,
+            &format!(
+                "Content-Type: api/response\nContent-Length: {}\n\n{text}",
+                text.len()
+            ),
+        )
+        .await;
+    }
+
+    async fn ended(handle: &mut crate::telephony::CallHandle) -> crate::telephony::CallOutcome {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, handle.events.recv()).await {
+                Ok(Some(crate::telephony::CallEvent::Ended(outcome))) => return outcome,
+                Ok(Some(_)) => {}
+                other => panic!("no end: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_alive_across_a_reconnect_are_followed_or_end_unknown() {
+        use crate::telephony::HangupCause;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let data = tempfile::tempdir().unwrap();
+        let config =
+            FreeswitchConfig::new(&addr, "ClueCon", "loopback/{number}/{dest_context}").unwrap();
+        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        let mut peer = accept(&listener).await;
+        until("connected", || backend.ready_to_dial()).await;
+
+        let kept_uuid = "aaaaaaaa-0000-4000-8000-000000000001";
+        let gone_uuid = "bbbbbbbb-0000-4000-8000-000000000002";
+        let mut kept = backend.place_call(request(kept_uuid));
+        assert_eq!(originate(&mut peer).await, kept_uuid);
+        let mut gone = backend.place_call(request(gone_uuid));
+        assert_eq!(originate(&mut peer).await, gone_uuid);
+        for uuid in [kept_uuid, gone_uuid] {
+            let created = event(&[
+                ("Event-Name", "CHANNEL_CREATE"),
+                ("Unique-ID", uuid),
+                ("Channel-Name", "sofia/external/1000"),
+            ]);
+            reply(&mut peer, &created).await;
+        }
+        let answered = event(&[
+            ("Event-Name", "CHANNEL_ANSWER"),
+            ("Unique-ID", kept_uuid),
+            ("Channel-Name", "sofia/external/1000"),
+            ("Caller-Channel-Answered-Time", "1800000000000000"),
+        ]);
+        reply(&mut peer, &answered).await;
+
+        // The connection is lost; the calls stay, no new one may start.
+        drop(peer);
+        until("not ready", || !backend.ready_to_dial()).await;
+        let mut peer = accept(&listener).await;
+        for _ in 0..2 {
+            let asked = command(&mut peer).await;
+            let known = asked == format!("api uuid_exists {kept_uuid}\n");
+            assert!(
+                known || asked == format!("api uuid_exists {gone_uuid}\n"),
+                "{asked}"
+            );
+            api_reply(&mut peer, if known { "true" } else { "false" }).await;
+        }
+        let outcome = ended(&mut gone).await;
+        assert_eq!(outcome.cause, super::call::OUTCOME_UNKNOWN);
+        assert_eq!(outcome.sip_code, None);
+
+        // The kept call is followed on: the dialer's hang-up reaches the switch as uuid_kill.
+        kept.control.hang_up(HangupCause::ALLOTTED_TIMEOUT);
+        assert_eq!(
+            command(&mut peer).await,
+            format!("api uuid_kill {kept_uuid} ALLOTTED_TIMEOUT\n")
+        );
+        api_reply(&mut peer, "+OK\n").await;
+        let hangup = event(&[
+            ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
+            ("Unique-ID", kept_uuid),
+            ("Channel-Name", "sofia/external/1000"),
+            ("Hangup-Cause", "ALLOTTED_TIMEOUT"),
+            ("Event-Date-Timestamp", "1800000009000000"),
+        ]);
+        reply(&mut peer, &hangup).await;
+        let outcome = ended(&mut kept).await;
+        assert_eq!(outcome.cause, HangupCause::ALLOTTED_TIMEOUT);
+        assert_eq!(outcome.sip_code, Some(200), "answered on a SIP leg");
+        let answered_at = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(outcome.answered_at, Some(answered_at));
+        assert_eq!(outcome.ended_at, answered_at + Duration::from_secs(9));
     }
 }

@@ -79,6 +79,17 @@ pub fn originate_command(
             "group_confirm_read_timeout",
             confirm.timeout.as_millis().to_string(),
         ));
+        // The whole confirm window, from the answer (whole seconds): without it FreeSWITCH
+        // replays the prompt until the originate timeout, which counts from the dialing.
+        variables.push((
+            "group_confirm_timeout",
+            confirm
+                .timeout
+                .as_millis()
+                .div_ceil(1000)
+                .max(1)
+                .to_string(),
+        ));
     }
     let playback = match &settings.action {
         AfterAnswer::Playback(_) => Some(
@@ -460,7 +471,7 @@ mod tests {
              originate_timeout=45,origination_caller_id_number=95588,\
              origination_caller_id_name=Bank,ignore_early_media=true,group_confirm_key=1,\
              group_confirm_file=/data/media/2.wav,group_confirm_read_timeout=7000,\
-             outcall_playback=/data/media/1.wav,\
+             group_confirm_timeout=7,outcall_playback=/data/media/1.wav,\
              execute_on_answer='record_session /data/recordings/6f1c.wav'}\
              loopback/1000/context-1 &playback(${outcall_playback})"
         );
@@ -599,7 +610,7 @@ mod tests {
             assert_eq!(arguments[2], "&playback(${outcall_playback})", "{command}");
             assert_eq!(variable(&variables, "group_confirm_file"), Some(path));
             assert_eq!(variable(&variables, PLAYBACK_VARIABLE), Some(path));
-            assert_eq!(variables.len(), 7, "{command}");
+            assert_eq!(variables.len(), 8, "{command}");
         }
     }
 
