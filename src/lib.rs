@@ -13,3 +13,4 @@ pub mod resources;
 pub mod startup;
 pub mod telephony;
 mod web_assets;
+pub mod xlsx;

@@ -1,13 +1,12 @@
 //! `GET /api/out_call_tasks/{id}/download?format=json|csv|xlsx`: a task's numbers under the
 //! vendor's header row, streamed. A blocking thread reads the rows from one read transaction on its
 //! own pooled connection and hands them to the response in chunks through a bounded channel, so
-//! memory does not grow with the task and the first bytes leave at once (XLSX excepted: the
-//! workbook is written to a deleted temporary file first, then streamed back).
+//! memory does not grow with the task and the first bytes leave at once, in every format (XLSX by
+//! [`crate::xlsx`], a zip stream).
 
 use std::{
-    io::{self, Seek, Write},
+    io::{self, Write},
     ops::ControlFlow,
-    path::Path,
 };
 
 use actix_web::{http::header, web, web::Bytes, HttpRequest, HttpResponse};
@@ -19,7 +18,7 @@ use super::{
     numbers::{download_row, DOWNLOAD_HEADER},
     AppState,
 };
-use crate::{clock::TimeZone, db, domain::Task};
+use crate::{clock::TimeZone, db, domain::Task, xlsx};
 
 /// How many bytes are gathered before they are sent as one chunk of the body.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -27,9 +26,6 @@ const CHUNK_BYTES: usize = 64 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 4;
 /// The columns of [`DOWNLOAD_HEADER`] that hold seconds: numbers in XLSX, so they can be summed.
 const SECONDS_COLUMNS: [usize; 2] = [7, 8];
-
-/// Rows of a worksheet, the header's included (Excel's limit).
-const XLSX_MAX_ROWS: i64 = 1_048_576;
 
 const XLSX_CONTENT_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
@@ -91,8 +87,6 @@ pub async fn download(
     let (chunks, mut received) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
     let database = state.db.clone();
     let time_zone = state.time_zone;
-    // Temporary files stay in the data directory: private to outcall, on a disk sized for it.
-    let temp_dir = state.data_dir.clone();
     tokio::task::spawn_blocking(move || {
         let mut ready_sender = Some(ready_sender);
         let mut sink = Sink {
@@ -108,7 +102,6 @@ pub async fn download(
                     id,
                     format,
                     time_zone,
-                    &temp_dir,
                     &mut sink,
                     || {
                         if let Some(sender) = ready_sender.take() {
@@ -184,12 +177,6 @@ impl From<io::Error> for ExportError {
     }
 }
 
-impl From<rust_xlsxwriter::XlsxError> for ExportError {
-    fn from(error: rust_xlsxwriter::XlsxError) -> Self {
-        ExportError::Io(io::Error::other(error))
-    }
-}
-
 impl From<csv::Error> for ExportError {
     /// An I/O error stays one, so that a client who has gone is told apart from a failure.
     fn from(error: csv::Error) -> Self {
@@ -248,7 +235,6 @@ fn export(
     id: i64,
     format: Format,
     tz: TimeZone,
-    temp_dir: &Path,
     sink: &mut Sink,
     begin: impl FnOnce(),
 ) -> Result<(), ExportError> {
@@ -288,31 +274,30 @@ fn export(
             writer.flush()?;
         }
         Format::Xlsx => {
-            let mut sheet = XlsxSheet::new(temp_dir)?;
-            sheet.write(&DOWNLOAD_HEADER.map(str::to_owned), false)?;
             let mut too_many = None;
             let fits = |task: &Task| {
-                if task.total >= XLSX_MAX_ROWS {
+                if task.total >= i64::from(xlsx::MAX_ROWS) {
                     too_many = Some(task.total);
                     return ControlFlow::Break(());
                 }
                 start(task)
             };
+            // The package's first parts and the header stay in the sink's buffer (well under a
+            // chunk) until the task is known to exist.
+            let mut sheet = xlsx_sheet(&mut *sink)?;
             db::numbers::export(conn, id, fits, |task, number| {
-                keep(sheet.write(
-                    &download_row(&task.group_name, task.action, &number, tz),
-                    true,
-                ))
+                let row = download_row(&task.group_name, task.action, &number, tz);
+                keep(sheet.row(xlsx_cells(&row)).map_err(ExportError::from))
             })?;
             if let Some(total) = too_many {
                 return Err(ExportError::Refused(ApiError::bad_request(format!(
                     "format: an XLSX sheet holds at most {} numbers, and this task has {total}; \
                      use format=csv",
-                    XLSX_MAX_ROWS - 1
+                    xlsx::MAX_ROWS - 1
                 ))));
             }
             if failure.is_none() {
-                sheet.stream_into(temp_dir, sink)?;
+                sheet.finish()?;
             }
         }
     }
@@ -330,61 +315,25 @@ fn json_row(out: &mut Sink, row: &[String; 10]) -> io::Result<()> {
     serde_json::to_writer(&mut *out, row).map_err(io::Error::from)
 }
 
-/// One worksheet in `rust_xlsxwriter`'s constant-memory mode: each row goes to a temporary file
-/// as it is written. Seconds are numbers; every other cell, phone numbers and times included, is
-/// text (neutralised).
-struct XlsxSheet {
-    workbook: rust_xlsxwriter::Workbook,
-    next_row: u32,
+/// A new workbook in `sink`, its header row written.
+fn xlsx_sheet(sink: &mut Sink) -> io::Result<xlsx::SheetWriter<&mut Sink>> {
+    let mut sheet = xlsx::SheetWriter::new(sink)?;
+    sheet.row(DOWNLOAD_HEADER.map(|name| xlsx::Cell::Text(name.into())))?;
+    Ok(sheet)
 }
 
-impl XlsxSheet {
-    fn new(temp_dir: &Path) -> Result<XlsxSheet, ExportError> {
-        let mut workbook = rust_xlsxwriter::Workbook::new();
-        workbook.set_tempdir(temp_dir)?;
-        workbook.add_worksheet_with_constant_memory()?;
-        Ok(XlsxSheet {
-            workbook,
-            next_row: 0,
-        })
-    }
-
-    fn sheet(&mut self) -> Result<&mut rust_xlsxwriter::Worksheet, ExportError> {
-        Ok(self.workbook.worksheet_from_index(0)?)
-    }
-
-    /// Writes the next row; `numbers`: the seconds columns hold numbers (not in the header).
-    fn write(&mut self, cells: &[String; 10], numbers: bool) -> Result<(), ExportError> {
-        let row = self.next_row;
-        let sheet = self.sheet()?;
-        for (column, cell) in cells.iter().enumerate() {
-            if cell.is_empty() {
-                continue;
-            }
-            let column = column as u16;
-            match cell.parse::<i64>() {
-                Ok(seconds) if numbers && SECONDS_COLUMNS.contains(&(column as usize)) => {
-                    sheet.write_number(row, column, seconds as f64)?;
-                }
-                _ => {
-                    sheet.write_string(row, column, neutralise_formula(cell))?;
-                }
-            }
+/// A row's cells: seconds are numbers (so they can be summed); every other cell, phone numbers and
+/// times included, is text, neutralised.
+fn xlsx_cells(row: &[String; 10]) -> impl Iterator<Item = xlsx::Cell<'_>> {
+    row.iter().enumerate().map(|(column, cell)| {
+        if cell.is_empty() {
+            return xlsx::Cell::Empty;
         }
-        self.next_row += 1;
-        Ok(())
-    }
-
-    /// Saves the workbook into a temporary file that has no name (so it goes away however this
-    /// ends), then sends it back in chunks.
-    fn stream_into(mut self, temp_dir: &Path, sink: &mut Sink) -> Result<(), ExportError> {
-        let mut file = tempfile::tempfile_in(temp_dir)?;
-        self.workbook.save_to_writer(&mut file)?;
-        drop(self.workbook);
-        file.rewind()?;
-        io::copy(&mut file, sink)?;
-        Ok(())
-    }
+        match cell.parse::<i64>() {
+            Ok(seconds) if SECONDS_COLUMNS.contains(&column) => xlsx::Cell::Number(seconds as f64),
+            _ => xlsx::Cell::Text(neutralise_formula(cell)),
+        }
+    })
 }
 
 #[cfg(test)]

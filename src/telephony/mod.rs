@@ -247,7 +247,11 @@ where
         let outcome = call.await;
         let mut state = lock(&shared);
         let outcome = outcome.unwrap_or_else(|error| {
-            tracing::error!(%error, "a call's task failed");
+            if error.is_panic() {
+                tracing::error!(%error, "a call's task panicked");
+            } else {
+                tracing::debug!(%error, "a call's task was cancelled");
+            }
             CallOutcome {
                 cause: HangupCause::NORMAL_TEMPORARY_FAILURE,
                 sip_code: None,

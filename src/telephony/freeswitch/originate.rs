@@ -13,13 +13,18 @@
 //! backslash or `=` in a task's field stays inside its value. Two things cannot be escaped and
 //! are refused instead (see [`check_variable`]): braces (the end of `{…}` is found by counting
 //! braces, ignoring quotes and escapes) and control characters (a newline would end the event
-//! socket command). `$` is refused too in what FreeSWITCH expands before use (file paths, the
+//! socket command), and `:_:` (FreeSWITCH's enterprise separator, looked for in the whole dial
+//! string before anything is unescaped). `$` is refused too in what FreeSWITCH expands before use (file paths, the
 //! caller id).
 
 use std::path::Path;
 
 use super::config::{check_dial_value, DialTemplate, Placeholder};
 use crate::telephony::{AfterAnswer, CallRequest, CallSettings};
+
+/// FreeSWITCH's "enterprise originate" separator: looked for in the whole dial string, variables
+/// included, before anything is unescaped, so no escaping hides it.
+const ENTERPRISE_SEPARATOR: &str = ":_:";
 
 /// The channel variable that holds the prompt `&playback` plays.
 pub const PLAYBACK_VARIABLE: &str = "outcall_playback";
@@ -186,6 +191,12 @@ fn check_variable(field: &str, value: &str, expanded: Expanded) -> Result<(), St
         return Err(format!(
             "{field} {value:?} contains a brace, which FreeSWITCH would read as the end or start \
              of the call's variables"
+        ));
+    }
+    if value.contains(ENTERPRISE_SEPARATOR) {
+        return Err(format!(
+            "{field} {value:?} contains {ENTERPRISE_SEPARATOR:?}, which FreeSWITCH reads as a \
+             second originate wherever it is in the dial string"
         ));
     }
     if expanded == Expanded::Yes && value.contains('$') {
@@ -533,6 +544,7 @@ mod tests {
             " leading and trailing ",
             "   ",
             "^^:a:b",
+            "a:b:_c",
             "^^,x=y",
             "&hangup(x) XML evil",
             "'a b' c",
@@ -629,6 +641,8 @@ mod tests {
             "line\nbreak",
             "bell\u{7}",
             "${uuid}",
+            "a:_:b",
+            ":_:",
         ] {
             refused(&|s| s.cid_name = value.into(), "cid_name");
             refused(&|s| s.cid_number = value.into(), "cid_number");
