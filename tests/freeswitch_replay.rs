@@ -139,6 +139,14 @@ fn the_originate_parser_reads_the_captures_commands_and_freeswitch_quoting() {
     assert_eq!(split.var("a"), Some("1"));
     let two_legs = Originate::parse("{}sofia/gateway/g/1,sofia/gateway/g/2 &park()");
     assert_eq!(two_legs.legs.len(), 2);
+    // A leg's own `[…]` variables: its commas are not leg separators, and they win.
+    let leg = Originate::parse("{a=1,k=0}[k=1,f='/x y.wav',g=p\\,q]loopback/123/ctx &park()");
+    assert_eq!(leg.legs, ["loopback/123/ctx"]);
+    assert_eq!(leg.var("k"), Some("1"));
+    assert_eq!(leg.var("a"), Some("1"));
+    assert_eq!(leg.var("f"), Some("/x y.wav"));
+    assert_eq!(leg.var("g"), Some("p,q"));
+    assert_eq!(leg.number.as_deref(), Some("123"));
     let enterprise = Originate::parse("{a=x:_:y}loopback/123 &park()");
     assert!(enterprise.error.is_some(), "{enterprise:?}");
     let blank = Originate::parse("{a=x y}loopback/123 &park()");

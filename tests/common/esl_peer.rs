@@ -707,6 +707,42 @@ fn end_of_block(text: &str, open: char, close: char) -> Option<usize> {
     None
 }
 
+/// What FreeSWITCH puts in place of a comma inside a leg's `[…]` before it splits the legs at
+/// commas: one kind inside single quotes (turned back into a comma), one outside (the variables'
+/// separator).
+const QUOTED_COMMA: char = '\u{2}';
+const UNQUOTED_COMMA: char = '\u{1}';
+
+/// Marks the commas inside `[…]` blocks of one `|` alternative (not those after a `\`), as
+/// FreeSWITCH does before splitting it into legs.
+fn mark_leg_commas(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = chars.clone();
+    let mut end: Option<usize> = None;
+    let mut quoted = false;
+    let mut i = 0;
+    while i < chars.len() {
+        if end.is_none() && chars[i] == '[' {
+            let rest: String = chars[i..].iter().collect();
+            end = end_of_block(&rest, '[', ']').map(|e| i + rest[..e].chars().count());
+            quoted = false;
+        }
+        if chars[i] == '\'' {
+            quoted = !quoted;
+        }
+        if let Some(e) = end {
+            if i < e && chars[i] == ',' && i > 0 && chars[i - 1] != '\\' {
+                out[i] = if quoted { QUOTED_COMMA } else { UNQUOTED_COMMA };
+            }
+            if i == e {
+                end = None;
+            }
+        }
+        i += 1;
+    }
+    out.into_iter().collect()
+}
+
 /// An `originate` command as FreeSWITCH would read it.
 #[derive(Clone, Debug, Default)]
 pub struct Originate {
@@ -718,7 +754,10 @@ pub struct Originate {
     pub variables: Vec<(String, String)>,
     /// The dial string after the `{…}` block.
     pub dial_string: String,
-    /// The dial string's legs (split on `|` and `,`): one for a well-formed command.
+    /// The `[…]` variables of the leg(s), in order.
+    pub leg_variables: Vec<(String, String)>,
+    /// The dial string's legs (split on `|` and `,`, their `[…]` taken off): one for a
+    /// well-formed command.
     pub legs: Vec<String>,
     /// The dialed number (the last all-digit `/` segment of the dial string, before any `@`).
     pub number: Option<String>,
@@ -800,11 +839,34 @@ impl Originate {
             leg = leg[end + 1..].to_owned();
         }
         originate.dial_string = leg.clone();
-        originate.legs = separate(&leg, '|', 128)
-            .iter()
-            .flat_map(|l| separate(l, ',', 128))
-            .collect();
-        originate.number = leg
+        for alternative in separate(&leg, '|', 128) {
+            for mut endpoint in separate(&mark_leg_commas(&alternative), ',', 128) {
+                endpoint = endpoint.trim_start().to_owned();
+                // `[…]` blocks: this leg's own variables, split at the marked commas.
+                while endpoint.starts_with('[') {
+                    let Some(end) = end_of_block(&endpoint, '[', ']') else {
+                        originate.error = Some("no end to a […] block".into());
+                        return originate;
+                    };
+                    let block = endpoint[1..end].replace(QUOTED_COMMA, ",");
+                    for assignment in separate(&block, UNQUOTED_COMMA, 1024) {
+                        let pair = separate(&assignment, '=', 2);
+                        if let [name, value] = &pair[..] {
+                            originate.leg_variables.push((name.clone(), value.clone()));
+                        }
+                    }
+                    endpoint = endpoint[end + 1..].to_owned();
+                }
+                originate
+                    .legs
+                    .push(endpoint.replace([QUOTED_COMMA, UNQUOTED_COMMA], ","));
+            }
+        }
+        let endpoint = match &originate.legs[..] {
+            [one] => one.clone(),
+            _ => leg.clone(),
+        };
+        originate.number = endpoint
             .split('/')
             .rev()
             .map(|s| s.split('@').next().unwrap_or_default())
@@ -818,11 +880,13 @@ impl Originate {
         originate
     }
 
-    /// A `{…}` variable (the last one of that name, as a channel variable would hold).
+    /// A channel variable as the (single) leg gets it: its `[…]` variables over the `{…}`
+    /// ones, the last of a name winning.
     pub fn var(&self, name: &str) -> Option<&str> {
-        self.variables
+        self.leg_variables
             .iter()
             .rev()
+            .chain(self.variables.iter().rev())
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }

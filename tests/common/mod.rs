@@ -8,11 +8,13 @@
 //! - `process.rs`: the real binary as a process (`Outcall` builder, `Server`);
 //! - `sipp.rs`: sipp peers and what the SIP tests share;
 //! - `esl_peer.rs`: a scripted FreeSWITCH event socket replaying the wire captures of
-//!   `tests/fixtures/esl/`.
+//!   `tests/fixtures/esl/`;
+//! - `freeswitch.rs`: a real FreeSWITCH for the live suite (ours, or `OUTCALL_TEST_FREESWITCH`).
 #![allow(dead_code, unused_imports)]
 
 pub mod db;
 pub mod esl_peer;
+pub mod freeswitch;
 pub mod http;
 pub mod process;
 pub mod shapes;

@@ -74,19 +74,28 @@ pub fn originate_command(
     // (FreeSWITCH's `early_ok`), so without it the action would run before the callee answers;
     // the default loopback dial string gives early media on every call (seen live).
     variables.push(("ignore_early_media", "true".into()));
+    // The confirm variables are the leg's own (`[…]` before the dial string), not the call's
+    // (`{…}`): FreeSWITCH runs the confirm step on every originate whose `{…}` names a key, and a
+    // loopback dial string makes two (ours, then the dialplan's bridge, which gets the leg's
+    // variables), so a `{…}` key was asked twice and the second wait never ended. mod_loopback
+    // hands leg variables to its far leg and drops `group_confirm_*` from ours: the bridge asks
+    // once. A gateway leg reads them from itself the same way. The read timeout is only read from
+    // `{…}` (FreeSWITCH's default 5 s between prompts); `group_confirm_timeout` bounds the step.
+    let mut leg_variables: Vec<(&str, String)> = Vec::new();
     if let Some(confirm) = &settings.confirm {
-        variables.push(("group_confirm_key", confirm.key.clone()));
+        leg_variables.push(("group_confirm_key", confirm.key.clone()));
         if let Some(prompt) = &inputs.media.confirm_prompt {
             check_variable("group_confirm_file", prompt, Expanded::Yes)?;
-            variables.push(("group_confirm_file", prompt.clone()));
+            check_leg_variable("group_confirm_file", prompt)?;
+            leg_variables.push(("group_confirm_file", prompt.clone()));
         }
-        variables.push((
+        leg_variables.push((
             "group_confirm_read_timeout",
             confirm.timeout.as_millis().to_string(),
         ));
         // The whole confirm window, from the answer (whole seconds): without it FreeSWITCH
         // replays the prompt until the originate timeout, which counts from the dialing.
-        variables.push((
+        leg_variables.push((
             "group_confirm_timeout",
             confirm
                 .timeout
@@ -122,16 +131,27 @@ pub fn originate_command(
     });
     let mut command = String::with_capacity(256);
     command.push_str("originate {");
-    for (index, (name, value)) in variables.iter().enumerate() {
-        if index > 0 {
-            command.push(',');
-        }
-        command.push_str(name);
-        command.push('=');
-        command.push_str(&argument(&escape_in_list(&escape_value(value))));
-    }
+    push_variables(&mut command, &variables);
     command.push('}');
-    command.push_str(&dial_string);
+    if leg_variables.is_empty() {
+        command.push_str(&dial_string);
+    } else {
+        // After the template's own `{…}`, if it has one; into its own `[…]`, if it has one.
+        let at = leading_block_end(&dial_string, '{', '}');
+        command.push_str(&dial_string[..at]);
+        command.push('[');
+        push_variables(&mut command, &leg_variables);
+        match dial_string[at..].strip_prefix('[') {
+            Some(rest) => {
+                command.push(',');
+                command.push_str(rest);
+            }
+            None => {
+                command.push(']');
+                command.push_str(&dial_string[at..]);
+            }
+        }
+    }
     command.push(' ');
     match &settings.action {
         AfterAnswer::Hangup => command.push_str("&hangup(NORMAL_CLEARING)"),
@@ -147,6 +167,38 @@ pub fn originate_command(
     Ok(command)
 }
 
+/// `name=value,…`, each value escaped for the three passes (see the module's doc).
+fn push_variables(command: &mut String, variables: &[(&str, String)]) {
+    for (index, (name, value)) in variables.iter().enumerate() {
+        if index > 0 {
+            command.push(',');
+        }
+        command.push_str(name);
+        command.push('=');
+        command.push_str(&argument(&escape_in_list(&escape_value(value))));
+    }
+}
+
+/// Where a leading `open…close` block of `text` ends (0 without one).
+fn leading_block_end(text: &str, open: char, close: char) -> usize {
+    if !text.starts_with(open) {
+        return 0;
+    }
+    text.find(close).map_or(0, |at| at + close.len_utf8())
+}
+
+/// A leg variable's value may not hold a bracket: FreeSWITCH finds the end of `[…]` by counting
+/// them.
+fn check_leg_variable(field: &str, value: &str) -> Result<(), String> {
+    if value.contains(['[', ']']) {
+        return Err(format!(
+            "{field} {value:?} contains a bracket, which FreeSWITCH would read as the end or start \
+             of the call leg's variables"
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a task's settings can be put into an originate: refuses, naming the field, what no
 /// escaping makes safe. The number is checked per call, by [`originate_command`].
 pub fn check_settings(settings: &CallSettings, dial_string: &DialTemplate) -> Result<(), String> {
@@ -160,6 +212,7 @@ pub fn check_settings(settings: &CallSettings, dial_string: &DialTemplate) -> Re
     check_variable("cid_name", &settings.cid_name, Expanded::Yes)?;
     if let Some(confirm) = &settings.confirm {
         check_variable("group_confirm_key", &confirm.key, Expanded::No)?;
+        check_leg_variable("group_confirm_key", &confirm.key)?;
     }
     if let AfterAnswer::Transfer(extension) = &settings.action {
         // Both are arguments of their own, and `originate` runs an `&application(…)` named as
@@ -396,7 +449,21 @@ mod tests {
                     (pair[0].clone(), pair.get(1).cloned().unwrap_or_default())
                 })
                 .collect();
-            let rest = dial[close + 1..].to_owned();
+            let mut variables: Vec<(String, String)> = variables;
+            let mut rest = dial[close + 1..].to_owned();
+            // The leg's own `[…]`, whose variables are listed after the call's.
+            if rest.starts_with('[') {
+                let end = rest.find(']').expect("the leg variables end");
+                variables.extend(
+                    split(&rest[1..end], ',', usize::MAX)
+                        .into_iter()
+                        .map(|item| {
+                            let pair = split(&item, '=', 2);
+                            (pair[0].clone(), pair.get(1).cloned().unwrap_or_default())
+                        }),
+                );
+                rest = rest[end + 1..].to_owned();
+            }
             (arguments, variables, rest)
         }
     }
@@ -480,12 +547,60 @@ mod tests {
             build(settings, media, Some(&recording)),
             "originate {origination_uuid=6f1c0c52-0000-4000-8000-000000000001,\
              originate_timeout=45,origination_caller_id_number=95588,\
-             origination_caller_id_name=Bank,ignore_early_media=true,group_confirm_key=1,\
-             group_confirm_file=/data/media/2.wav,group_confirm_read_timeout=7000,\
-             group_confirm_timeout=7,outcall_playback=/data/media/1.wav,\
+             origination_caller_id_name=Bank,ignore_early_media=true,\
+             outcall_playback=/data/media/1.wav,\
              execute_on_answer='record_session /data/recordings/6f1c.wav'}\
+             [group_confirm_key=1,group_confirm_file=/data/media/2.wav,\
+             group_confirm_read_timeout=7000,group_confirm_timeout=7]\
              loopback/1000/context-1 &playback(${outcall_playback})"
         );
+    }
+
+    /// The confirm variables are the leg's: placed after a template's own `{…}`, merged into
+    /// its own `[…]`, and a bracket in them is refused.
+    #[test]
+    fn confirm_variables_belong_to_the_leg() {
+        let mut settings = settings();
+        settings.confirm = Some(Confirm {
+            key: "1".into(),
+            timeout: Duration::from_secs(3),
+            prompt: None,
+        });
+        let with = |template: &str, settings: CallSettings, media: PlayableMedia| {
+            originate_command(
+                &request(settings),
+                &OriginateInputs {
+                    dial_string: &DialTemplate::parse(template).unwrap(),
+                    media: &media,
+                    recording: None,
+                },
+            )
+        };
+        let leg = "group_confirm_key=1,group_confirm_read_timeout=3000,group_confirm_timeout=3";
+        for (template, dialed) in [
+            ("loopback/{number}/x", format!("[{leg}]loopback/1000/x")),
+            (
+                "{a=b}sofia/gateway/g/{number}",
+                format!("{{a=b}}[{leg}]sofia/gateway/g/1000"),
+            ),
+            (
+                "[c=d]sofia/gateway/g/{number}",
+                format!("[{leg},c=d]sofia/gateway/g/1000"),
+            ),
+        ] {
+            let command = with(template, settings.clone(), PlayableMedia::default()).unwrap();
+            assert!(
+                command.contains(&format!("ignore_early_media=true}}{dialed} ")),
+                "{command}"
+            );
+            assert!(!command.contains("{group_confirm"), "{command}");
+        }
+        let hostile = PlayableMedia {
+            confirm_prompt: Some("/data/media/a]b.wav".into()),
+            playback: None,
+        };
+        let refused = with("loopback/{number}/x", settings, hostile).unwrap_err();
+        assert!(refused.contains("group_confirm_file"), "{refused}");
     }
 
     #[test]
