@@ -17,7 +17,8 @@
 //!
 //! Every command text received is recorded (`commands`, `originates`); each originate is parsed
 //! the way FreeSWITCH 1.11.2 parses it (`Originate::parse`: the command line split on blanks, the
-//! `{…}` block on commas, each variable on `=`, with quotes and `\` escapes at every level; `:_:`
+//! `{…}` block on commas, each variable on `=`, the legs on `|` and `,` with their own `[…]`
+//! variables, with quotes and `\` escapes at every level; `:_:`
 //! anywhere, or a backslash that FreeSWITCH's scanner would run past, make it an error), so tests
 //! can check that a hostile task field comes back exactly. Written from reading FreeSWITCH's
 //! sources (nothing copied); checked against libfreeswitch's own functions on 20,000 random
