@@ -29,7 +29,7 @@ use std::{
 };
 
 use common::{
-    freeswitch::{sipp_with, Availability, LiveSwitch},
+    freeswitch::{sipp_with, wait_backend_ok, Availability, LiveSwitch},
     process::{database, proc_status_kib, Outcall},
 };
 use outcall::{audio::wav::encode_wav, db::rusqlite};
@@ -85,15 +85,7 @@ async fn main() {
     let mut server = launch.spawn();
     let api = server.connect().await;
     let pid = server.pid();
-    common::poll(Duration::from_secs(20), "the back end to be ok", || async {
-        let (status, body) = api.health().await;
-        if status == 200 && body["backend"]["status"] == "ok" {
-            Ok(())
-        } else {
-            Err(format!("{status} {body}"))
-        }
-    })
-    .await;
+    wait_backend_ok(&api, Duration::from_secs(20)).await;
 
     let media = {
         let boundary = "----outcall-bench-boundary";

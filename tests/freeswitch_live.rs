@@ -23,11 +23,11 @@ use std::{
 
 use common::{
     db,
-    freeswitch::{invited_numbers, LiveSwitch},
+    freeswitch::{invited_numbers, wait_backend_ok, LiveSwitch},
     poll,
     process::{database, Outcall, Server},
     sipp::{received_at, time_of, wav_format, Sipp},
-    success_data, Api, Reply,
+    Api,
 };
 use outcall::audio::wav::encode_wav;
 use serde_json::{json, Value};
@@ -69,7 +69,7 @@ impl Live {
     /// A prompt of `seconds` (a 440/660 Hz tone, 8 kHz mono) uploaded to the media store: its
     /// media object as JSON text, what a task's `data` takes.
     async fn prompt(&self, name: &str, seconds: f64) -> String {
-        let media = upload_media(&self.api, name, &tone(seconds)).await;
+        let media = self.api.upload_media(name, &tone(seconds)).await;
         serde_json::to_string(&media).unwrap()
     }
 
@@ -119,22 +119,6 @@ impl Live {
     }
 }
 
-async fn wait_backend_ok(api: &Api, timeout: Duration) {
-    poll(
-        timeout,
-        "the freeswitch back end to be ok on /healthz",
-        || async {
-            let (status, body) = api.health().await;
-            if status == 200 && body["backend"]["status"] == "ok" {
-                Ok(())
-            } else {
-                Err(format!("{status} {body}"))
-            }
-        },
-    )
-    .await;
-}
-
 /// 8 kHz mono 16-bit: alternating 440 and 660 Hz, a quarter second each.
 fn tone(seconds: f64) -> Vec<u8> {
     let samples: Vec<i16> = (0..(seconds * 8000.0) as usize)
@@ -144,27 +128,6 @@ fn tone(seconds: f64) -> Vec<u8> {
         })
         .collect();
     encode_wav(&samples, 1, 8000)
-}
-
-/// `POST /api/media_files` (multipart, built by hand): answers the media object.
-async fn upload_media(api: &Api, name: &str, wav: &[u8]) -> Value {
-    let boundary = "----outcall-live-boundary-5c2d0b8e";
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
-             filename=\"{name}.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(wav);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let reply: Reply = api.post_multipart("/api/media_files", boundary, body).await;
-    success_data(&reply)
 }
 
 fn seconds_between(number: &Value, from: &str, to: &str) -> i64 {

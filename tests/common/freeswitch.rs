@@ -409,6 +409,23 @@ fn take_lock() -> File {
     file
 }
 
+/// Waits at most `timeout` until outcall's freeswitch back end is ok on `/healthz`.
+pub async fn wait_backend_ok(api: &super::Api, timeout: Duration) {
+    super::poll(
+        timeout,
+        "the freeswitch back end to be ok on /healthz",
+        || async {
+            let (status, body) = api.health().await;
+            if status == 200 && body["backend"]["status"] == "ok" {
+                Ok(())
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        },
+    )
+    .await;
+}
+
 /// A sipp callee on `port` playing `tests/freeswitch/sipp/<scenario>` (no global timeout: the
 /// tests bound their own waits); killed when dropped.
 pub fn sipp_on(scenario: &str, port: u16, calls: u32) -> Sipp {
