@@ -33,7 +33,7 @@ use std::{
 
 use tempfile::TempDir;
 
-use super::sipp::{free_udp_ports, udp_port_bound, Sipp, SIPP};
+use super::sipp::{free_udp_ports, Sipp, SIPP};
 
 /// Where FreeSWITCH is installed: `OUTCALL_TEST_FREESWITCH_PREFIX`, else `/opt/freeswitch`.
 pub fn prefix() -> PathBuf {
@@ -472,40 +472,7 @@ pub fn sipp_with(scenario: &str, port: u16, calls: u32, trace: bool) -> Sipp {
             path("messages.log"),
         ]);
     }
-    let stdout = File::create(dir.path().join("stdout.log")).expect("a log file");
-    let stderr = File::create(dir.path().join("stderr.log")).expect("a log file");
-    let child = Command::new(SIPP)
-        .args(&args)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{SIPP} starts: {e}"));
-    let mut sipp = Sipp {
-        child: Some(child),
-        dir,
-        scenario: scenario.to_owned(),
-        port,
-        tcp: false,
-        exit_code: None,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !udp_port_bound(port) {
-        if let Some(code) = sipp.try_exit() {
-            panic!(
-                "sipp exited with {code} before listening\n{}",
-                sipp.report()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sipp does not listen on {port}\n{}",
-            sipp.report()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    sipp
+    Sipp::spawn(dir, scenario, port, false, &args)
 }
 
 /// The numbers (Request-URI users) of the INVITEs sipp received, retransmissions counted once

@@ -179,10 +179,16 @@ impl Sipp {
         if timeout {
             args.extend(["-timeout".into(), "30s".into(), "-timeout_error".into()]);
         }
+        Sipp::spawn(dir, scenario, port, tcp, &args)
+    }
+
+    /// Runs sipp with `args` in `dir` (its stdout and stderr logged there) and waits until it
+    /// listens on `port`; panics with its logs when it exits first or does not listen in 10 s.
+    pub fn spawn(dir: TempDir, scenario: &str, port: u16, tcp: bool, args: &[String]) -> Sipp {
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("a log file");
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("a log file");
         let child = Command::new(SIPP)
-            .args(&args)
+            .args(args)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(stdout)
