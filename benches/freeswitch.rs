@@ -35,7 +35,8 @@ use common::{
 use outcall::{audio::wav::encode_wav, db::rusqlite};
 use serde_json::json;
 use support::{
-    drain_calling, load_average, prompt_samples, setting, stat_number, user_and_system_seconds_of,
+    causes_line, drain_calling, load_average, prompt_samples, setting, stat_number,
+    user_and_system_seconds_of,
 };
 
 /// How long calls still alive after the run may take to end.
@@ -215,14 +216,7 @@ async fn main() {
         "most calls up: {most_calls} at sipp (CurrentCall, each second); {most_channels} channels \
          at the switch (show channels count, each second; a loopback call is 3 channels)"
     );
-    println!(
-        "causes: {}",
-        causes
-            .iter()
-            .map(|(cause, n)| format!("{cause}={n}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("causes: {}", causes_line(&causes));
     println!(
         "failed calls: {failed} numbers not NORMAL_CLEARING ({still_calling} still calling after \
          {DRAIN:?}); sipp: {} incoming, {} successful, {} failed",

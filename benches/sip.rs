@@ -20,8 +20,9 @@
 mod support;
 
 use support::{
-    bench_seconds, cpu_seconds, cpu_seconds_of, drain_calling, load_average, peak_rss_mib,
-    prompt_samples, rss_mib, setting, stat_number, user_and_system_seconds_of, Client,
+    bench_seconds, causes_line, cpu_seconds, cpu_seconds_of, drain_calling, load_average,
+    peak_rss_mib, prompt_samples, rss_mib, setting, stat_number, user_and_system_seconds_of,
+    Client,
 };
 
 use std::{
@@ -375,14 +376,7 @@ async fn main() {
         );
     }
     println!("most calls alive (sipp CurrentCall, sampled each second): {max_current}");
-    println!(
-        "causes: {}",
-        causes
-            .iter()
-            .map(|(cause, n)| format!("{cause}={n}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("causes: {}", causes_line(&causes));
     println!(
         "failed calls: {failed_numbers} numbers not NORMAL_CLEARING ({still_calling} still calling \
          after {DRAIN:?}); sipp: {} incoming, {} successful, {} failed, {} retransmissions, \

@@ -102,6 +102,15 @@ pub fn stat_number(value: Option<&String>) -> u64 {
     value.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
+/// Counts by cause, as `CAUSE=n CAUSE=n`.
+pub fn causes_line(causes: &std::collections::BTreeMap<String, u64>) -> String {
+    causes
+        .iter()
+        .map(|(cause, n)| format!("{cause}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Waits at most `drain` for task `id`'s numbers still `calling` to end; answers how many are
 /// still calling then.
 pub async fn drain_calling(

@@ -33,7 +33,7 @@ use std::{
 
 use tempfile::TempDir;
 
-use super::sipp::{free_udp_ports, Sipp, SIPP};
+use super::sipp::{callee_args, free_udp_ports, Sipp, SIPP};
 
 /// Where FreeSWITCH is installed: `OUTCALL_TEST_FREESWITCH_PREFIX`, else `/opt/freeswitch`.
 pub fn prefix() -> PathBuf {
@@ -441,30 +441,8 @@ pub fn sipp_with(scenario: &str, port: u16, calls: u32, trace: bool) -> Sipp {
         .join(scenario);
     assert!(scenario_path.is_file(), "{}", scenario_path.display());
     let media = free_udp_ports(4);
+    let mut args = callee_args(dir.path(), &scenario_path, port, media, calls);
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let mut args: Vec<String> = vec![
-        "-sf".into(),
-        scenario_path.display().to_string(),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.to_string(),
-        "-mi".into(),
-        "127.0.0.1".into(),
-        "-mp".into(),
-        media.to_string(),
-        "-m".into(),
-        calls.to_string(),
-        "-nostdin".into(),
-        "-trace_err".into(),
-        "-error_file".into(),
-        path("errors.log"),
-        "-trace_stat".into(),
-        "-stf".into(),
-        path("stat.csv"),
-        "-fd".into(),
-        "1".into(),
-    ];
     if trace {
         args.extend([
             "-trace_msg".into(),

@@ -94,6 +94,42 @@ pub fn rtp_range(test: u16) -> (u16, u16) {
 // sipp
 // ---------------------------------------------------------------------------------------------
 
+/// sipp's arguments for a callee in `dir` playing `scenario_path` on 127.0.0.1:`port` (media on
+/// `media`) for `calls` calls, its errors and statistics traced into `dir` (statistics each
+/// second).
+pub fn callee_args(
+    dir: &Path,
+    scenario_path: &Path,
+    port: u16,
+    media: u16,
+    calls: u32,
+) -> Vec<String> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    vec![
+        "-sf".into(),
+        scenario_path.display().to_string(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-mi".into(),
+        "127.0.0.1".into(),
+        "-mp".into(),
+        media.to_string(),
+        "-m".into(),
+        calls.to_string(),
+        "-nostdin".into(),
+        "-trace_err".into(),
+        "-error_file".into(),
+        path("errors.log"),
+        "-trace_stat".into(),
+        "-stf".into(),
+        path("stat.csv"),
+        "-fd".into(),
+        "1".into(),
+    ]
+}
+
 /// A sipp process playing one scenario as the callee; killed when dropped.
 pub struct Sipp {
     pub child: Option<Child>,
@@ -142,37 +178,17 @@ impl Sipp {
         let control = free_udp_port();
         // sipp binds the media port and the one two above it (video).
         let media = free_udp_ports(4);
+        let mut args = callee_args(dir.path(), &scenario_path, port, media, calls);
         let path = |name: &str| dir.path().join(name).display().to_string();
-        let mut args: Vec<String> = vec![
-            "-sf".into(),
-            scenario_path.display().to_string(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
+        args.extend([
             "-ci".into(),
             "127.0.0.1".into(),
             "-cp".into(),
             control.to_string(),
-            "-mi".into(),
-            "127.0.0.1".into(),
-            "-mp".into(),
-            media.to_string(),
-            "-m".into(),
-            calls.to_string(),
-            "-nostdin".into(),
             "-trace_msg".into(),
             "-message_file".into(),
             path("messages.log"),
-            "-trace_err".into(),
-            "-error_file".into(),
-            path("errors.log"),
-            "-trace_stat".into(),
-            "-stf".into(),
-            path("stat.csv"),
-            "-fd".into(),
-            "1".into(),
-        ];
+        ]);
         if tcp {
             args.extend(["-t".into(), "t1".into()]);
         }
