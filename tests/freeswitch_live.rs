@@ -18,7 +18,7 @@ mod common;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::{
@@ -86,21 +86,11 @@ impl Live {
 
     /// Waits until the task is done; answers its numbers. On a timeout, says what sipp saw.
     async fn finished(&self, id: i64, timeout: Duration, sipp: &Sipp) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let task = self.api.task(id).await;
-            let numbers = self.api.all_numbers(id).await;
-            if task["status"] == "done" && numbers.iter().all(|n| n["call_status"] == "done") {
-                return numbers;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "task {id} not done within {timeout:?}: {task}\n{numbers:#?}\n{}\n{}",
-                sipp.report(),
-                self.switch.log_tail(30)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.api
+            .done_numbers(id, timeout, || {
+                format!("{}\n{}", sipp.report(), self.switch.log_tail(30))
+            })
+            .await
     }
 
     /// One number dialed to its end: the task done, sipp finished with success; answers the number.
@@ -329,17 +319,7 @@ async fn callee_hang_up_ends_the_call() {
         talk <= 3,
         "ended with the callee's BYE at ~1 s, not after the 8 s prompt: {number}"
     );
-    let log = sipp.message_log();
-    assert!(
-        log.iter().any(|m| !m.received && m.is_request("BYE")),
-        "sipp hung up\n{}",
-        sipp.report()
-    );
-    assert!(
-        !log.iter().any(|m| m.received && m.is_request("BYE")),
-        "the switch sent no BYE of its own\n{}",
-        sipp.report()
-    );
+    sipp.assert_callee_hung_up("the switch");
 }
 
 /// Confirm key 1, pressed by the callee (RFC 2833) after the confirm prompt: the action runs

@@ -344,6 +344,32 @@ impl Api {
         self.list_all("/api/out_call_tasks").await
     }
 
+    /// Waits at most `timeout` until task `id` is `done` with every number `done`; answers the
+    /// numbers. On a timeout, panics with them and what `report` says.
+    pub async fn done_numbers(
+        &self,
+        id: i64,
+        timeout: std::time::Duration,
+        report: impl Fn() -> String,
+    ) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let task = self.task(id).await;
+            let numbers = self.all_numbers(id).await;
+            if task["status"] == "done" && numbers.iter().all(|n| n["call_status"] == "done") {
+                return numbers;
+            }
+            if std::time::Instant::now() >= deadline {
+                panic!(
+                    "task {id} not done after {timeout:?}: task {task}\nnumbers {}\n{}",
+                    Value::Array(numbers),
+                    report()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// All numbers of a task as its numbers list shows them.
     pub async fn all_numbers(&self, id: i64) -> Vec<Value> {
         self.list_all(&format!("/api/out_call_tasks/{id}/numbers"))

@@ -322,6 +322,22 @@ impl Sipp {
             .collect()
     }
 
+    /// The callee hung up: sipp sent a BYE and received none (`caller` names the other side in
+    /// the failure message).
+    pub fn assert_callee_hung_up(&self, caller: &str) {
+        let log = self.message_log();
+        assert!(
+            log.iter().any(|m| !m.received && m.is_request("BYE")),
+            "sipp sent the BYE\n{}",
+            self.report()
+        );
+        assert!(
+            !log.iter().any(|m| m.received && m.is_request("BYE")),
+            "{caller} sent no BYE of its own\n{}",
+            self.report()
+        );
+    }
+
     /// What sipp logged, for failure messages (the ends of long logs).
     pub fn report(&self) -> String {
         let tail = |text: String| {
@@ -546,22 +562,7 @@ impl SipApp {
         timeout: Duration,
         report: impl Fn() -> String,
     ) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let task = self.app.task(id).await;
-            let numbers = self.app.all_numbers(id).await;
-            if task["status"] == "done" && numbers.iter().all(|n| n["call_status"] == "done") {
-                return numbers;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "task {id} not done after {timeout:?}: task {task}\nnumbers {}\n{}",
-                    Value::Array(numbers),
-                    report()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.app.done_numbers(id, timeout, report).await
     }
 }
 
