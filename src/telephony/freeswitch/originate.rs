@@ -454,10 +454,14 @@ mod tests {
             // The leg's own `[…]`, whose variables are listed after the call's.
             if rest.starts_with('[') {
                 let end = rest.find(']').expect("the leg variables end");
-                variables.extend(split(&rest[1..end], ',', usize::MAX).into_iter().map(|item| {
-                    let pair = split(&item, '=', 2);
-                    (pair[0].clone(), pair.get(1).cloned().unwrap_or_default())
-                }));
+                variables.extend(
+                    split(&rest[1..end], ',', usize::MAX)
+                        .into_iter()
+                        .map(|item| {
+                            let pair = split(&item, '=', 2);
+                            (pair[0].clone(), pair.get(1).cloned().unwrap_or_default())
+                        }),
+                );
                 rest = rest[end + 1..].to_owned();
             }
             (arguments, variables, rest)
@@ -465,18 +469,7 @@ mod tests {
     }
 
     fn settings() -> CallSettings {
-        CallSettings {
-            task_id: 1,
-            context: "context-1".into(),
-            dest_context: "context-1".into(),
-            cid_number: String::new(),
-            cid_name: String::new(),
-            calling_time: Duration::from_secs(30),
-            confirm: None,
-            action: AfterAnswer::Hangup,
-            auto_record: false,
-            disable_ring_back: false,
-        }
+        CallSettings::for_test("context-1")
     }
 
     fn request(settings: CallSettings) -> CallRequest {
@@ -575,11 +568,20 @@ mod tests {
         let leg = "group_confirm_key=1,group_confirm_read_timeout=3000,group_confirm_timeout=3";
         for (template, dialed) in [
             ("loopback/{number}/x", format!("[{leg}]loopback/1000/x")),
-            ("{a=b}sofia/gateway/g/{number}", format!("{{a=b}}[{leg}]sofia/gateway/g/1000")),
-            ("[c=d]sofia/gateway/g/{number}", format!("[{leg},c=d]sofia/gateway/g/1000")),
+            (
+                "{a=b}sofia/gateway/g/{number}",
+                format!("{{a=b}}[{leg}]sofia/gateway/g/1000"),
+            ),
+            (
+                "[c=d]sofia/gateway/g/{number}",
+                format!("[{leg},c=d]sofia/gateway/g/1000"),
+            ),
         ] {
             let command = with(template, settings.clone(), PlayableMedia::default()).unwrap();
-            assert!(command.contains(&format!("ignore_early_media=true}}{dialed} ")), "{command}");
+            assert!(
+                command.contains(&format!("ignore_early_media=true}}{dialed} ")),
+                "{command}"
+            );
             assert!(!command.contains("{group_confirm"), "{command}");
         }
         let hostile = PlayableMedia {
