@@ -26,7 +26,7 @@ use common::{
     freeswitch::{invited_numbers, wait_backend_ok, LiveSwitch},
     poll,
     process::{database, Outcall, Server},
-    sipp::{received_at, time_of, wav_format, Sipp},
+    sipp::{rang_until_cancel, received_at, time_of, wav_format, Sipp},
     Api,
 };
 use outcall::audio::wav::encode_wav;
@@ -286,10 +286,7 @@ async fn unanswered_call_is_cancelled_at_calling_time() {
     let number = live.one_call(id, Duration::from_secs(20), &mut sipp).await;
     assert_eq!(number["cause"], "NO_ANSWER", "{number}");
     assert_not_answered(&number);
-    let invite = received_at(&sipp, "INVITE");
-    let cancel = received_at(&sipp, "CANCEL");
-    assert!(!cancel.is_empty(), "a CANCEL\n{}", sipp.report());
-    let rang = cancel[0] - invite[0];
+    let rang = rang_until_cancel(&sipp);
     assert!(
         (4.0..6.5).contains(&rang),
         "cancelled at the 5 s calling_time: {rang:.2} s"

@@ -19,7 +19,8 @@ use std::{
 use common::{
     assert_error,
     sipp::{
-        assert_result, received_at, spawn_sip_app, time_of, wav_format, Expected, SipOptions, Sipp,
+        assert_result, rang_until_cancel, received_at, spawn_sip_app, time_of, wav_format,
+        Expected, SipOptions, Sipp,
     },
     success_data,
 };
@@ -156,10 +157,7 @@ async fn ring_until_our_cancel() {
         elapsed >= Duration::from_millis(4500) && elapsed < Duration::from_secs(9),
         "the ring timer is calling_time (5 s): {elapsed:?}"
     );
-    let invite = received_at(&sipp, "INVITE");
-    let cancel = received_at(&sipp, "CANCEL");
-    assert!(!cancel.is_empty(), "our CANCEL\n{}", sipp.report());
-    let rang = cancel[0] - invite[0];
+    let rang = rang_until_cancel(&sipp);
     assert!(
         (4.5..6.5).contains(&rang),
         "CANCEL {rang} s after the INVITE, at calling_time"

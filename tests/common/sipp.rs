@@ -648,6 +648,15 @@ pub fn received_at(sipp: &Sipp, method: &str) -> Vec<f64> {
         .collect()
 }
 
+/// Seconds (sipp's clock) from the first INVITE sipp received to the first CANCEL; asserts there
+/// was a CANCEL.
+pub fn rang_until_cancel(sipp: &Sipp) -> f64 {
+    let invite = received_at(sipp, "INVITE");
+    let cancel = received_at(sipp, "CANCEL");
+    assert!(!cancel.is_empty(), "a CANCEL\n{}", sipp.report());
+    cancel[0] - invite[0]
+}
+
 /// A WAV file's format: (channels, sample rate, bits per sample, data bytes).
 pub fn wav_format(bytes: &[u8]) -> (u16, u32, u16, usize) {
     assert!(bytes.len() >= 44, "a WAV header: {} bytes", bytes.len());

@@ -328,6 +328,20 @@ mod peer_tests {
         peer
     }
 
+    /// A back end dialing a scripted switch on a fresh 127.0.0.1 port with `password`: the switch's
+    /// listener, its address, the back end's data directory and the back end.
+    async fn start_backend(
+        password: &str,
+    ) -> (TcpListener, String, tempfile::TempDir, FreeswitchBackend) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let data = tempfile::tempdir().unwrap();
+        let config =
+            FreeswitchConfig::new(&addr, password, "loopback/{number}/{dest_context}").unwrap();
+        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        (listener, addr, data, backend)
+    }
+
     async fn until(what: &str, mut check: impl FnMut() -> bool) {
         for _ in 0..400 {
             if check() {
@@ -340,12 +354,7 @@ mod peer_tests {
 
     #[tokio::test]
     async fn connect_health_shutdown_and_reconnect() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let data = tempfile::tempdir().unwrap();
-        let config =
-            FreeswitchConfig::new(&addr, "ClueCon", "loopback/{number}/{dest_context}").unwrap();
-        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        let (listener, _, _data, backend) = start_backend("ClueCon").await;
         assert!(!backend.ready_to_dial());
         assert!(!backend.health().healthy);
 
@@ -376,12 +385,7 @@ mod peer_tests {
 
     #[tokio::test]
     async fn a_refused_password_is_named() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let data = tempfile::tempdir().unwrap();
-        let config =
-            FreeswitchConfig::new(&addr, "wrong", "loopback/{number}/{dest_context}").unwrap();
-        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        let (listener, addr, _data, backend) = start_backend("wrong").await;
         let mut peer = greet(&listener, "wrong", "-ERR invalid").await;
         reply(
             &mut peer,
@@ -465,12 +469,7 @@ mod peer_tests {
     #[tokio::test]
     async fn calls_alive_across_a_reconnect_are_followed_or_end_unknown() {
         use crate::telephony::HangupCause;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let data = tempfile::tempdir().unwrap();
-        let config =
-            FreeswitchConfig::new(&addr, "ClueCon", "loopback/{number}/{dest_context}").unwrap();
-        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        let (listener, _, _data, backend) = start_backend("ClueCon").await;
         let mut peer = accept(&listener).await;
         until("connected", || backend.ready_to_dial()).await;
 
