@@ -21,6 +21,7 @@
 // The tests' helpers (the FreeSWITCH harness, the binary as a process, the API client).
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::{
     collections::BTreeMap,
@@ -28,67 +29,28 @@ use std::{
 };
 
 use common::{
-    freeswitch::{sipp_with, Availability, LiveSwitch},
+    freeswitch::{sipp_with, wait_backend_ok, Availability, LiveSwitch},
     process::{database, proc_status_kib, Outcall},
 };
 use outcall::{audio::wav::encode_wav, db::rusqlite};
 use serde_json::json;
+use support::{
+    causes_line, drain_calling, load_average, prompt_samples, setting, stat_number,
+    user_and_system_seconds_of,
+};
 
 /// How long calls still alive after the run may take to end.
 const DRAIN: Duration = Duration::from_secs(30);
 
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text} is not a valid value")),
-        Err(_) => default,
-    }
-}
-
 /// User + system CPU seconds of a process.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf only reads a system constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / per_second
+    let (user, system) = user_and_system_seconds_of(&format!("/proc/{pid}/stat"));
+    user + system
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The prompt: 440/660/880 Hz, a half second each, 8 kHz mono 16-bit.
+/// The prompt as a WAV file.
 fn prompt(seconds: f64) -> Vec<u8> {
-    let samples: Vec<i16> = (0..(seconds * 8000.0) as usize)
-        .map(|i| {
-            let frequency = [440.0, 660.0, 880.0][(i / 4000) % 3];
-            (8000.0 * (2.0 * std::f64::consts::PI * frequency * i as f64 / 8000.0).sin()) as i16
-        })
-        .collect();
-    encode_wav(&samples, 1, 8000)
-}
-
-fn stat_number(row: &std::collections::HashMap<String, String>, name: &str) -> u64 {
-    row.get(name)
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    encode_wav(&prompt_samples(seconds), 1, 8000)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -124,15 +86,7 @@ async fn main() {
     let mut server = launch.spawn();
     let api = server.connect().await;
     let pid = server.pid();
-    common::poll(Duration::from_secs(20), "the back end to be ok", || async {
-        let (status, body) = api.health().await;
-        if status == 200 && body["backend"]["status"] == "ok" {
-            Ok(())
-        } else {
-            Err(format!("{status} {body}"))
-        }
-    })
-    .await;
+    wait_backend_ok(&api, Duration::from_secs(20)).await;
 
     let media = {
         let boundary = "----outcall-bench-boundary";
@@ -214,19 +168,7 @@ async fn main() {
 
     let db = rusqlite::Connection::open(database(work.path())).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();
-    let count_calling = |db: &rusqlite::Connection| -> i64 {
-        db.query_row(
-            "SELECT count(*) FROM numbers WHERE group_id = ?1 AND call_status = 'calling'",
-            [id],
-            |row| row.get(0),
-        )
-        .unwrap()
-    };
-    let drain_deadline = Instant::now() + DRAIN;
-    while count_calling(&db) > 0 && Instant::now() < drain_deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let still_calling = count_calling(&db);
+    let still_calling = drain_calling(&db, id, DRAIN).await;
     let mut causes: BTreeMap<String, u64> = BTreeMap::new();
     {
         let mut statement = db
@@ -248,7 +190,7 @@ async fn main() {
     let last = rows.last().cloned().unwrap_or_default();
     let most_calls = rows
         .iter()
-        .map(|row| stat_number(row, "CurrentCall"))
+        .map(|row| stat_number(row.get("CurrentCall")))
         .max()
         .unwrap_or(0);
     drop(server);
@@ -274,20 +216,13 @@ async fn main() {
         "most calls up: {most_calls} at sipp (CurrentCall, each second); {most_channels} channels \
          at the switch (show channels count, each second; a loopback call is 3 channels)"
     );
-    println!(
-        "causes: {}",
-        causes
-            .iter()
-            .map(|(cause, n)| format!("{cause}={n}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("causes: {}", causes_line(&causes));
     println!(
         "failed calls: {failed} numbers not NORMAL_CLEARING ({still_calling} still calling after \
          {DRAIN:?}); sipp: {} incoming, {} successful, {} failed",
-        stat_number(&last, "IncomingCall(C)"),
-        stat_number(&last, "SuccessfulCall(C)"),
-        stat_number(&last, "FailedCall(C)"),
+        stat_number(last.get("IncomingCall(C)")),
+        stat_number(last.get("SuccessfulCall(C)")),
+        stat_number(last.get("FailedCall(C)")),
     );
     let secs = elapsed.as_secs_f64();
     println!(

@@ -19,7 +19,11 @@
 
 mod support;
 
-use support::{bench_seconds, cpu_seconds, cpu_seconds_of, peak_rss_mib, rss_mib, Client};
+use support::{
+    bench_seconds, causes_line, cpu_seconds, cpu_seconds_of, drain_calling, load_average,
+    peak_rss_mib, prompt_samples, rss_mib, setting, stat_number, user_and_system_seconds_of,
+    Client,
+};
 
 use std::{
     collections::BTreeMap,
@@ -38,42 +42,9 @@ use outcall::{
 };
 use serde_json::json;
 
-/// A setting from the environment, else its default.
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text} is not a valid value")),
-        Err(_) => default,
-    }
-}
-
-/// The host's load average over the last minute, as `/proc/loadavg` gives it.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// User and system CPU seconds of this process, apart.
 fn user_and_system_seconds() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 100.0
-    };
-    (ticks(11), ticks(12))
+    user_and_system_seconds_of("/proc/self/stat")
 }
 
 /// CPU seconds of each of this process's threads, by thread name, most first.
@@ -118,17 +89,6 @@ fn udp_datagrams_sent() -> u64 {
         .find(|(name, _)| *name == "OutDatagrams")
         .and_then(|(_, value)| value.parse().ok())
         .unwrap_or(0)
-}
-
-/// The prompt: a few tones, 8 kHz mono 16-bit.
-fn prompt(seconds: f64) -> Vec<i16> {
-    let n = (seconds * 8000.0) as usize;
-    (0..n)
-        .map(|i| {
-            let frequency = [440.0, 660.0, 880.0][(i / 4000) % 3];
-            (8000.0 * (2.0 * std::f64::consts::PI * frequency * i as f64 / 8000.0).sin()) as i16
-        })
-        .collect()
 }
 
 /// A UDP port on 127.0.0.1 nobody uses, with `port + 2` free too (sipp's media takes both).
@@ -244,12 +204,6 @@ impl Drop for Sipp {
     }
 }
 
-fn stat_number(row: &BTreeMap<String, String>, name: &str) -> u64 {
-    row.get(name)
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let seconds = bench_seconds(60);
@@ -269,7 +223,11 @@ async fn main() {
     // Prompts are played only from the media store.
     std::fs::create_dir_all(data_dir.join("media")).unwrap();
     let prompt_path = data_dir.join("media").join("prompt.wav");
-    std::fs::write(&prompt_path, encode_wav(&prompt(prompt_seconds), 1, 8000)).unwrap();
+    std::fs::write(
+        &prompt_path,
+        encode_wav(&prompt_samples(prompt_seconds), 1, 8000),
+    )
+    .unwrap();
     let mut config = Config::for_data_dir(&data_dir);
     config.admin_password = Some("bench".into());
     // The box-wide ceilings stay out of the way: the task's own limits are what is measured.
@@ -350,19 +308,7 @@ async fn main() {
     // Let the calls still up finish, then read every number's result.
     let db = rusqlite::Connection::open(data_dir.join("outcall.db")).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();
-    let count_calling = |db: &rusqlite::Connection| -> i64 {
-        db.query_row(
-            "SELECT count(*) FROM numbers WHERE group_id = ?1 AND call_status = 'calling'",
-            [id],
-            |row| row.get(0),
-        )
-        .unwrap()
-    };
-    let drain_deadline = Instant::now() + DRAIN;
-    while count_calling(&db) > 0 && Instant::now() < drain_deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let still_calling = count_calling(&db);
+    let still_calling = drain_calling(&db, id, DRAIN).await;
     let mut causes: BTreeMap<String, u64> = BTreeMap::new();
     let mut starts: Vec<i64> = Vec::new();
     {
@@ -396,7 +342,7 @@ async fn main() {
     let last = stats.last().cloned().unwrap_or_default();
     let max_current = stats
         .iter()
-        .map(|row| stat_number(row, "CurrentCall"))
+        .map(|row| stat_number(row.get("CurrentCall")))
         .max()
         .unwrap_or(0);
     let sipp_errors = std::fs::read_to_string(&sipp.error_file)
@@ -430,24 +376,17 @@ async fn main() {
         );
     }
     println!("most calls alive (sipp CurrentCall, sampled each second): {max_current}");
-    println!(
-        "causes: {}",
-        causes
-            .iter()
-            .map(|(cause, n)| format!("{cause}={n}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("causes: {}", causes_line(&causes));
     println!(
         "failed calls: {failed_numbers} numbers not NORMAL_CLEARING ({still_calling} still calling \
          after {DRAIN:?}); sipp: {} incoming, {} successful, {} failed, {} retransmissions, \
          {} unexpected, {} out-of-call, {} error-log lines, exit {:?}",
-        stat_number(&last, "IncomingCall(C)"),
-        stat_number(&last, "SuccessfulCall(C)"),
-        stat_number(&last, "FailedCall(C)"),
-        stat_number(&last, "Retransmissions(C)"),
-        stat_number(&last, "FailedUnexpectedMessage(C)"),
-        stat_number(&last, "OutOfCallMsgs(C)"),
+        stat_number(last.get("IncomingCall(C)")),
+        stat_number(last.get("SuccessfulCall(C)")),
+        stat_number(last.get("FailedCall(C)")),
+        stat_number(last.get("Retransmissions(C)")),
+        stat_number(last.get("FailedUnexpectedMessage(C)")),
+        stat_number(last.get("OutOfCallMsgs(C)")),
         sipp_errors,
         sipp_exit,
     );

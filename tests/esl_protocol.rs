@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use outcall::telephony::esl::{EslClient, EslError, Event, Frame, FrameCodec};
+use outcall::telephony::esl::{EslClient, EslError, Event, EventStream, Frame, FrameCodec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Decoder;
@@ -486,15 +486,53 @@ const SUBSCRIBED: &[&str] = &[
     "DTMF",
     "CUSTOM sofia::register",
 ];
-const SUBSCRIPTION: &str =
-    "event plain CHANNEL_ANSWER CHANNEL_HANGUP_COMPLETE BACKGROUND_JOB DTMF CUSTOM sofia::register";
+
+/// A scripted peer that accepts one connection, logs the client in subscribed to `events` and
+/// then plays `script`; answers the client connected to it (`timeout` for its commands), its
+/// event stream and the peer's task.
+async fn logged_in<T, F, Fut>(
+    events: &'static [&'static str],
+    timeout: Duration,
+    script: F,
+) -> (EslClient, EventStream, tokio::task::JoinHandle<T>)
+where
+    F: FnOnce(Peer) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (listener, addr) = listen().await;
+    let subscription = format!("event plain {}", events.join(" "));
+    let peer = tokio::spawn(async move {
+        let mut peer = accept(&listener).await;
+        peer.accept_login(&subscription).await;
+        script(peer).await
+    });
+    let (client, stream) = EslClient::connect(&addr, "ClueCon", events, timeout)
+        .await
+        .expect("connect");
+    (client, stream, peer)
+}
+
+/// Connects to a scripted peer that plays `script` and expects the connect to fail: answers the
+/// error.
+async fn refused_connect<F, Fut>(password: &str, timeout: Duration, script: F) -> EslError
+where
+    F: FnOnce(Peer) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (listener, addr) = listen().await;
+    let peer = tokio::spawn(async move { script(accept(&listener).await).await });
+    let error = EslClient::connect(&addr, password, &[], timeout)
+        .await
+        .err()
+        .expect("the connect fails");
+    peer.await.expect("peer");
+    error
+}
 
 #[tokio::test]
 async fn client_logs_in_answers_api_and_bgapi_in_order_and_streams_the_capture_events() {
-    let (listener, addr) = listen().await;
-    let peer = tokio::spawn(async move {
-        let mut peer = accept(&listener).await;
-        peer.accept_login(SUBSCRIPTION).await;
+    let (client, mut stream, peer) = logged_in(SUBSCRIBED, TIMEOUT, move |mut peer| async move {
         // Two commands written back to back: each gets its own reply, in order.
         peer.expect("api uuid_exists 00000000-0000-0000-0000-000000000000")
             .await;
@@ -513,10 +551,8 @@ async fn client_logs_in_answers_api_and_bgapi_in_order_and_streams_the_capture_e
             peer.send(frame).await;
         }
         peer
-    });
-    let (client, mut stream) = EslClient::connect(&addr, "ClueCon", SUBSCRIBED, TIMEOUT)
-        .await
-        .expect("connect");
+    })
+    .await;
     assert!(client.is_connected());
     let other = client.clone();
     let (exists, job) = tokio::join!(
@@ -561,86 +597,66 @@ async fn client_logs_in_answers_api_and_bgapi_in_order_and_streams_the_capture_e
 
 #[tokio::test]
 async fn wrong_password_is_auth_failed() {
-    let (listener, addr) = listen().await;
-    let peer = tokio::spawn(async move {
-        let mut peer = accept(&listener).await;
+    let error = refused_connect("wrong", TIMEOUT, |mut peer| async move {
         let bytes = capture("01b_auth_bad_password");
         let frames = raw_frames("01b_auth_bad_password");
         peer.send(&frames[0]).await;
         peer.expect("auth wrong").await;
         peer.send(&bytes[frames[0].len()..]).await;
-    });
-    let error = EslClient::connect(&addr, "wrong", &[], TIMEOUT)
-        .await
-        .err()
-        .expect("refused");
+    })
+    .await;
     assert!(
         matches!(&error, EslError::AuthFailed(text) if text == "-ERR invalid"),
         "{error:?}"
     );
-    peer.await.expect("peer");
 }
 
 #[tokio::test]
 async fn rude_rejection_is_rejected() {
-    let (listener, addr) = listen().await;
-    let peer = tokio::spawn(async move {
-        let mut peer = accept(&listener).await;
+    let error = refused_connect("ClueCon", TIMEOUT, |mut peer| async move {
         peer.send(
             b"Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n",
         )
         .await;
-    });
-    let error = EslClient::connect(&addr, "ClueCon", &[], TIMEOUT)
-        .await
-        .err()
-        .expect("refused");
+    })
+    .await;
     assert!(
         matches!(&error, EslError::Rejected(text) if text == "Access Denied, go away."),
         "{error:?}"
     );
-    peer.await.expect("peer");
 }
 
 #[tokio::test]
 async fn a_silent_peer_times_the_connect_out() {
-    let (listener, addr) = listen().await;
-    let peer = tokio::spawn(async move {
-        let mut peer = accept(&listener).await;
-        // No greeting; hold the socket until the client gives up.
-        let mut byte = [0u8; 1];
-        let _ = peer.stream.read(&mut byte).await;
-    });
-    let error = EslClient::connect(&addr, "ClueCon", &[], Duration::from_millis(200))
-        .await
-        .err()
-        .expect("times out");
+    let error = refused_connect(
+        "ClueCon",
+        Duration::from_millis(200),
+        |mut peer| async move {
+            // No greeting; hold the socket until the client gives up.
+            let mut byte = [0u8; 1];
+            let _ = peer.stream.read(&mut byte).await;
+        },
+    )
+    .await;
     assert!(matches!(error, EslError::Timeout), "{error:?}");
-    peer.await.expect("peer");
 }
 
 #[tokio::test]
 async fn a_timed_out_command_does_not_steal_the_next_reply() {
-    let (listener, addr) = listen().await;
-    let peer = tokio::spawn(async move {
-        let mut peer = accept(&listener).await;
-        peer.accept_login("event plain BACKGROUND_JOB").await;
-        peer.expect("api show channels").await;
-        // The second command is written only after the first timed out; then both replies come.
-        peer.expect("api uuid_exists 00000000-0000-0000-0000-000000000000")
-            .await;
-        peer.send(&raw_frame("01_auth_api", "0 total.")).await;
-        peer.send(&raw_frame("01_auth_api", "\n\nfalse")).await;
-        peer
-    });
-    let (client, _stream) = EslClient::connect(
-        &addr,
-        "ClueCon",
+    let (client, _stream, peer) = logged_in(
         &["BACKGROUND_JOB"],
         Duration::from_millis(500),
+        move |mut peer| async move {
+            peer.expect("api show channels").await;
+            // The second command is written only after the first timed out; then both replies come.
+            peer.expect("api uuid_exists 00000000-0000-0000-0000-000000000000")
+                .await;
+            peer.send(&raw_frame("01_auth_api", "0 total.")).await;
+            peer.send(&raw_frame("01_auth_api", "\n\nfalse")).await;
+            peer
+        },
     )
-    .await
-    .expect("connect");
+    .await;
     let late = client.api("show channels").await;
     assert!(matches!(late, Err(EslError::Timeout)), "{late:?}");
     assert!(client.is_connected());
@@ -654,22 +670,18 @@ async fn a_timed_out_command_does_not_steal_the_next_reply() {
 
 #[tokio::test]
 async fn events_arrive_while_a_command_waits() {
-    let (listener, addr) = listen().await;
     let (events_seen, wait_for_events) = tokio::sync::oneshot::channel::<()>();
-    let peer = tokio::spawn(async move {
-        let mut peer = accept(&listener).await;
-        peer.accept_login("event plain BACKGROUND_JOB").await;
-        peer.expect("api status").await;
-        peer.send(&raw_frame("01_auth_api", "Event-Name: BACKGROUND_JOB"))
-            .await;
-        // The reply is held back until the test has the event.
-        wait_for_events.await.expect("the test saw the event");
-        peer.send(&raw_frame("01_auth_api", "is ready")).await;
-        peer
-    });
-    let (client, mut stream) = EslClient::connect(&addr, "ClueCon", &["BACKGROUND_JOB"], TIMEOUT)
-        .await
-        .expect("connect");
+    let (client, mut stream, peer) =
+        logged_in(&["BACKGROUND_JOB"], TIMEOUT, move |mut peer| async move {
+            peer.expect("api status").await;
+            peer.send(&raw_frame("01_auth_api", "Event-Name: BACKGROUND_JOB"))
+                .await;
+            // The reply is held back until the test has the event.
+            wait_for_events.await.expect("the test saw the event");
+            peer.send(&raw_frame("01_auth_api", "is ready")).await;
+            peer
+        })
+        .await;
     let command = tokio::spawn(async move { client.api("status").await });
     let event = tokio::time::timeout(TIMEOUT, stream.next())
         .await
@@ -695,18 +707,14 @@ async fn events_arrive_while_a_command_waits() {
 
 #[tokio::test]
 async fn a_disconnect_notice_ends_the_stream_and_fails_pending_commands() {
-    let (listener, addr) = listen().await;
-    let peer = tokio::spawn(async move {
-        let mut peer = accept(&listener).await;
-        peer.accept_login("event plain BACKGROUND_JOB").await;
-        peer.expect("api status").await;
-        peer.send(&raw_frame("01_auth_api", "text/disconnect-notice"))
-            .await;
-        peer
-    });
-    let (client, mut stream) = EslClient::connect(&addr, "ClueCon", &["BACKGROUND_JOB"], TIMEOUT)
-        .await
-        .expect("connect");
+    let (client, mut stream, peer) =
+        logged_in(&["BACKGROUND_JOB"], TIMEOUT, move |mut peer| async move {
+            peer.expect("api status").await;
+            peer.send(&raw_frame("01_auth_api", "text/disconnect-notice"))
+                .await;
+            peer
+        })
+        .await;
     let pending = client.api("status").await;
     assert!(
         matches!(&pending, Err(EslError::Disconnected(text)) if text.starts_with("Disconnected, goodbye.")),
@@ -729,16 +737,12 @@ async fn a_disconnect_notice_ends_the_stream_and_fails_pending_commands() {
 
 #[tokio::test]
 async fn end_of_stream_fails_pending_commands() {
-    let (listener, addr) = listen().await;
-    let peer = tokio::spawn(async move {
-        let mut peer = accept(&listener).await;
-        peer.accept_login("event plain BACKGROUND_JOB").await;
-        peer.expect("bgapi status\nJob-UUID: j-1").await;
-        drop(peer);
-    });
-    let (client, mut stream) = EslClient::connect(&addr, "ClueCon", &["BACKGROUND_JOB"], TIMEOUT)
-        .await
-        .expect("connect");
+    let (client, mut stream, peer) =
+        logged_in(&["BACKGROUND_JOB"], TIMEOUT, move |mut peer| async move {
+            peer.expect("bgapi status\nJob-UUID: j-1").await;
+            drop(peer);
+        })
+        .await;
     let pending = client.bgapi("status", "j-1").await;
     assert!(
         matches!(pending, Err(EslError::Disconnected(_))),
@@ -754,20 +758,18 @@ async fn end_of_stream_fails_pending_commands() {
 
 #[tokio::test]
 async fn a_refused_bgapi_and_a_line_break_in_a_command_are_errors() {
-    let (listener, addr) = listen().await;
-    let peer = tokio::spawn(async move {
-        let mut peer = accept(&listener).await;
-        peer.accept_login("event plain BACKGROUND_JOB").await;
-        peer.expect("bgapi nothing\nJob-UUID: j-2").await;
-        peer.send(b"Content-Type: command/reply\nReply-Text: -ERR nothing Command not found!\n\n")
+    let (client, _stream, peer) =
+        logged_in(&["BACKGROUND_JOB"], TIMEOUT, move |mut peer| async move {
+            peer.expect("bgapi nothing\nJob-UUID: j-2").await;
+            peer.send(
+                b"Content-Type: command/reply\nReply-Text: -ERR nothing Command not found!\n\n",
+            )
             .await;
-        peer.expect("api status").await;
-        peer.send(&raw_frame("01_auth_api", "is ready")).await;
-        peer
-    });
-    let (client, _stream) = EslClient::connect(&addr, "ClueCon", &["BACKGROUND_JOB"], TIMEOUT)
-        .await
-        .expect("connect");
+            peer.expect("api status").await;
+            peer.send(&raw_frame("01_auth_api", "is ready")).await;
+            peer
+        })
+        .await;
     let refused = client.bgapi("nothing", "j-2").await;
     assert!(
         matches!(&refused, Err(EslError::CommandFailed(text)) if text.starts_with("-ERR")),
@@ -794,7 +796,6 @@ async fn a_refused_bgapi_and_a_line_break_in_a_command_are_errors() {
 
 #[tokio::test]
 async fn an_unread_event_stream_never_holds_up_replies() {
-    let (listener, addr) = listen().await;
     let sent: Vec<Vec<u8>> = [
         "02_originate_answer_playback_plain",
         "03_originate_dtmf_remote_bye_plain",
@@ -804,9 +805,7 @@ async fn an_unread_event_stream_never_holds_up_replies() {
     .filter(|frame| String::from_utf8_lossy(frame).contains("text/event-plain"))
     .collect();
     let count = sent.len();
-    let peer = tokio::spawn(async move {
-        let mut peer = accept(&listener).await;
-        peer.accept_login("event plain ALL").await;
+    let (client, mut stream, peer) = logged_in(&["ALL"], TIMEOUT, move |mut peer| async move {
         // Some 200 KiB of events nobody reads yet, then the reply to a command.
         peer.expect("api status").await;
         for frame in &sent {
@@ -814,10 +813,8 @@ async fn an_unread_event_stream_never_holds_up_replies() {
         }
         peer.send(&raw_frame("01_auth_api", "is ready")).await;
         peer
-    });
-    let (client, mut stream) = EslClient::connect(&addr, "ClueCon", &["ALL"], TIMEOUT)
-        .await
-        .expect("connect");
+    })
+    .await;
     assert!(client
         .api("status")
         .await
@@ -831,20 +828,16 @@ async fn an_unread_event_stream_never_holds_up_replies() {
 
 #[tokio::test]
 async fn dropping_the_last_client_closes_the_connection() {
-    let (listener, addr) = listen().await;
-    let peer = tokio::spawn(async move {
-        let mut peer = accept(&listener).await;
-        peer.accept_login("event plain BACKGROUND_JOB").await;
-        let mut rest = Vec::new();
-        tokio::time::timeout(TIMEOUT, peer.stream.read_to_end(&mut rest))
-            .await
-            .expect("the client closes")
-            .expect("read");
-        rest
-    });
-    let (client, mut stream) = EslClient::connect(&addr, "ClueCon", &["BACKGROUND_JOB"], TIMEOUT)
-        .await
-        .expect("connect");
+    let (client, mut stream, peer) =
+        logged_in(&["BACKGROUND_JOB"], TIMEOUT, move |mut peer| async move {
+            let mut rest = Vec::new();
+            tokio::time::timeout(TIMEOUT, peer.stream.read_to_end(&mut rest))
+                .await
+                .expect("the client closes")
+                .expect("read");
+            rest
+        })
+        .await;
     let clone = client.clone();
     drop(client);
     assert!(clone.is_connected(), "a clone keeps it open");

@@ -18,16 +18,16 @@ mod common;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::{
     db,
-    freeswitch::{invited_numbers, LiveSwitch},
+    freeswitch::{invited_numbers, wait_backend_ok, LiveSwitch},
     poll,
     process::{database, Outcall, Server},
-    sipp::{received_at, time_of, wav_format, Sipp},
-    success_data, Api, Reply,
+    sipp::{rang_until_cancel, received_at, time_of, wav_format, Sipp},
+    Api,
 };
 use outcall::audio::wav::encode_wav;
 use serde_json::{json, Value};
@@ -69,7 +69,7 @@ impl Live {
     /// A prompt of `seconds` (a 440/660 Hz tone, 8 kHz mono) uploaded to the media store: its
     /// media object as JSON text, what a task's `data` takes.
     async fn prompt(&self, name: &str, seconds: f64) -> String {
-        let media = upload_media(&self.api, name, &tone(seconds)).await;
+        let media = self.api.upload_media(name, &tone(seconds)).await;
         serde_json::to_string(&media).unwrap()
     }
 
@@ -86,21 +86,11 @@ impl Live {
 
     /// Waits until the task is done; answers its numbers. On a timeout, says what sipp saw.
     async fn finished(&self, id: i64, timeout: Duration, sipp: &Sipp) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let task = self.api.task(id).await;
-            let numbers = self.api.all_numbers(id).await;
-            if task["status"] == "done" && numbers.iter().all(|n| n["call_status"] == "done") {
-                return numbers;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "task {id} not done within {timeout:?}: {task}\n{numbers:#?}\n{}\n{}",
-                sipp.report(),
-                self.switch.log_tail(30)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.api
+            .done_numbers(id, timeout, || {
+                format!("{}\n{}", sipp.report(), self.switch.log_tail(30))
+            })
+            .await
     }
 
     /// One number dialed to its end: the task done, sipp finished with success; answers the number.
@@ -119,22 +109,6 @@ impl Live {
     }
 }
 
-async fn wait_backend_ok(api: &Api, timeout: Duration) {
-    poll(
-        timeout,
-        "the freeswitch back end to be ok on /healthz",
-        || async {
-            let (status, body) = api.health().await;
-            if status == 200 && body["backend"]["status"] == "ok" {
-                Ok(())
-            } else {
-                Err(format!("{status} {body}"))
-            }
-        },
-    )
-    .await;
-}
-
 /// 8 kHz mono 16-bit: alternating 440 and 660 Hz, a quarter second each.
 fn tone(seconds: f64) -> Vec<u8> {
     let samples: Vec<i16> = (0..(seconds * 8000.0) as usize)
@@ -144,27 +118,6 @@ fn tone(seconds: f64) -> Vec<u8> {
         })
         .collect();
     encode_wav(&samples, 1, 8000)
-}
-
-/// `POST /api/media_files` (multipart, built by hand): answers the media object.
-async fn upload_media(api: &Api, name: &str, wav: &[u8]) -> Value {
-    let boundary = "----outcall-live-boundary-5c2d0b8e";
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
-             filename=\"{name}.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(wav);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let reply: Reply = api.post_multipart("/api/media_files", boundary, body).await;
-    success_data(&reply)
 }
 
 fn seconds_between(number: &Value, from: &str, to: &str) -> i64 {
@@ -333,10 +286,7 @@ async fn unanswered_call_is_cancelled_at_calling_time() {
     let number = live.one_call(id, Duration::from_secs(20), &mut sipp).await;
     assert_eq!(number["cause"], "NO_ANSWER", "{number}");
     assert_not_answered(&number);
-    let invite = received_at(&sipp, "INVITE");
-    let cancel = received_at(&sipp, "CANCEL");
-    assert!(!cancel.is_empty(), "a CANCEL\n{}", sipp.report());
-    let rang = cancel[0] - invite[0];
+    let rang = rang_until_cancel(&sipp);
     assert!(
         (4.0..6.5).contains(&rang),
         "cancelled at the 5 s calling_time: {rang:.2} s"
@@ -366,17 +316,7 @@ async fn callee_hang_up_ends_the_call() {
         talk <= 3,
         "ended with the callee's BYE at ~1 s, not after the 8 s prompt: {number}"
     );
-    let log = sipp.message_log();
-    assert!(
-        log.iter().any(|m| !m.received && m.is_request("BYE")),
-        "sipp hung up\n{}",
-        sipp.report()
-    );
-    assert!(
-        !log.iter().any(|m| m.received && m.is_request("BYE")),
-        "the switch sent no BYE of its own\n{}",
-        sipp.report()
-    );
+    sipp.assert_callee_hung_up("the switch");
 }
 
 /// Confirm key 1, pressed by the callee (RFC 2833) after the confirm prompt: the action runs

@@ -19,9 +19,10 @@ use std::{
 use common::{
     assert_error,
     sipp::{
-        assert_result, received_at, spawn_sip_app, time_of, wav_format, Expected, SipOptions, Sipp,
+        assert_result, rang_until_cancel, received_at, spawn_sip_app, time_of, wav_format,
+        Expected, SipOptions, Sipp,
     },
-    success_data, TestApp,
+    success_data,
 };
 use outcall::audio::wav;
 use reqwest::StatusCode;
@@ -54,17 +55,7 @@ async fn answer_then_callee_hangs_up_with_recording() {
         )
         .await;
     // The callee's BYE came first, a second into the call: we sent none.
-    let log = sipp.message_log();
-    assert!(
-        log.iter().any(|m| !m.received && m.is_request("BYE")),
-        "sipp sent the BYE\n{}",
-        sipp.report()
-    );
-    assert!(
-        !log.iter().any(|m| m.received && m.is_request("BYE")),
-        "we sent no BYE of our own\n{}",
-        sipp.report()
-    );
+    sipp.assert_callee_hung_up("outcall");
     let talk =
         (time_of(number, "call_end_time") - time_of(number, "call_answer_time")).num_seconds();
     assert!(
@@ -166,10 +157,7 @@ async fn ring_until_our_cancel() {
         elapsed >= Duration::from_millis(4500) && elapsed < Duration::from_secs(9),
         "the ring timer is calling_time (5 s): {elapsed:?}"
     );
-    let invite = received_at(&sipp, "INVITE");
-    let cancel = received_at(&sipp, "CANCEL");
-    assert!(!cancel.is_empty(), "our CANCEL\n{}", sipp.report());
-    let rang = cancel[0] - invite[0];
+    let rang = rang_until_cancel(&sipp);
     assert!(
         (4.5..6.5).contains(&rang),
         "CANCEL {rang} s after the INVITE, at calling_time"
@@ -416,25 +404,6 @@ async fn campaign_of_100_numbers() {
 // Media files
 // ---------------------------------------------------------------------------------------------
 
-/// `POST /api/media_files` with a hand-built multipart body (reqwest has no multipart here).
-async fn upload_media(app: &TestApp, name: &str, file_name: &str, bytes: &[u8]) -> common::Reply {
-    let boundary = "----outcall-test-boundary-7MA4YWxkTrZu0gW";
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: audio/wav\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    app.post_multipart("/api/media_files", boundary, body).await
-}
-
 /// An uploaded WAV plays in a real call when a task references the returned media object; a
 /// FreeSWITCH-only reference (`phrase:…`) is refused when the task starts.
 #[tokio::test]
@@ -447,13 +416,13 @@ async fn uploaded_media_plays_and_freeswitch_phrases_are_refused() {
     let samples: Vec<i16> = (0..32000)
         .map(|n| ((n as f64 / 16000.0 * 2.0 * std::f64::consts::PI * 300.0).sin() * 9000.0) as i16)
         .collect();
-    let reply = upload_media(
-        app,
-        "welcome",
-        "welcome.wav",
-        &wav::encode_wav(&samples, 1, 16000),
-    )
-    .await;
+    let reply = app
+        .upload_media_reply(
+            "welcome",
+            "welcome.wav",
+            &wav::encode_wav(&samples, 1, 16000),
+        )
+        .await;
     let media = success_data(&reply);
     assert_eq!(media["media_name"], "welcome", "{media}");
     let media_path = media["media_path"]

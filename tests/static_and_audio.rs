@@ -19,7 +19,7 @@ use std::{
 use common::{
     assert_error,
     sipp::{spawn_sip_app, wav_format, Expected, SipOptions, Sipp, SIPP},
-    spawn_app, success_data, Reply, TestApp,
+    spawn_app, Reply, TestApp,
 };
 use outcall::audio::wav;
 use reqwest::{header::HeaderMap, Method, StatusCode};
@@ -205,26 +205,6 @@ fn assert_security_headers(what: &str, headers: &HeaderMap) {
 
 fn sha256_etag(bytes: &[u8]) -> String {
     format!("\"{}\"", hex::encode(Sha256::digest(bytes)))
-}
-
-/// `POST /api/media_files` with a hand-built multipart body; answers the media object.
-async fn upload_media(app: &TestApp, name: &str, bytes: &[u8]) -> Value {
-    let boundary = "----outcall-audio-test-boundary-0x5c";
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let reply = app.post_multipart("/api/media_files", boundary, body).await;
-    success_data(&reply)
 }
 
 /// A 16 kHz sine of `millis` ms: the store keeps it as 8 kHz mono 16-bit.
@@ -540,7 +520,7 @@ async fn unknown_paths_are_404_not_the_page() {
 #[tokio::test]
 async fn a_media_file_plays_whole_by_range_and_with_a_query_token() {
     let app = spawn_app().await;
-    let media = upload_media(&app, "welcome", &sine_16k(500)).await;
+    let media = app.upload_media("welcome", &sine_16k(500)).await;
     let id = media["media_id"].as_i64().expect("a media id");
     let stored = std::fs::read(media["media_path"].as_str().unwrap()).expect("the stored file");
     let path = format!("/api/media_files/{id}/audio");
@@ -608,7 +588,7 @@ async fn a_media_file_plays_whole_by_range_and_with_a_query_token() {
 #[tokio::test]
 async fn a_tampered_media_path_outside_the_store_is_404() {
     let app = spawn_app().await;
-    let media = upload_media(&app, "welcome", &sine_16k(100)).await;
+    let media = app.upload_media("welcome", &sine_16k(100)).await;
     let id = media["media_id"].as_i64().unwrap();
     let store = app.data_dir.path().join("media");
     let secret = app.data_dir.path().join("secret.wav");

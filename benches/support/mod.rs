@@ -1,4 +1,5 @@
-//! What the benchmarks share: this process's CPU and memory figures, and a logged-in API client.
+//! What the benchmarks share: settings, CPU and memory figures, the prompt, the load average,
+//! the drain of a task's calls, and a logged-in API client.
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
@@ -14,6 +15,25 @@ pub fn cpu_seconds_of(stat_path: &str) -> f64 {
     // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
+}
+
+/// User and system CPU seconds, apart, of the process whose `/proc/<pid>/stat` this is; zeros
+/// when it cannot be read (the process is gone).
+pub fn user_and_system_seconds_of(stat_path: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 100.0
+    };
+    (ticks(11), ticks(12))
 }
 
 /// CPU seconds of this process: outcall runs in it.
@@ -45,6 +65,72 @@ pub fn bench_seconds(default: u64) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
+}
+
+/// A setting from the environment, else its default.
+pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+/// The host's load average over 1, 5 and 15 minutes, as `/proc/loadavg` gives it.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The prompt: 440/660/880 Hz, a half second each, 8 kHz mono 16-bit samples.
+pub fn prompt_samples(seconds: f64) -> Vec<i16> {
+    (0..(seconds * 8000.0) as usize)
+        .map(|i| {
+            let frequency = [440.0, 660.0, 880.0][(i / 4000) % 3];
+            (8000.0 * (2.0 * std::f64::consts::PI * frequency * i as f64 / 8000.0).sin()) as i16
+        })
+        .collect()
+}
+
+/// A number of a sipp statistics row (0 when absent or not a number).
+pub fn stat_number(value: Option<&String>) -> u64 {
+    value.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Counts by cause, as `CAUSE=n CAUSE=n`.
+pub fn causes_line(causes: &std::collections::BTreeMap<String, u64>) -> String {
+    causes
+        .iter()
+        .map(|(cause, n)| format!("{cause}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Waits at most `drain` for task `id`'s numbers still `calling` to end; answers how many are
+/// still calling then.
+pub async fn drain_calling(
+    db: &outcall::db::rusqlite::Connection,
+    id: i64,
+    drain: std::time::Duration,
+) -> i64 {
+    let count_calling = || -> i64 {
+        db.query_row(
+            "SELECT count(*) FROM numbers WHERE group_id = ?1 AND call_status = 'calling'",
+            [id],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    let deadline = std::time::Instant::now() + drain;
+    while count_calling() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    count_calling()
 }
 
 /// The REST API, logged in as admin.

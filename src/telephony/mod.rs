@@ -103,6 +103,26 @@ pub struct CallSettings {
     pub disable_ring_back: bool,
 }
 
+#[cfg(test)]
+impl CallSettings {
+    /// The unit tests' settings: task 1, `context` as source and destination context, a 30 s ring
+    /// timeout, no confirm key, hang up once answered, no recording.
+    pub(crate) fn for_test(context: &str) -> CallSettings {
+        CallSettings {
+            task_id: 1,
+            context: context.into(),
+            dest_context: context.into(),
+            cid_number: String::new(),
+            cid_name: String::new(),
+            calling_time: Duration::from_secs(30),
+            confirm: None,
+            action: AfterAnswer::Hangup,
+            auto_record: false,
+            disable_ring_back: false,
+        }
+    }
+}
+
 /// Default wait for the confirm key when the task sets none (FreeSWITCH's default, 5 s).
 pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 

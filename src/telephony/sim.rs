@@ -521,18 +521,7 @@ mod tests {
             uuid: "u".into(),
             number_id: 1,
             dest_number: number.into(),
-            settings: Arc::new(super::super::CallSettings {
-                task_id: 1,
-                context: String::new(),
-                dest_context: String::new(),
-                cid_number: String::new(),
-                cid_name: String::new(),
-                calling_time: Duration::from_secs(30),
-                confirm: None,
-                action: AfterAnswer::Hangup,
-                auto_record: false,
-                disable_ring_back: false,
-            }),
+            settings: Arc::new(CallSettings::for_test("")),
         }
     }
 
@@ -605,11 +594,6 @@ mod tests {
         calling_time: u64,
     ) -> CallSettings {
         CallSettings {
-            task_id: 1,
-            context: String::new(),
-            dest_context: String::new(),
-            cid_number: String::new(),
-            cid_name: String::new(),
             calling_time: Duration::from_secs(calling_time),
             confirm: confirm.map(|(key, timeout)| super::super::Confirm {
                 key: key.to_owned(),
@@ -617,8 +601,7 @@ mod tests {
                 prompt: None,
             }),
             action,
-            auto_record: false,
-            disable_ring_back: false,
+            ..CallSettings::for_test("")
         }
     }
 

@@ -33,7 +33,7 @@ use std::{
 
 use tempfile::TempDir;
 
-use super::sipp::{free_udp_ports, udp_port_bound, Sipp, SIPP};
+use super::sipp::{callee_args, free_udp_ports, Sipp, SIPP};
 
 /// Where FreeSWITCH is installed: `OUTCALL_TEST_FREESWITCH_PREFIX`, else `/opt/freeswitch`.
 pub fn prefix() -> PathBuf {
@@ -409,6 +409,23 @@ fn take_lock() -> File {
     file
 }
 
+/// Waits at most `timeout` until outcall's freeswitch back end is ok on `/healthz`.
+pub async fn wait_backend_ok(api: &super::Api, timeout: Duration) {
+    super::poll(
+        timeout,
+        "the freeswitch back end to be ok on /healthz",
+        || async {
+            let (status, body) = api.health().await;
+            if status == 200 && body["backend"]["status"] == "ok" {
+                Ok(())
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        },
+    )
+    .await;
+}
+
 /// A sipp callee on `port` playing `tests/freeswitch/sipp/<scenario>` (no global timeout: the
 /// tests bound their own waits); killed when dropped.
 pub fn sipp_on(scenario: &str, port: u16, calls: u32) -> Sipp {
@@ -424,30 +441,8 @@ pub fn sipp_with(scenario: &str, port: u16, calls: u32, trace: bool) -> Sipp {
         .join(scenario);
     assert!(scenario_path.is_file(), "{}", scenario_path.display());
     let media = free_udp_ports(4);
+    let mut args = callee_args(dir.path(), &scenario_path, port, media, calls);
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let mut args: Vec<String> = vec![
-        "-sf".into(),
-        scenario_path.display().to_string(),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.to_string(),
-        "-mi".into(),
-        "127.0.0.1".into(),
-        "-mp".into(),
-        media.to_string(),
-        "-m".into(),
-        calls.to_string(),
-        "-nostdin".into(),
-        "-trace_err".into(),
-        "-error_file".into(),
-        path("errors.log"),
-        "-trace_stat".into(),
-        "-stf".into(),
-        path("stat.csv"),
-        "-fd".into(),
-        "1".into(),
-    ];
     if trace {
         args.extend([
             "-trace_msg".into(),
@@ -455,40 +450,7 @@ pub fn sipp_with(scenario: &str, port: u16, calls: u32, trace: bool) -> Sipp {
             path("messages.log"),
         ]);
     }
-    let stdout = File::create(dir.path().join("stdout.log")).expect("a log file");
-    let stderr = File::create(dir.path().join("stderr.log")).expect("a log file");
-    let child = Command::new(SIPP)
-        .args(&args)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{SIPP} starts: {e}"));
-    let mut sipp = Sipp {
-        child: Some(child),
-        dir,
-        scenario: scenario.to_owned(),
-        port,
-        tcp: false,
-        exit_code: None,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !udp_port_bound(port) {
-        if let Some(code) = sipp.try_exit() {
-            panic!(
-                "sipp exited with {code} before listening\n{}",
-                sipp.report()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sipp does not listen on {port}\n{}",
-            sipp.report()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    sipp
+    Sipp::spawn(dir, scenario, port, false, &args)
 }
 
 /// The numbers (Request-URI users) of the INVITEs sipp received, retransmissions counted once

@@ -177,6 +177,39 @@ impl Api {
         }
     }
 
+    /// `POST /api/media_files` with a hand-built multipart body: the field `name` and the WAV
+    /// `file` called `file_name`.
+    pub async fn upload_media_reply(&self, name: &str, file_name: &str, wav: &[u8]) -> Reply {
+        let boundary = "----outcall-test-boundary-7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"{file_name}\"\r\nContent-Type: audio/wav\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(wav);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.post_multipart("/api/media_files", boundary, body)
+            .await
+    }
+
+    /// `<name>.wav` uploaded as media `name`: answers the media object (the upload succeeds).
+    pub async fn upload_media(&self, name: &str, wav: &[u8]) -> Value {
+        success_data(
+            &self
+                .upload_media_reply(name, &format!("{name}.wav"), wav)
+                .await,
+        )
+    }
+
     /// Sends `body` verbatim as `application/json` with the admin token.
     pub async fn send_json_text(&self, method: Method, path: &str, body: &str) -> Reply {
         let token = self.token.clone();
@@ -309,6 +342,32 @@ impl Api {
     /// All live tasks as the list shows them.
     pub async fn all_tasks(&self) -> Vec<Value> {
         self.list_all("/api/out_call_tasks").await
+    }
+
+    /// Waits at most `timeout` until task `id` is `done` with every number `done`; answers the
+    /// numbers. On a timeout, panics with them and what `report` says.
+    pub async fn done_numbers(
+        &self,
+        id: i64,
+        timeout: std::time::Duration,
+        report: impl Fn() -> String,
+    ) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let task = self.task(id).await;
+            let numbers = self.all_numbers(id).await;
+            if task["status"] == "done" && numbers.iter().all(|n| n["call_status"] == "done") {
+                return numbers;
+            }
+            if std::time::Instant::now() >= deadline {
+                panic!(
+                    "task {id} not done after {timeout:?}: task {task}\nnumbers {}\n{}",
+                    Value::Array(numbers),
+                    report()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// All numbers of a task as its numbers list shows them.

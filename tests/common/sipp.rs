@@ -94,6 +94,42 @@ pub fn rtp_range(test: u16) -> (u16, u16) {
 // sipp
 // ---------------------------------------------------------------------------------------------
 
+/// sipp's arguments for a callee in `dir` playing `scenario_path` on 127.0.0.1:`port` (media on
+/// `media`) for `calls` calls, its errors and statistics traced into `dir` (statistics each
+/// second).
+pub fn callee_args(
+    dir: &Path,
+    scenario_path: &Path,
+    port: u16,
+    media: u16,
+    calls: u32,
+) -> Vec<String> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    vec![
+        "-sf".into(),
+        scenario_path.display().to_string(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-mi".into(),
+        "127.0.0.1".into(),
+        "-mp".into(),
+        media.to_string(),
+        "-m".into(),
+        calls.to_string(),
+        "-nostdin".into(),
+        "-trace_err".into(),
+        "-error_file".into(),
+        path("errors.log"),
+        "-trace_stat".into(),
+        "-stf".into(),
+        path("stat.csv"),
+        "-fd".into(),
+        "1".into(),
+    ]
+}
+
 /// A sipp process playing one scenario as the callee; killed when dropped.
 pub struct Sipp {
     pub child: Option<Child>,
@@ -142,47 +178,33 @@ impl Sipp {
         let control = free_udp_port();
         // sipp binds the media port and the one two above it (video).
         let media = free_udp_ports(4);
+        let mut args = callee_args(dir.path(), &scenario_path, port, media, calls);
         let path = |name: &str| dir.path().join(name).display().to_string();
-        let mut args: Vec<String> = vec![
-            "-sf".into(),
-            scenario_path.display().to_string(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
+        args.extend([
             "-ci".into(),
             "127.0.0.1".into(),
             "-cp".into(),
             control.to_string(),
-            "-mi".into(),
-            "127.0.0.1".into(),
-            "-mp".into(),
-            media.to_string(),
-            "-m".into(),
-            calls.to_string(),
-            "-nostdin".into(),
             "-trace_msg".into(),
             "-message_file".into(),
             path("messages.log"),
-            "-trace_err".into(),
-            "-error_file".into(),
-            path("errors.log"),
-            "-trace_stat".into(),
-            "-stf".into(),
-            path("stat.csv"),
-            "-fd".into(),
-            "1".into(),
-        ];
+        ]);
         if tcp {
             args.extend(["-t".into(), "t1".into()]);
         }
         if timeout {
             args.extend(["-timeout".into(), "30s".into(), "-timeout_error".into()]);
         }
+        Sipp::spawn(dir, scenario, port, tcp, &args)
+    }
+
+    /// Runs sipp with `args` in `dir` (its stdout and stderr logged there) and waits until it
+    /// listens on `port`; panics with its logs when it exits first or does not listen in 10 s.
+    pub fn spawn(dir: TempDir, scenario: &str, port: u16, tcp: bool, args: &[String]) -> Sipp {
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("a log file");
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("a log file");
         let child = Command::new(SIPP)
-            .args(&args)
+            .args(args)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -298,6 +320,22 @@ impl Sipp {
                     .collect()
             })
             .collect()
+    }
+
+    /// The callee hung up: sipp sent a BYE and received none (`caller` names the other side in
+    /// the failure message).
+    pub fn assert_callee_hung_up(&self, caller: &str) {
+        let log = self.message_log();
+        assert!(
+            log.iter().any(|m| !m.received && m.is_request("BYE")),
+            "sipp sent the BYE\n{}",
+            self.report()
+        );
+        assert!(
+            !log.iter().any(|m| m.received && m.is_request("BYE")),
+            "{caller} sent no BYE of its own\n{}",
+            self.report()
+        );
     }
 
     /// What sipp logged, for failure messages (the ends of long logs).
@@ -524,22 +562,7 @@ impl SipApp {
         timeout: Duration,
         report: impl Fn() -> String,
     ) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let task = self.app.task(id).await;
-            let numbers = self.app.all_numbers(id).await;
-            if task["status"] == "done" && numbers.iter().all(|n| n["call_status"] == "done") {
-                return numbers;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "task {id} not done after {timeout:?}: task {task}\nnumbers {}\n{}",
-                    Value::Array(numbers),
-                    report()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.app.done_numbers(id, timeout, report).await
     }
 }
 
@@ -623,6 +646,15 @@ pub fn received_at(sipp: &Sipp, method: &str) -> Vec<f64> {
         .filter(|m| m.received && m.is_request(method))
         .map(|m| m.at)
         .collect()
+}
+
+/// Seconds (sipp's clock) from the first INVITE sipp received to the first CANCEL; asserts there
+/// was a CANCEL.
+pub fn rang_until_cancel(sipp: &Sipp) -> f64 {
+    let invite = received_at(sipp, "INVITE");
+    let cancel = received_at(sipp, "CANCEL");
+    assert!(!cancel.is_empty(), "a CANCEL\n{}", sipp.report());
+    cancel[0] - invite[0]
 }
 
 /// A WAV file's format: (channels, sample rate, bits per sample, data bytes).

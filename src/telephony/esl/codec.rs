@@ -25,10 +25,7 @@ impl Frame {
 
     /// Case-insensitive; the first header of that name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        header_named(&self.headers, name)
     }
 
     pub fn content_type(&self) -> Option<&str> {
@@ -41,10 +38,23 @@ impl Frame {
 
     /// Every header in wire order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers
-            .iter()
-            .map(|(key, value)| (key.as_str(), value.as_str()))
+        header_pairs(&self.headers)
     }
+}
+
+/// The value of the first of `headers` called `name`, case-insensitive.
+pub(super) fn header_named<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// `headers` as `(name, value)` pairs, in order.
+pub(super) fn header_pairs(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
 }
 
 /// Splits a header block (without its blank line) into `(name, value)` pairs. Lines may end in

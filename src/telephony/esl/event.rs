@@ -3,7 +3,9 @@
 
 use percent_encoding::percent_decode_str;
 
-use super::codec::{content_length, find_block_end, parse_header_lines};
+use super::codec::{
+    content_length, find_block_end, header_named, header_pairs, parse_header_lines,
+};
 use super::{EslError, Frame};
 
 /// One event: its headers (plain: in wire order, values URL-decoded; JSON: as parsed) and body.
@@ -79,10 +81,7 @@ impl Event {
 
     /// Case-insensitive; the first header of that name.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        header_named(&self.headers, name)
     }
 
     /// The event's own body, e.g. BACKGROUND_JOB's `+OK <uuid>\n` or `-ERR USER_BUSY\n`.
@@ -92,9 +91,7 @@ impl Event {
 
     /// Every header in order, values decoded.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers
-            .iter()
-            .map(|(key, value)| (key.as_str(), value.as_str()))
+        header_pairs(&self.headers)
     }
 }
 

@@ -282,17 +282,28 @@ mod peer_tests {
         reader.get_mut().write_all(text.as_bytes()).await.unwrap();
     }
 
-    /// The switch's side of a connect, up to and including `api status`.
-    async fn accept(listener: &TcpListener) -> BufReader<TcpStream> {
+    /// The switch's greeting to the next connection, `auth <password>` and its answer
+    /// `reply_text`.
+    async fn greet(
+        listener: &TcpListener,
+        password: &str,
+        reply_text: &str,
+    ) -> BufReader<TcpStream> {
         let (socket, _) = listener.accept().await.unwrap();
         let mut peer = BufReader::new(socket);
         reply(&mut peer, "Content-Type: auth/request\n\n").await;
-        assert_eq!(command(&mut peer).await, "auth ClueCon\n");
+        assert_eq!(command(&mut peer).await, format!("auth {password}\n"));
         reply(
             &mut peer,
-            "Content-Type: command/reply\nReply-Text: +OK accepted\n\n",
+            &format!("Content-Type: command/reply\nReply-Text: {reply_text}\n\n"),
         )
         .await;
+        peer
+    }
+
+    /// The switch's side of a connect, up to and including `api status`.
+    async fn accept(listener: &TcpListener) -> BufReader<TcpStream> {
+        let mut peer = greet(listener, "ClueCon", "+OK accepted").await;
         let subscription = command(&mut peer).await;
         assert!(subscription.starts_with("event plain "), "{subscription}");
         for name in super::EVENTS {
@@ -317,6 +328,20 @@ mod peer_tests {
         peer
     }
 
+    /// A back end dialing a scripted switch on a fresh 127.0.0.1 port with `password`: the switch's
+    /// listener, its address, the back end's data directory and the back end.
+    async fn start_backend(
+        password: &str,
+    ) -> (TcpListener, String, tempfile::TempDir, FreeswitchBackend) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let data = tempfile::tempdir().unwrap();
+        let config =
+            FreeswitchConfig::new(&addr, password, "loopback/{number}/{dest_context}").unwrap();
+        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        (listener, addr, data, backend)
+    }
+
     async fn until(what: &str, mut check: impl FnMut() -> bool) {
         for _ in 0..400 {
             if check() {
@@ -329,12 +354,7 @@ mod peer_tests {
 
     #[tokio::test]
     async fn connect_health_shutdown_and_reconnect() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let data = tempfile::tempdir().unwrap();
-        let config =
-            FreeswitchConfig::new(&addr, "ClueCon", "loopback/{number}/{dest_context}").unwrap();
-        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        let (listener, _, _data, backend) = start_backend("ClueCon").await;
         assert!(!backend.ready_to_dial());
         assert!(!backend.health().healthy);
 
@@ -365,21 +385,8 @@ mod peer_tests {
 
     #[tokio::test]
     async fn a_refused_password_is_named() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let data = tempfile::tempdir().unwrap();
-        let config =
-            FreeswitchConfig::new(&addr, "wrong", "loopback/{number}/{dest_context}").unwrap();
-        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
-        let (socket, _) = listener.accept().await.unwrap();
-        let mut peer = BufReader::new(socket);
-        reply(&mut peer, "Content-Type: auth/request\n\n").await;
-        assert_eq!(command(&mut peer).await, "auth wrong\n");
-        reply(
-            &mut peer,
-            "Content-Type: command/reply\nReply-Text: -ERR invalid\n\n",
-        )
-        .await;
+        let (listener, addr, _data, backend) = start_backend("wrong").await;
+        let mut peer = greet(&listener, "wrong", "-ERR invalid").await;
         reply(
             &mut peer,
             "Content-Type: text/disconnect-notice\nContent-Length: 0\n\n",
@@ -410,18 +417,7 @@ mod peer_tests {
             uuid: uuid.into(),
             number_id: 1,
             dest_number: "1000".into(),
-            settings: std::sync::Arc::new(crate::telephony::CallSettings {
-                task_id: 1,
-                context: "context-1".into(),
-                dest_context: "context-1".into(),
-                cid_number: String::new(),
-                cid_name: String::new(),
-                calling_time: Duration::from_secs(30),
-                confirm: None,
-                action: crate::telephony::AfterAnswer::Hangup,
-                auto_record: false,
-                disable_ring_back: false,
-            }),
+            settings: std::sync::Arc::new(crate::telephony::CallSettings::for_test("context-1")),
         }
     }
 
@@ -473,12 +469,7 @@ mod peer_tests {
     #[tokio::test]
     async fn calls_alive_across_a_reconnect_are_followed_or_end_unknown() {
         use crate::telephony::HangupCause;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let data = tempfile::tempdir().unwrap();
-        let config =
-            FreeswitchConfig::new(&addr, "ClueCon", "loopback/{number}/{dest_context}").unwrap();
-        let backend = FreeswitchBackend::start(config, data.path(), 200.0).unwrap();
+        let (listener, _, _data, backend) = start_backend("ClueCon").await;
         let mut peer = accept(&listener).await;
         until("connected", || backend.ready_to_dial()).await;
 

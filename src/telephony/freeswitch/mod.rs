@@ -667,14 +667,18 @@ mod tests {
         assert_eq!(outcome.answered_at, None);
     }
 
-    #[test]
-    fn a_confirmed_call_keeps_its_cause() {
-        let confirm = Confirm {
-            key: "1".into(),
+    /// Confirm key `key`, 3 s to press it, no prompt.
+    fn confirm_key(key: &str) -> Confirm {
+        Confirm {
+            key: key.into(),
             timeout: Duration::from_secs(3),
             prompt: None,
-        };
-        let replay = replay("07_originate_group_confirm_plain", Some(confirm));
+        }
+    }
+
+    #[test]
+    fn a_confirmed_call_keeps_its_cause() {
+        let replay = replay("07_originate_group_confirm_plain", Some(confirm_key("1")));
         let outcome = outcome(&replay);
         assert_eq!(outcome.cause, HangupCause::NORMAL_CLEARING);
         assert!(digits(&replay).starts_with('1'));
@@ -687,12 +691,7 @@ mod tests {
     #[test]
     fn the_same_capture_with_another_key_is_a_wrong_key() {
         // The callee pressed 1; had the task asked for 2, the call ends as the shared policy says.
-        let confirm = Confirm {
-            key: "2".into(),
-            timeout: Duration::from_secs(3),
-            prompt: None,
-        };
-        let replay = replay("07_originate_group_confirm_plain", Some(confirm));
+        let replay = replay("07_originate_group_confirm_plain", Some(confirm_key("2")));
         assert!(replay
             .actions
             .contains(&Action::Kill(crate::telephony::WRONG_KEY)));

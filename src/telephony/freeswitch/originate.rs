@@ -469,18 +469,7 @@ mod tests {
     }
 
     fn settings() -> CallSettings {
-        CallSettings {
-            task_id: 1,
-            context: "context-1".into(),
-            dest_context: "context-1".into(),
-            cid_number: String::new(),
-            cid_name: String::new(),
-            calling_time: Duration::from_secs(30),
-            confirm: None,
-            action: AfterAnswer::Hangup,
-            auto_record: false,
-            disable_ring_back: false,
-        }
+        CallSettings::for_test("context-1")
     }
 
     fn request(settings: CallSettings) -> CallRequest {
