@@ -466,6 +466,30 @@ mod peer_tests {
         }
     }
 
+    /// A call placed while the switch is unreachable (the connection dropped after the dialer's
+    /// readiness check) is not ended undialed: its originate goes out once connected; a call the
+    /// dialer hangs up meanwhile ends with that cause, never sent.
+    #[tokio::test]
+    async fn a_call_placed_while_disconnected_waits_for_the_connection() {
+        use crate::telephony::HangupCause;
+        let (listener, _, _data, backend) = start_backend("ClueCon").await;
+        assert!(!backend.ready_to_dial());
+        let waiting_uuid = "cccccccc-0000-4000-8000-000000000003";
+        let dropped_uuid = "dddddddd-0000-4000-8000-000000000004";
+        let _waiting = backend.place_call(request(waiting_uuid));
+        let mut dropped = backend.place_call(request(dropped_uuid));
+        dropped.control.hang_up(HangupCause::SYSTEM_SHUTDOWN);
+        let outcome = ended(&mut dropped).await;
+        assert_eq!(outcome.cause, HangupCause::SYSTEM_SHUTDOWN);
+        assert_eq!(outcome.answered_at, None);
+
+        let mut peer = accept(&listener).await;
+        let sent = tokio::time::timeout(Duration::from_secs(10), originate(&mut peer))
+            .await
+            .expect("the waiting call is placed once connected");
+        assert_eq!(sent, waiting_uuid, "the waiting call goes out, and only it");
+    }
+
     #[tokio::test]
     async fn calls_alive_across_a_reconnect_are_followed_or_end_unknown() {
         use crate::telephony::HangupCause;

@@ -12,7 +12,7 @@ use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tokio::sync::mpsc;
@@ -297,6 +297,37 @@ fn not_placed(cause: HangupCause) -> CallOutcome {
     }
 }
 
+/// How long a claimed call waits for the connection when it dropped between the dialer's
+/// readiness check and the originate.
+const LINK_WAIT: Duration = Duration::from_secs(60);
+
+/// The connection to send the originate on. When it dropped (or the switch began shutting down)
+/// after the dialer's readiness check, nothing has been sent: the call waits, up to
+/// [`LINK_WAIT`], and goes out once the switch can take it, rather than ending undialed. The
+/// dialer's hang-up (e.g. its shutdown) ends the wait with that cause.
+async fn await_link(inner: &Inner, line: &mut CallLine) -> Result<EslClient, CallOutcome> {
+    let give_up = tokio::time::Instant::now() + LINK_WAIT;
+    let mut dialer_gone = false;
+    loop {
+        if lock(&inner.state).is_connected() {
+            if let Some(client) = inner.client() {
+                return Ok(client);
+            }
+        }
+        if tokio::time::Instant::now() >= give_up {
+            tracing::warn!("no connection to FreeSWITCH for {LINK_WAIT:?}: call not placed");
+            return Err(not_placed(HangupCause::NORMAL_TEMPORARY_FAILURE));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            cause = line.hang_up_requested(), if !dialer_gone => match cause {
+                Some(cause) => return Err(not_placed(cause)),
+                None => dialer_gone = true,
+            },
+        }
+    }
+}
+
 /// One call, from its originate to its outcome.
 async fn run_call(inner: Arc<Inner>, request: CallRequest, mut line: CallLine) -> CallOutcome {
     let uuid = request.uuid.clone();
@@ -330,9 +361,9 @@ async fn run_call(inner: Arc<Inner>, request: CallRequest, mut line: CallLine) -
             return not_placed(cause);
         }
     };
-    let Some(client) = inner.client() else {
-        // The connection dropped between the dialer's readiness check and now: nothing sent.
-        return not_placed(HangupCause::NORMAL_TEMPORARY_FAILURE);
+    let client = match await_link(&inner, &mut line).await {
+        Ok(client) => client,
+        Err(outcome) => return outcome,
     };
     let job_uuid = uuid::Uuid::new_v4().to_string();
     // Registered before the command goes out: its first events may come before the reply.
