@@ -41,13 +41,7 @@ impl Download {
 }
 
 async fn download(api: &Api, id: i64, query: &str) -> Download {
-    let response = api
-        .client
-        .get(api.url(&format!("{TASKS}/{id}/download{query}")))
-        .header("X-XTRA-AUTH-ID", &api.token)
-        .send()
-        .await
-        .expect("the server answers");
+    let response = api.download(id, query).await;
     Download {
         status: response.status(),
         headers: response.headers().clone(),
@@ -630,13 +624,7 @@ struct Streamed {
 async fn stream_download(api: &Api, pid: u32, id: i64, format: &str, keep: bool) -> Streamed {
     let sampler = RssSampler::start(pid);
     let started = std::time::Instant::now();
-    let mut response = api
-        .client
-        .get(api.url(&format!("{TASKS}/{id}/download?format={format}")))
-        .header("X-XTRA-AUTH-ID", &api.token)
-        .send()
-        .await
-        .expect("the server answers");
+    let mut response = api.download(id, &format!("?format={format}")).await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut streamed = Streamed {
         kept: Vec::new(),
@@ -721,13 +709,7 @@ async fn a_million_row_export_streams_in_flat_memory() {
     // list below.
     for n in 0..12 {
         let format = if n % 2 == 0 { "csv" } else { "json" };
-        let mut response = api
-            .client
-            .get(api.url(&format!("{TASKS}/{id}/download?format={format}")))
-            .header("X-XTRA-AUTH-ID", &api.token)
-            .send()
-            .await
-            .expect("the server answers");
+        let mut response = api.download(id, &format!("?format={format}")).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.chunk().await.expect("a first chunk").is_some());
         drop(response);

@@ -11,7 +11,6 @@ mod common;
 use common::{spawn_app, Api};
 use reqwest::StatusCode;
 
-const TASKS: &str = "/api/out_call_tasks";
 const NUMBERS: usize = 20_000;
 /// The unreadable row: far enough in that many chunks of the body were sent before it.
 const BAD_SEQ: usize = 15_000;
@@ -25,13 +24,7 @@ struct Read {
 }
 
 async fn read_download(api: &Api, id: i64, format: &str) -> Read {
-    let mut response = api
-        .client
-        .get(api.url(&format!("{TASKS}/{id}/download?format={format}")))
-        .header("X-XTRA-AUTH-ID", &api.token)
-        .send()
-        .await
-        .expect("the server answers");
+    let mut response = api.download(id, &format!("?format={format}")).await;
     let status = response.status();
     let mut bytes = Vec::new();
     // Bounded: the body is a few MB, a chunk at a time.

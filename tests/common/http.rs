@@ -132,6 +132,18 @@ impl RawReply {
 }
 
 impl Api {
+    /// `GET /api/out_call_tasks/{id}/download{query}` with the token, its body not yet read.
+    pub async fn download(&self, id: i64, query: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/api/out_call_tasks/{id}/download{query}")))
+            .header("X-XTRA-AUTH-ID", &self.token)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+}
+
+impl Api {
     /// Sends exactly the given headers and body bytes: no token is added.
     pub async fn send_raw(
         &self,
