@@ -380,6 +380,39 @@ fn expected_ids(database: &std::path::Path, task: i64, filters: &[(&str, &str)])
     expected
 }
 
+/// The items of every page of a task's numbers (`query`: `&filter=value…`), and of the page after
+/// the last, each answered OK with the counts of `rows` rows.
+async fn read_pages(
+    api: &Api,
+    task: i64,
+    query: &str,
+    per_page: usize,
+    rows: usize,
+) -> Vec<Vec<Value>> {
+    let pages = rows.div_ceil(per_page);
+    let mut read = Vec::new();
+    for number in 1..=pages + 1 {
+        let path = format!("{TASKS}/{task}/numbers?perPage={per_page}&page={number}{query}");
+        let reply = api.get(&path).await;
+        assert_eq!(
+            reply.status,
+            reqwest::StatusCode::OK,
+            "{path}: {}",
+            reply.body
+        );
+        assert_eq!(
+            (
+                reply.body["rowCount"].clone(),
+                reply.body["pageCount"].clone()
+            ),
+            (json!(rows), json!(pages)),
+            "{path}"
+        );
+        read.push(list_data(&reply.body));
+    }
+    read
+}
+
 /// Every page of the task's numbers, unfiltered and with each of `filters` and their pairs, at
 /// several page sizes, lists exactly the rows of [`expected_ids`] in its order, with its counts;
 /// the page after the last is empty.
@@ -403,32 +436,10 @@ async fn assert_pages_match(
         let expected = expected_ids(database, task, &set);
         let query: String = set.iter().map(|(f, v)| format!("&{f}={v}")).collect();
         for per_page in [1usize, 7, 20] {
-            let pages = expected.len().div_ceil(per_page);
-            let mut listed = Vec::new();
-            for number in 1..=pages + 1 {
-                let path =
-                    format!("{TASKS}/{task}/numbers?perPage={per_page}&page={number}{query}");
-                let reply = api.get(&path).await;
-                assert_eq!(
-                    reply.status,
-                    reqwest::StatusCode::OK,
-                    "{path}: {}",
-                    reply.body
-                );
-                assert_eq!(
-                    (
-                        reply.body["rowCount"].clone(),
-                        reply.body["pageCount"].clone()
-                    ),
-                    (json!(expected.len()), json!(pages)),
-                    "{path}"
-                );
-                let items = list_data(&reply.body);
-                if number > pages {
-                    assert!(items.is_empty(), "{path}: past the last page");
-                }
-                listed.extend(ids(&items));
-            }
+            let pages = read_pages(api, task, &query, per_page, expected.len()).await;
+            let past_the_last = pages.last().expect("one page past the last");
+            assert!(past_the_last.is_empty(), "{query}: past the last page");
+            let listed: Vec<String> = pages.iter().flat_map(|items| ids(items)).collect();
             assert_eq!(listed, expected, "pages of {query:?}, {per_page} a page");
             checked += 1;
         }
@@ -638,27 +649,8 @@ async fn filtered_pages_across_many_buckets_match_a_full_query() {
         let query: String = set.iter().map(|(f, v)| format!("&{f}={v}")).collect();
         let expected = expected_ids(&database, id, set);
         for per_page in [97usize, 1000] {
-            let pages = expected.len().div_ceil(per_page);
-            let mut listed = Vec::new();
-            for number in 1..=pages + 1 {
-                let path = format!("{TASKS}/{id}/numbers?perPage={per_page}&page={number}{query}");
-                let reply = app.get(&path).await;
-                assert_eq!(
-                    reply.status,
-                    reqwest::StatusCode::OK,
-                    "{path}: {}",
-                    reply.body
-                );
-                assert_eq!(
-                    (
-                        reply.body["rowCount"].clone(),
-                        reply.body["pageCount"].clone()
-                    ),
-                    (json!(expected.len()), json!(pages)),
-                    "{path}"
-                );
-                listed.extend(ids(&list_data(&reply.body)));
-            }
+            let pages = read_pages(&app, id, &query, per_page, expected.len()).await;
+            let listed: Vec<String> = pages.iter().flat_map(|items| ids(items)).collect();
             assert_eq!(listed, expected, "pages of {query}, {per_page} a page");
         }
         // One row a page, around every bucket edge and at both ends.
