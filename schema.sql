@@ -306,3 +306,96 @@ BEGIN
     WHERE NEW.cause <> '' AND NEW.deleted_at IS NULL
     ON CONFLICT (group_id, cause, call_status, bucket) DO UPDATE SET count = count + 1;
 END;
+
+-- step 7
+-- Issue 11: retries by outcome, calling windows, do-not-call, result webhooks.
+--
+-- Task settings beyond the vendor's (every default is XSwitch's behaviour):
+-- max_attempts: calls per number in all (1: no retry); retry_interval: least wait, seconds,
+-- between a call with a retried cause and the next; retry_causes: the causes retried,
+-- comma-separated; call_windows: '' (any time) or `HH:MM-HH:MM,…` (a window ending before it
+-- starts runs across midnight and belongs to the day it starts); call_weekdays: '' (every day) or
+-- ISO days `1`…`7`, as `1,2,3` and ranges `1-5`; time_zone: IANA name of the windows' zone, ''
+-- for the server's (--tz); webhook_url: '' (none) or the http(s) URL each finished attempt is
+-- POSTed to.
+ALTER TABLE tasks ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tasks ADD COLUMN retry_interval INTEGER NOT NULL DEFAULT 300;
+ALTER TABLE tasks ADD COLUMN retry_causes TEXT NOT NULL
+    DEFAULT 'USER_BUSY,NO_ANSWER,NO_USER_RESPONSE,NORMAL_TEMPORARY_FAILURE,NORMAL_CIRCUIT_CONGESTION,RECOVERY_ON_TIMER_EXPIRE';
+ALTER TABLE tasks ADD COLUMN call_windows TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN call_weekdays TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN webhook_url TEXT NOT NULL DEFAULT '';
+
+-- A number's calls: `attempts` placed so far; `next_attempt_at`, while it waits (call_status
+-- `init`, or `stop` while its task is stopped) for a retry or for the per-day cap, the earliest
+-- time it may be dialed again (NULL: not held back). A stop and a restart keep it, so a restart
+-- never shortens the wait.
+ALTER TABLE numbers ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE numbers ADD COLUMN next_attempt_at INTEGER;
+UPDATE numbers SET attempts = 1 WHERE outbound_call = 0;
+-- The dialer's queue of numbers held back, by when they are due.
+CREATE INDEX numbers_retry_due ON numbers (group_id, next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL AND deleted_at IS NULL;
+
+-- Every call placed: a row at the claim (cause '' and call_end_time NULL while it is alive),
+-- completed with the result in the transaction that writes the number's. The number's own row
+-- shows its latest attempt. billsec: seconds from answer to end, 0 when not answered.
+CREATE TABLE attempts (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    number_id        INTEGER NOT NULL REFERENCES numbers (id),
+    group_id         INTEGER NOT NULL,
+    attempt          INTEGER NOT NULL,
+    dest_number      TEXT    NOT NULL,
+    uuid             TEXT    NOT NULL,
+    call_start_time  INTEGER NOT NULL,
+    call_answer_time INTEGER,
+    call_end_time    INTEGER,
+    cause            TEXT    NOT NULL DEFAULT '',
+    sip_code         INTEGER,
+    billsec          INTEGER NOT NULL DEFAULT 0,
+    dtmf             TEXT    NOT NULL DEFAULT '',
+    record_path      TEXT    NOT NULL DEFAULT '',
+    UNIQUE (number_id, attempt)
+);
+-- Calls to one number across all tasks in the last 24 hours (--max-attempts-per-day).
+CREATE INDEX attempts_by_dest_time ON attempts (dest_number, call_start_time);
+-- The calls made before attempts were kept: one each.
+INSERT INTO attempts (number_id, group_id, attempt, dest_number, uuid, call_start_time,
+                      call_answer_time, call_end_time, cause, sip_code, billsec, dtmf, record_path)
+SELECT id, group_id, 1, dest_number, uuid, coalesce(call_start_time, updated_at), call_answer_time,
+       call_end_time, cause, sip_code,
+       CASE WHEN call_answer_time IS NOT NULL AND call_end_time >= call_answer_time
+            THEN call_end_time - call_answer_time ELSE 0 END,
+       dtmf, record_path
+FROM numbers WHERE outbound_call = 0 ORDER BY id;
+
+-- The do-not-call list: a number listed with task_id NULL is never dialed by any task, with a
+-- task_id by that task only. One entry per number and scope.
+CREATE TABLE dnc (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    number     TEXT    NOT NULL,
+    task_id    INTEGER,
+    note       TEXT    NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX dnc_entry ON dnc (number, coalesce(task_id, 0));
+
+-- Result webhooks: the persistent outbox. A row per finished attempt of a task with a
+-- webhook_url, written in the transaction that finishes the attempt; its body is fixed then (the
+-- bytes POSTed and signed, every try alike).
+CREATE TABLE webhook_outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id     INTEGER NOT NULL,
+    attempt_id   INTEGER NOT NULL,
+    url          TEXT    NOT NULL,
+    body         TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    tries        INTEGER NOT NULL DEFAULT 0,
+    next_try_at  INTEGER NOT NULL,
+    state        TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+    last_error   TEXT    NOT NULL DEFAULT '',
+    delivered_at INTEGER
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (next_try_at) WHERE state = 'pending';
+CREATE INDEX webhook_outbox_by_task ON webhook_outbox (group_id, state);

@@ -66,6 +66,81 @@ pub fn now() -> i64 {
     Utc::now().timestamp()
 }
 
+/// The wall clock of the dialer's schedules (retries, calling windows, the per-day cap, webhook
+/// backoff, auto_dial starts and stops): the system's, or for tests a manual one that only moves
+/// when told, so that hours of schedule pass in milliseconds. Clones share one clock.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Option<std::sync::Arc<ManualClock>>);
+
+#[derive(Debug)]
+struct ManualClock {
+    /// Unix seconds.
+    now: std::sync::atomic::AtomicI64,
+    moved: tokio::sync::watch::Sender<i64>,
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Clock(None)
+    }
+
+    /// A clock standing at `unix_seconds` until `set` or `advance` moves it.
+    pub fn manual(unix_seconds: i64) -> Self {
+        Clock(Some(std::sync::Arc::new(ManualClock {
+            now: unix_seconds.into(),
+            moved: tokio::sync::watch::channel(unix_seconds).0,
+        })))
+    }
+
+    pub fn is_manual(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Unix seconds.
+    pub fn now(&self) -> i64 {
+        match &self.0 {
+            None => now(),
+            Some(manual) => manual.now.load(std::sync::atomic::Ordering::SeqCst),
+        }
+    }
+
+    /// Moves a manual clock to `unix_seconds` and wakes whoever waits on [`Clock::moved`].
+    /// Panics on the system clock.
+    pub fn set(&self, unix_seconds: i64) {
+        let manual = self.0.as_ref().expect("only a manual clock can be set");
+        manual
+            .now
+            .store(unix_seconds, std::sync::atomic::Ordering::SeqCst);
+        manual.moved.send_replace(unix_seconds);
+    }
+
+    /// Moves a manual clock forward by `seconds`.
+    pub fn advance(&self, seconds: i64) {
+        self.set(self.now() + seconds);
+    }
+
+    /// Resolves when a manual clock is moved after this call; never for the system clock.
+    pub async fn moved(&self) {
+        match &self.0 {
+            None => std::future::pending().await,
+            Some(manual) => {
+                let mut moved = manual.moved.subscribe();
+                let _ = moved.changed().await;
+            }
+        }
+    }
+
+    /// How long to sleep, in real time, before unix second `at` comes, at most `most`. With a
+    /// manual clock the sleep is `most` at once unless `at` has come (pair it with `moved`).
+    pub fn until(&self, at: i64, most: std::time::Duration) -> std::time::Duration {
+        let seconds = at.saturating_sub(self.now());
+        if seconds <= 0 {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::from_secs(seconds as u64).min(most)
+    }
+}
+
 /// `first` doubled `doublings` times, at most `most`: a backoff's wait.
 pub fn doubled(
     first: std::time::Duration,
@@ -105,6 +180,23 @@ mod tests {
             assert!(utc.parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(TimeZone::named("Mars/Olympus").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_manual_clock_moves_only_when_told_and_wakes_its_waiters() {
+        let clock = Clock::manual(1_000);
+        let shared = clock.clone();
+        assert_eq!(clock.now(), 1_000);
+        let waiter = tokio::spawn(async move { shared.moved().await });
+        tokio::task::yield_now().await;
+        clock.advance(300);
+        waiter.await.unwrap();
+        assert_eq!(clock.now(), 1_300);
+        let most = std::time::Duration::from_secs(1);
+        assert_eq!(clock.until(1_200, most), std::time::Duration::ZERO);
+        assert_eq!(clock.until(5_000, most), most);
+        assert!(!Clock::system().is_manual());
+        assert!((Clock::system().now() - now()).abs() <= 1);
     }
 
     #[test]

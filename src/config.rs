@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
-    clock::TimeZone,
+    clock::{Clock, TimeZone},
     db::Synchronous,
     dialer::DialerConfig,
     telephony::{
@@ -48,6 +48,12 @@ pub struct Config {
     pub sim: SimConfig,
     pub sip: SipConfig,
     pub freeswitch: FreeswitchConfig,
+    /// Key of the webhooks' `X-Outcall-Signature` HMAC; none: webhooks are sent unsigned.
+    pub webhook_secret: Option<String>,
+    /// Token `/metrics` requires (`Authorization: Bearer …`); none: open.
+    pub metrics_token: Option<String>,
+    /// The wall clock of schedules: the system's, or a test's manual one.
+    pub clock: Clock,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +79,7 @@ impl Config {
                 max_caps: DEFAULT_MAX_CAPS,
                 max_channels: DEFAULT_MAX_CHANNELS,
                 shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECONDS),
+                max_attempts_per_day: None,
             },
             sqlite_synchronous: Synchronous::Normal,
             sim: SimConfig {
@@ -97,6 +104,9 @@ impl Config {
                 DEFAULT_DIAL_STRING,
             )
             .expect("the defaults are valid"),
+            webhook_secret: None,
+            metrics_token: None,
+            clock: Clock::system(),
         }
     }
 
@@ -229,6 +239,16 @@ pub struct ServeArgs {
     /// replaced by the number and the task's fields (e.g. sofia/gateway/{dest_context}/{number}).
     #[arg(long, env = "OUTCALL_ESL_DIAL_STRING", default_value = DEFAULT_DIAL_STRING)]
     pub esl_dial_string: String,
+    /// Most calls to one number over any 24 hours, across all tasks; a number held back waits
+    /// like a retry. Default: no cap.
+    #[arg(long, env = "OUTCALL_MAX_ATTEMPTS_PER_DAY")]
+    pub max_attempts_per_day: Option<u32>,
+    /// Key of the HMAC-SHA256 in each webhook's `X-Outcall-Signature: sha256=<hex>` header.
+    #[arg(long, env = "OUTCALL_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <token>`; otherwise it is open.
+    #[arg(long, env = "OUTCALL_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl Cli {
@@ -260,6 +280,11 @@ impl ServeArgs {
         if self.max_channels == 0 {
             return Err("--max-channels must be at least 1".into());
         }
+        if self.max_attempts_per_day == Some(0) {
+            return Err(
+                "--max-attempts-per-day must be at least 1 (leave it unset for no cap)".into(),
+            );
+        }
         let admin_password = admin_password.filter(|p| !p.is_empty());
         if let Some(password) = &admin_password {
             crate::auth::check_new_password("OUTCALL_ADMIN_PASSWORD", password)?;
@@ -286,6 +311,7 @@ impl ServeArgs {
                 max_caps: self.max_caps,
                 max_channels: self.max_channels,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace),
+                max_attempts_per_day: self.max_attempts_per_day,
             },
             sqlite_synchronous: self.sqlite_synchronous,
             sim: SimConfig {
@@ -313,6 +339,9 @@ impl ServeArgs {
                 &self.esl_password,
                 &self.esl_dial_string,
             )?,
+            webhook_secret: self.webhook_secret.filter(|s| !s.is_empty()),
+            metrics_token: self.metrics_token.filter(|s| !s.is_empty()),
+            clock: Clock::system(),
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod data_dir;
 pub mod db;
 pub mod dialer;
 pub mod domain;
+pub mod metrics;
 pub mod resources;
 pub mod startup;
 pub mod telephony;

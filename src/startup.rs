@@ -161,8 +161,14 @@ impl Application {
         let backend_name = backend.name();
         // The dialer's connections are its own: no HTTP traffic can hold them.
         let dialer_db = Db::open_another(&config.database_path(), config.sqlite_synchronous, 4)?;
-        let (dialer, supervisor) =
-            dialer::start(dialer_db, backend, config.dialer.clone(), runtime.handle()).await?;
+        let (dialer, supervisor) = dialer::start(
+            dialer_db,
+            backend,
+            config.dialer.clone(),
+            (config.clock.clone(), config.time_zone),
+            runtime.handle(),
+        )
+        .await?;
         let events = api::events::Events::start(db.clone(), dialer.clone(), config.time_zone);
         let state = web::Data::new(AppState {
             db: db.clone(),
@@ -172,6 +178,8 @@ impl Application {
             data_dir: config.data_dir.clone(),
             accounts: auth::Accounts::new(db.clone(), config.token_ttl.as_secs() as i64),
             events: events.clone(),
+            clock: config.clock.clone(),
+            metrics_token: config.metrics_token.clone(),
         });
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let server = HttpServer::new(move || {

@@ -47,6 +47,10 @@ pub struct AppState {
     pub accounts: auth::Accounts,
     /// The publisher of `/api/events`.
     pub events: events::Events,
+    /// The wall clock of schedules (a test's manual one, else the system's).
+    pub clock: crate::clock::Clock,
+    /// `/metrics` needs this bearer token when set.
+    pub metrics_token: Option<String>,
 }
 
 /// Bodies of task writes (create, update, start/stop, clone) are small: a larger one is refused

@@ -8,14 +8,15 @@ use super::{
     input, AppState,
 };
 use crate::{
-    clock::{self, TimeZone},
+    clock::TimeZone,
     db::{
         self,
         tasks::{ListFilter, StateChange},
     },
     domain::{
-        Action, CallingTime, ConfirmKey, ConfirmTimeout, MaxCaps, MaxConcurrency, Task, TaskName,
-        TaskSettings, TaskStatus, Text,
+        Action, CallWindows, CallingTime, ConfirmKey, ConfirmTimeout, MaxAttempts, MaxCaps,
+        MaxConcurrency, RetryCauses, RetryInterval, Task, TaskName, TaskSettings, TaskStatus,
+        TaskTimeZone, Text, WebhookUrl, Weekdays,
     },
 };
 
@@ -68,6 +69,11 @@ fn common_fields(task: &Task, tz: TimeZone) -> Map<String, Value> {
         ("created_at", tz.format(task.created_at)),
         ("updated_at", tz.format(task.updated_at)),
         ("deleted_at", tz.format_optional(task.deleted_at)),
+        ("retry_causes", task.retry_causes.to_string()),
+        ("call_windows", task.call_windows.as_str().to_owned()),
+        ("call_weekdays", task.call_weekdays.as_str().to_owned()),
+        ("time_zone", task.time_zone.as_str().to_owned()),
+        ("webhook_url", task.webhook_url.as_str().to_owned()),
     ];
     fields
         .into_iter()
@@ -89,6 +95,8 @@ fn list_item(task: &Task, tz: TimeZone) -> Value {
             flag_number(task.disable_ring_back).to_string(),
         ),
         ("auto_record", flag_number(task.auto_record).to_string()),
+        ("max_attempts", task.max_attempts.get().to_string()),
+        ("retry_interval", task.retry_interval.get().to_string()),
     ];
     fields.extend(
         strings
@@ -113,6 +121,8 @@ fn detail(task: &Task, tz: TimeZone) -> Value {
         flag_number(task.disable_ring_back).into(),
     );
     fields.insert("auto_record".into(), flag_number(task.auto_record).into());
+    fields.insert("max_attempts".into(), task.max_attempts.get().into());
+    fields.insert("retry_interval".into(), task.retry_interval.get().into());
     fields.insert(
         "done_total".into(),
         format!("{}/{}", task.done, task.total).into(),
@@ -133,6 +143,18 @@ fn group_name(value: &Value) -> ApiResult<TaskName> {
 
 fn text(field: &str, value: &Value, max_chars: usize) -> ApiResult<Text> {
     input::checked(field, Text::new(input::text(field, value)?, max_chars))
+}
+
+/// A `YYYY-MM-DD HH:MM:SS` time in the server's zone; empty clears it.
+fn time(field: &str, value: &Value, tz: TimeZone) -> ApiResult<Option<i64>> {
+    let text = text(field, value, 19)?;
+    match text.as_str() {
+        "" => Ok(None),
+        text => tz
+            .parse(text)
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(format!("{field}: {e}"))),
+    }
 }
 
 /// An optional setting that the empty string or `null` clears.
@@ -169,15 +191,37 @@ fn task_settings(body: &Map<String, Value>, tz: TimeZone) -> ApiResult<TaskSetti
             "auto_dial" => settings.auto_dial = Some(input::flag(field, value)?),
             "disable_ring_back" => settings.disable_ring_back = Some(input::flag(field, value)?),
             "auto_record" => settings.auto_record = Some(input::flag(field, value)?),
-            "task_start_time" => {
-                let text = text(field, value, 19)?;
-                settings.task_start_time = Some(match text.as_str() {
-                    "" => None,
-                    text => Some(
-                        tz.parse(text)
-                            .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))?,
-                    ),
-                });
+            "task_start_time" => settings.task_start_time = Some(time(field, value, tz)?),
+            "task_end_time" => settings.task_end_time = Some(time(field, value, tz)?),
+            "max_attempts" => {
+                let n = integer(MaxAttempts::MIN, MaxAttempts::MAX)?;
+                settings.max_attempts = Some(input::checked(field, MaxAttempts::new(n))?);
+            }
+            "retry_interval" => {
+                let n = integer(RetryInterval::MIN, RetryInterval::MAX)?;
+                settings.retry_interval = Some(input::checked(field, RetryInterval::new(n))?);
+            }
+            "retry_causes" => {
+                let text = text(field, value, 4096)?;
+                settings.retry_causes =
+                    Some(input::checked(field, RetryCauses::new(text.as_str()))?);
+            }
+            "call_windows" => {
+                let text = text(field, value, CallWindows::MAX_CHARS)?;
+                settings.call_windows =
+                    Some(input::checked(field, CallWindows::new(text.as_str()))?);
+            }
+            "call_weekdays" => {
+                let text = text(field, value, 64)?;
+                settings.call_weekdays = Some(input::checked(field, Weekdays::new(text.as_str()))?);
+            }
+            "time_zone" => {
+                let text = text(field, value, 64)?;
+                settings.time_zone = Some(input::checked(field, TaskTimeZone::new(text.as_str()))?);
+            }
+            "webhook_url" => {
+                let text = text(field, value, WebhookUrl::MAX_CHARS)?;
+                settings.webhook_url = Some(input::checked(field, WebhookUrl::new(text.as_str()))?);
             }
             "group_confirm_key" => {
                 let key = input::text(field, value)?;
@@ -256,9 +300,10 @@ pub async fn create(state: web::Data<AppState>, body: web::Payload) -> ApiResult
         return Err(ApiError::bad_request("group_name is required"));
     }
     let settings = task_settings(&body, state.time_zone)?;
+    let now = state.clock.now();
     let id = state
         .db
-        .run(move |conn| db::tasks::create(conn, &settings, clock::now()))
+        .run(move |conn| db::tasks::create(conn, &settings, now))
         .await?;
     state.dialer.task_changed(id);
     Ok(success(id.into()))
@@ -272,9 +317,10 @@ pub async fn update(
     let id = input::path_id(&id)?;
     let body = input::json_object(&input::read_body(body, state.write_body_limit()).await?)?;
     let settings = task_settings(&body, state.time_zone)?;
+    let now = state.clock.now();
     state
         .db
-        .run(move |conn| db::tasks::update(conn, id, &settings, clock::now()))
+        .run(move |conn| db::tasks::update(conn, id, &settings, now))
         .await?;
     state.dialer.task_changed(id);
     Ok(success(id.to_string().into()))
@@ -337,7 +383,7 @@ pub async fn start_or_stop(
     }
     let changes = {
         let ids = ids.clone();
-        let now = clock::now();
+        let now = state.clock.now();
         if starting {
             state
                 .db
@@ -419,6 +465,7 @@ pub async fn clone(state: web::Data<AppState>, body: web::Payload) -> ApiResult<
         .map(|v| input::flag("is_clone_numbers", v))
         .transpose()?
         == Some(true);
+    let now = state.clock.now();
     let id = state
         .db
         .run(move |conn| {
@@ -428,7 +475,7 @@ pub async fn clone(state: web::Data<AppState>, body: web::Payload) -> ApiResult<
                 name.as_str(),
                 description.as_str(),
                 with_numbers,
-                clock::now(),
+                now,
             )
         })
         .await?;
@@ -438,9 +485,10 @@ pub async fn clone(state: web::Data<AppState>, body: web::Payload) -> ApiResult<
 
 pub async fn delete(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
+    let now = state.clock.now();
     state
         .db
-        .run(move |conn| db::tasks::delete(conn, id, clock::now()))
+        .run(move |conn| db::tasks::delete(conn, id, now))
         .await?;
     state.dialer.task_changed(id);
     Ok(success(id.to_string().into()))

@@ -7,7 +7,8 @@ use rusqlite::{
 
 use super::{DbError, DbResult, Page};
 use crate::domain::{
-    CallingTime, ConfirmTimeout, MaxCaps, MaxConcurrency, Task, TaskSettings, TaskStatus, Text,
+    CallWindows, CallingTime, ConfirmTimeout, MaxAttempts, MaxCaps, MaxConcurrency, RetryCauses,
+    RetryInterval, Task, TaskSettings, TaskStatus, TaskTimeZone, Text, WebhookUrl, Weekdays,
 };
 
 /// A checked settings change as (column, value) pairs, in the order the fields are declared.
@@ -22,7 +23,7 @@ fn assignments(settings: &TaskSettings) -> Vec<(&'static str, Value)> {
         Value::Integer(value)
     }
     let s = settings;
-    let columns: [(&'static str, Option<Value>); 18] = [
+    let columns: [(&'static str, Option<Value>); 26] = [
         (
             "group_name",
             s.group_name
@@ -67,6 +68,38 @@ fn assignments(settings: &TaskSettings) -> Vec<(&'static str, Value)> {
             s.action.map(|v| Value::Text(v.as_str().to_owned())),
         ),
         ("data", s.data.as_ref().map(text)),
+        (
+            "task_end_time",
+            s.task_end_time.map(|v| v.map_or(Value::Null, integer)),
+        ),
+        ("max_attempts", s.max_attempts.map(|v| integer(v.get()))),
+        ("retry_interval", s.retry_interval.map(|v| integer(v.get()))),
+        (
+            "retry_causes",
+            s.retry_causes.as_ref().map(|v| Value::Text(v.to_string())),
+        ),
+        (
+            "call_windows",
+            s.call_windows
+                .as_ref()
+                .map(|v| Value::Text(v.as_str().to_owned())),
+        ),
+        (
+            "call_weekdays",
+            s.call_weekdays
+                .as_ref()
+                .map(|v| Value::Text(v.as_str().to_owned())),
+        ),
+        (
+            "time_zone",
+            s.time_zone.map(|v| Value::Text(v.as_str().to_owned())),
+        ),
+        (
+            "webhook_url",
+            s.webhook_url
+                .as_ref()
+                .map(|v| Value::Text(v.as_str().to_owned())),
+        ),
     ];
     columns
         .into_iter()
@@ -96,7 +129,9 @@ const COLUMNS: &str = "t.id, t.group_name, t.description, t.status, t.cid_number
     t.auto_dial, t.disable_ring_back, t.auto_record, t.group_confirm_key, t.group_confirm_read_timeout,
     t.group_confirm_file, t.action, t.data, t.created_at, t.updated_at, t.deleted_at,
     coalesce((SELECT c.total FROM task_counts c WHERE c.group_id = t.id), 0),
-    coalesce((SELECT c.done FROM task_counts c WHERE c.group_id = t.id), 0)";
+    coalesce((SELECT c.done FROM task_counts c WHERE c.group_id = t.id), 0),
+    t.max_attempts, t.retry_interval, t.retry_causes, t.call_windows, t.call_weekdays, t.time_zone,
+    t.webhook_url";
 
 fn from_row(row: &Row) -> rusqlite::Result<Task> {
     Ok(Task {
@@ -126,6 +161,13 @@ fn from_row(row: &Row) -> rusqlite::Result<Task> {
         deleted_at: row.get(23)?,
         total: row.get(24)?,
         done: row.get(25)?,
+        max_attempts: MaxAttempts::clamped(row.get(26)?),
+        retry_interval: RetryInterval::clamped(row.get(27)?),
+        retry_causes: RetryCauses::stored(&row.get::<_, String>(28)?),
+        call_windows: CallWindows::stored(&row.get::<_, String>(29)?),
+        call_weekdays: Weekdays::stored(&row.get::<_, String>(30)?),
+        time_zone: TaskTimeZone::stored(&row.get::<_, String>(31)?),
+        webhook_url: WebhookUrl::stored(&row.get::<_, String>(32)?),
     })
 }
 
@@ -365,11 +407,13 @@ pub fn clone(
         "INSERT INTO tasks (group_name, description, cid_number, cid_name, context, dest_context,
              calling_time, max_caps, max_concurrency, task_start_time, auto_dial, disable_ring_back,
              auto_record, group_confirm_key, group_confirm_read_timeout, group_confirm_file, action, data,
-             created_at, updated_at)
+             max_attempts, retry_interval, retry_causes, call_windows, call_weekdays, time_zone,
+             webhook_url, created_at, updated_at)
          SELECT ?2, ?3, cid_number, cid_name, context, dest_context,
              calling_time, max_caps, max_concurrency, task_start_time, auto_dial, disable_ring_back,
              auto_record, group_confirm_key, group_confirm_read_timeout, group_confirm_file, action, data,
-             ?4, ?4
+             max_attempts, retry_interval, retry_causes, call_windows, call_weekdays, time_zone,
+             webhook_url, ?4, ?4
          FROM tasks WHERE id = ?1",
         params![source, group_name, description, now],
     )

@@ -26,9 +26,10 @@ use self::{
     runner::TaskRunner,
 };
 use crate::{
-    clock,
+    clock::{self, Clock, TimeZone},
     db::{self, Db},
     domain::{MaxCaps, Task},
+    metrics::Metrics,
     telephony::{BackendHealth, CallControl, HangupCause, Telephony},
 };
 
@@ -40,6 +41,8 @@ pub struct DialerConfig {
     pub max_channels: usize,
     /// On shutdown, how long live calls may go on before they are hung up.
     pub shutdown_grace: Duration,
+    /// Most calls to one number over any 24 hours across all tasks (`None`: no cap).
+    pub max_attempts_per_day: Option<u32>,
 }
 
 /// How often the supervisor looks for auto_dial starts and runnerless running tasks, besides
@@ -105,6 +108,14 @@ impl GlobalLimits {
 /// What the supervisor, its runners and their calls share.
 pub struct DialerContext {
     pub db: Db,
+    /// The wall clock of schedules (retries, windows, the per-day cap, auto_dial).
+    pub clock: Clock,
+    /// The server's zone (`--tz`): a task's calling windows are in it unless it names its own.
+    pub time_zone: TimeZone,
+    /// Most calls to one number over any 24 hours across all tasks.
+    pub max_attempts_per_day: Option<u32>,
+    /// Calls started, answered and ended, for `/metrics`.
+    pub metrics: Metrics,
     pub backend: Arc<dyn Telephony>,
     pub limits: GlobalLimits,
     pub shutdown: CancellationToken,
@@ -229,6 +240,11 @@ impl DialerHandle {
             .check_task(&runner::call_settings(task))
     }
 
+    /// The metrics the dialer reports to.
+    pub fn metrics(&self) -> &Metrics {
+        &self.context.metrics
+    }
+
     pub fn backend_name(&self) -> &'static str {
         self.context.backend.name()
     }
@@ -288,8 +304,10 @@ pub async fn start(
     db: Db,
     backend: Arc<dyn Telephony>,
     config: DialerConfig,
+    schedule: (Clock, TimeZone),
     runtime: &tokio::runtime::Handle,
 ) -> db::DbResult<(DialerHandle, JoinHandle<()>)> {
+    let (clock, time_zone) = schedule;
     let interrupted = db
         .run(|conn| db::numbers::finish_interrupted(conn, HangupCause::SYSTEM_SHUTDOWN))
         .await?;
@@ -301,6 +319,10 @@ pub async fn start(
     }
     let context = Arc::new(DialerContext {
         db,
+        clock,
+        time_zone,
+        max_attempts_per_day: config.max_attempts_per_day,
+        metrics: Metrics::new(),
         backend,
         limits: GlobalLimits::new(&config),
         shutdown: CancellationToken::new(),
@@ -385,10 +407,11 @@ impl Supervisor {
             .check_task(&runner::call_settings(&task))
         {
             tracing::error!(task = id, %reason, "auto_dial: the back end cannot run this task; stopping it");
+            let now = self.context.clock.now();
             if let Err(error) = self
                 .context
                 .db
-                .run(move |conn| db::tasks::stop(conn, &[id], clock::now()))
+                .run(move |conn| db::tasks::stop(conn, &[id], now))
                 .await
             {
                 tracing::error!(task = id, %error, "could not stop the task");
@@ -413,10 +436,11 @@ impl Supervisor {
                 %error,
                 "the task's runner failed {count} times in a row; stopping the task"
             );
+            let now = self.context.clock.now();
             if let Err(error) = self
                 .context
                 .db
-                .run(move |conn| db::tasks::stop(conn, &[task_id], clock::now()))
+                .run(move |conn| db::tasks::stop(conn, &[task_id], now))
                 .await
             {
                 tracing::error!(task = task_id, %error, "could not stop the task");
@@ -437,10 +461,11 @@ impl Supervisor {
 
     /// Starts due auto_dial tasks and gives every running task a runner.
     async fn pass(&mut self) {
+        let now = self.context.clock.now();
         match self
             .context
             .db
-            .run(|conn| db::tasks::start_due(conn, clock::now()))
+            .run(move |conn| db::tasks::start_due(conn, now))
             .await
         {
             Ok(started) => {

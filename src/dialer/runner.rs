@@ -16,7 +16,6 @@ use super::{
     DialerContext, LiveCall,
 };
 use crate::{
-    clock,
     db::{self, numbers::CallResult},
     domain::{Action, MaxCaps, Task, TaskStatus},
     telephony::{
@@ -188,11 +187,11 @@ impl TaskRunner {
     }
 
     async fn finish_if_complete(&mut self) -> Step {
-        let id = self.task_id;
+        let (id, now) = (self.task_id, self.context.clock.now());
         match self
             .context
             .db
-            .run(move |conn| db::tasks::finish_if_complete(conn, id, clock::now()))
+            .run(move |conn| db::tasks::finish_if_complete(conn, id, now))
             .await
         {
             Ok(true) => {
@@ -231,11 +230,11 @@ impl TaskRunner {
         }
         let settings = self.settings.clone().expect("dialing implies settings");
         let uuid = uuid::Uuid::new_v4().to_string();
-        let (task_id, claim_uuid) = (self.task_id, uuid.clone());
+        let (task_id, claim_uuid, now) = (self.task_id, uuid.clone(), self.context.clock.now());
         let claimed = self
             .context
             .db
-            .run(move |conn| db::numbers::claim_next(conn, task_id, &claim_uuid, clock::now()))
+            .run(move |conn| db::numbers::claim_next(conn, task_id, &claim_uuid, now))
             .await;
         let number = match claimed {
             Ok(Some(number)) => number,
@@ -276,6 +275,7 @@ impl TaskRunner {
             .start_call(|| backend.place_call(request.clone()))
             .await;
         self.pacer.record_start(started);
+        self.context.metrics.call_started(self.task_id);
         self.live_calls += 1;
         let live =
             self.context
@@ -320,6 +320,7 @@ async fn follow_call(
         match call.events.recv().await {
             Some(CallEvent::Progress { .. }) => {}
             Some(CallEvent::Answered { at }) => {
+                context.metrics.call_answered(request.settings.task_id);
                 let at = unix_seconds(at);
                 answered_at = Some(at);
                 let (id, uuid) = (request.number_id, request.uuid.clone());
@@ -351,7 +352,7 @@ async fn follow_call(
                     cause: HangupCause::NORMAL_TEMPORARY_FAILURE,
                     sip_code: None,
                     answered_at,
-                    ended_at: clock::now(),
+                    ended_at: context.clock.now(),
                     dtmf: std::mem::take(&mut digits),
                     record_path: String::new(),
                 };
@@ -359,6 +360,9 @@ async fn follow_call(
         }
     };
     write_result(&context, &request, &outcome).await;
+    context
+        .metrics
+        .call_ended(request.settings.task_id, outcome.cause);
     drop(live);
     drop(channel);
     let _ = ended.send(());

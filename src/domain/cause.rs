@@ -74,6 +74,8 @@ pub enum HangupCause {
     USER_NOT_REGISTERED,
     PROGRESS_TIMEOUT,
     GATEWAY_DOWN,
+    /// outcall's own: the number is on the do-not-call list, so it was not dialed.
+    DNC,
 }
 
 impl HangupCause {

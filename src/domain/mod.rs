@@ -2,15 +2,20 @@
 //! API, the database and the dialer. A value of these types has been checked; the layers on either
 //! side only convert to and from them.
 
+mod campaign;
 mod cause;
 mod states;
 mod task;
 mod values;
 
+pub use campaign::{
+    CallWindows, MaxAttempts, RetryCauses, RetryInterval, TaskTimeZone, WebhookUrl, Weekdays,
+    Window,
+};
 pub use cause::HangupCause;
 pub use states::{Action, CallStatus, Role, TaskStatus};
 pub use task::{Task, TaskSettings};
 pub use values::{
-    CallingTime, ConfirmKey, ConfirmTimeout, DestNumber, MaxCaps, MaxConcurrency, TaskName, Text,
-    ValueError,
+    BoundedInt, CallingTime, ConfirmKey, ConfirmTimeout, DestNumber, MaxCaps, MaxConcurrency,
+    TaskName, Text, ValueError,
 };

@@ -1,8 +1,9 @@
 //! A task as stored, and the settings a client may change.
 
 use super::{
-    Action, CallingTime, ConfirmKey, ConfirmTimeout, MaxCaps, MaxConcurrency, TaskName, TaskStatus,
-    Text,
+    Action, CallWindows, CallingTime, ConfirmKey, ConfirmTimeout, MaxAttempts, MaxCaps,
+    MaxConcurrency, RetryCauses, RetryInterval, TaskName, TaskStatus, TaskTimeZone, Text,
+    WebhookUrl, Weekdays,
 };
 
 /// A task with its settings and counts, as read from the database.
@@ -32,6 +33,13 @@ pub struct Task {
     pub created_at: i64,
     pub updated_at: i64,
     pub deleted_at: Option<i64>,
+    pub max_attempts: MaxAttempts,
+    pub retry_interval: RetryInterval,
+    pub retry_causes: RetryCauses,
+    pub call_windows: CallWindows,
+    pub call_weekdays: Weekdays,
+    pub time_zone: TaskTimeZone,
+    pub webhook_url: WebhookUrl,
     /// Numbers in the task.
     pub total: i64,
     /// Numbers whose call has finished.
@@ -52,6 +60,8 @@ pub struct TaskSettings {
     pub max_concurrency: Option<MaxConcurrency>,
     /// `Some(None)` clears the start time.
     pub task_start_time: Option<Option<i64>>,
+    /// With auto_dial, when a running task stops by itself; `Some(None)` clears it.
+    pub task_end_time: Option<Option<i64>>,
     pub auto_dial: Option<bool>,
     pub disable_ring_back: Option<bool>,
     pub auto_record: Option<bool>,
@@ -61,6 +71,13 @@ pub struct TaskSettings {
     pub group_confirm_file: Option<Text>,
     pub action: Option<Action>,
     pub data: Option<Text>,
+    pub max_attempts: Option<MaxAttempts>,
+    pub retry_interval: Option<RetryInterval>,
+    pub retry_causes: Option<RetryCauses>,
+    pub call_windows: Option<CallWindows>,
+    pub call_weekdays: Option<Weekdays>,
+    pub time_zone: Option<TaskTimeZone>,
+    pub webhook_url: Option<WebhookUrl>,
 }
 
 impl TaskSettings {

@@ -8,8 +8,8 @@ use super::Reply;
 /// waiting (and stays `running`) for the whole test, whatever the dialer does.
 pub const SLOW_CAPS: f64 = 0.001;
 
-/// The keys of a task in the list, as the vendor's example shows them.
-pub const TASK_LIST_FIELDS: [&str; 26] = [
+/// The keys of a task in the list, as the vendor's example shows them, and outcall's additions.
+pub const TASK_LIST_FIELDS: [&str; 33] = [
     "auto_record",
     "description",
     "task_end_time",
@@ -36,10 +36,18 @@ pub const TASK_LIST_FIELDS: [&str; 26] = [
     "group_confirm_key",
     "cid_number",
     "calling_time",
+    // outcall's additions (issue 11).
+    "max_attempts",
+    "retry_interval",
+    "retry_causes",
+    "call_windows",
+    "call_weekdays",
+    "time_zone",
+    "webhook_url",
 ];
 
-/// The keys of a task got by id, as the vendor's example shows them.
-pub const TASK_GET_FIELDS: [&str; 24] = [
+/// The keys of a task got by id, as the vendor's example shows them, and outcall's additions.
+pub const TASK_GET_FIELDS: [&str; 31] = [
     "done_total",
     "id",
     "action",
@@ -64,10 +72,20 @@ pub const TASK_GET_FIELDS: [&str; 24] = [
     "deleted_at",
     "cid_number",
     "dest_context",
+    // outcall's additions (issue 11).
+    "max_attempts",
+    "retry_interval",
+    "retry_causes",
+    "call_windows",
+    "call_weekdays",
+    "time_zone",
+    "webhook_url",
 ];
 
 /// The fields of a task got by id that are JSON numbers (API.md, "Value types").
-pub const TASK_GET_NUMBER_FIELDS: [&str; 7] = [
+pub const TASK_GET_NUMBER_FIELDS: [&str; 9] = [
+    "max_attempts",
+    "retry_interval",
     "id",
     "calling_time",
     "max_concurrency",
