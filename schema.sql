@@ -343,7 +343,7 @@ CREATE INDEX numbers_retry_due ON numbers (group_id, next_attempt_at)
 -- shows its latest attempt. billsec: seconds from answer to end, 0 when not answered.
 CREATE TABLE attempts (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    number_id        INTEGER NOT NULL REFERENCES numbers (id),
+    number_id        INTEGER NOT NULL REFERENCES numbers (id) ON DELETE CASCADE ON UPDATE CASCADE,
     group_id         INTEGER NOT NULL,
     attempt          INTEGER NOT NULL,
     dest_number      TEXT    NOT NULL,

@@ -210,6 +210,27 @@ fn migrate(conn: &mut Connection) -> DbResult<()> {
     Ok(())
 }
 
+/// Runs `work` in a savepoint: all of it is kept, or none. Works inside a transaction (it nests)
+/// and outside one (it is then a transaction of its own).
+pub fn atomically<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> DbResult<T>,
+) -> DbResult<T> {
+    conn.execute_batch("SAVEPOINT outcall_atomically")?;
+    match work(conn) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE outcall_atomically")?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The savepoint's own error would hide the one that matters.
+            let _ =
+                conn.execute_batch("ROLLBACK TO outcall_atomically; RELEASE outcall_atomically");
+            Err(error)
+        }
+    }
+}
+
 /// A transaction that takes the write lock at once. A deferred one that reads first would fail
 /// with SQLITE_BUSY, busy timeout or not, when another connection (the dialer) commits a write
 /// between its read and its own first write.

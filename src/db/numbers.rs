@@ -547,41 +547,90 @@ pub fn import_streaming<T, E: From<DbError>>(
 pub struct Claimed {
     pub id: i64,
     pub dest_number: String,
+    /// Which call of the number this is: 1 for the first.
+    pub attempt: i64,
 }
 
 /// Claims the task's next never-dialed number in id order, before it is dialed, so that a crash
 /// can never dial it twice: it becomes `calling`, dialed (`outbound_call = 0`), with the call's
-/// uuid and start time. Claims nothing unless the task is running.
+/// uuid and start time, and the call is kept as its next row of `attempts`. Claims nothing unless
+/// the task is running.
 pub fn claim_next(
     conn: &Connection,
     task_id: i64,
     uuid: &str,
     now: i64,
 ) -> DbResult<Option<Claimed>> {
-    Ok(conn
-        .query_row(
-            "UPDATE numbers SET call_status = 'calling', outbound_call = 0, uuid = ?2, call_start_time = ?3,
-                 updated_at = ?3, dtmf = '', cause = '', sip_code = NULL,
-                 call_answer_time = NULL, call_end_time = NULL
-             WHERE id = (SELECT id FROM numbers
-                         WHERE group_id = ?1 AND call_status = 'init' AND outbound_call = 1 AND deleted_at IS NULL
-                         ORDER BY id LIMIT 1)
-               AND EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL)
-             RETURNING id, dest_number",
-            params![task_id, uuid, now],
-            |row| Ok(Claimed { id: row.get(0)?, dest_number: row.get(1)? }),
-        )
-        .optional()?)
+    super::atomically(conn, |conn| {
+        let claimed = conn
+            .query_row(
+                "UPDATE numbers SET call_status = 'calling', outbound_call = 0, uuid = ?2, call_start_time = ?3,
+                     updated_at = ?3, dtmf = '', cause = '', sip_code = NULL,
+                     call_answer_time = NULL, call_end_time = NULL, record_path = '',
+                     attempts = attempts + 1, next_attempt_at = NULL
+                 WHERE id = (SELECT id FROM numbers
+                             WHERE group_id = ?1 AND call_status = 'init' AND outbound_call = 1 AND deleted_at IS NULL
+                             ORDER BY id LIMIT 1)
+                   AND EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL)
+                 RETURNING id, dest_number, attempts",
+                params![task_id, uuid, now],
+                |row| {
+                    Ok(Claimed {
+                        id: row.get(0)?,
+                        dest_number: row.get(1)?,
+                        attempt: row.get(2)?,
+                    })
+                },
+            )
+            .optional()?;
+        if let Some(number) = &claimed {
+            record_attempt(conn, task_id, number, uuid, now)?;
+        }
+        Ok(claimed)
+    })
 }
 
-/// Gives back a claimed number whose call was never placed: it is waiting again, never dialed.
-pub fn release_claim(conn: &Connection, number_id: i64, uuid: &str) -> DbResult<()> {
+/// The row of a call just claimed.
+fn record_attempt(
+    conn: &Connection,
+    task_id: i64,
+    number: &Claimed,
+    uuid: &str,
+    now: i64,
+) -> DbResult<()> {
     conn.execute(
-        "UPDATE numbers SET call_status = 'init', outbound_call = 1, uuid = '', call_start_time = NULL
-         WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
-        params![number_id, uuid],
+        "INSERT INTO attempts (number_id, group_id, attempt, dest_number, uuid, call_start_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            number.id,
+            task_id,
+            number.attempt,
+            number.dest_number,
+            uuid,
+            now
+        ],
     )?;
     Ok(())
+}
+
+/// Gives back a claimed number whose call was never placed: it is waiting again as before the
+/// claim, and the attempt is forgotten.
+pub fn release_claim(conn: &Connection, number_id: i64, uuid: &str) -> DbResult<()> {
+    super::atomically(conn, |conn| {
+        let released = conn.execute(
+            "UPDATE numbers SET call_status = 'init', outbound_call = (attempts <= 1), uuid = '',
+                 call_start_time = NULL, attempts = attempts - 1
+             WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
+            params![number_id, uuid],
+        )?;
+        if released > 0 {
+            conn.execute(
+                "DELETE FROM attempts WHERE number_id = ?1 AND uuid = ?2",
+                params![number_id, uuid],
+            )?;
+        }
+        Ok(())
+    })
 }
 
 pub fn record_answer(
@@ -610,39 +659,81 @@ pub struct CallResult {
     pub record_path: String,
 }
 
-/// Writes a call's result; only the call that claimed the number (same uuid) can finish it.
+/// Writes a call's result, to the number and to its attempt, in one step; only the call that
+/// claimed the number (same uuid) can finish it.
 pub fn finish(
     conn: &Connection,
     number_id: i64,
     uuid: &str,
     result: &CallResult,
 ) -> DbResult<bool> {
-    Ok(conn.execute(
-        "UPDATE numbers SET call_status = 'done', cause = ?3, sip_code = ?4,
-             call_answer_time = coalesce(?5, call_answer_time), call_end_time = ?6, dtmf = ?7, updated_at = ?6,
-             record_path = ?8
-         WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
+    super::atomically(conn, |conn| {
+        let finished = conn.execute(
+            "UPDATE numbers SET call_status = 'done', cause = ?3, sip_code = ?4,
+                 call_answer_time = coalesce(?5, call_answer_time), call_end_time = ?6, dtmf = ?7, updated_at = ?6,
+                 record_path = ?8
+             WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
+            params![
+                number_id,
+                uuid,
+                result.cause,
+                result.sip_code,
+                result.answered_at,
+                result.ended_at,
+                result.dtmf,
+                result.record_path
+            ],
+        )? > 0;
+        if finished {
+            finish_attempt(conn, number_id, uuid, result)?;
+        }
+        Ok(finished)
+    })
+}
+
+/// Completes the attempt row of a call with its result (`billsec`: answer to end).
+fn finish_attempt(
+    conn: &Connection,
+    number_id: i64,
+    uuid: &str,
+    result: &CallResult,
+) -> DbResult<()> {
+    conn.execute(
+        "UPDATE attempts SET call_answer_time = ?3, call_end_time = ?4, cause = ?5, sip_code = ?6,
+             billsec = CASE WHEN ?3 IS NOT NULL AND ?4 >= ?3 THEN ?4 - ?3 ELSE 0 END,
+             dtmf = ?7, record_path = ?8
+         WHERE number_id = ?1 AND uuid = ?2 AND call_end_time IS NULL",
         params![
             number_id,
             uuid,
-            result.cause,
-            result.sip_code,
             result.answered_at,
             result.ended_at,
+            result.cause,
+            result.sip_code,
             result.dtmf,
             result.record_path
         ],
-    )? > 0)
+    )?;
+    Ok(())
 }
 
 /// After a crash, calls left `calling` cannot be followed any more: they end with
 /// `SYSTEM_SHUTDOWN` at the last time anything was known of them, and are never redialed.
 pub fn finish_interrupted(conn: &Connection, cause: HangupCause) -> DbResult<usize> {
-    Ok(conn.execute(
-        "UPDATE numbers SET call_status = 'done', cause = ?1, call_end_time = updated_at
-         WHERE call_status = 'calling'",
-        [cause],
-    )?)
+    super::atomically(conn, |conn| {
+        conn.execute(
+            "UPDATE attempts SET cause = ?1,
+                 call_end_time = (SELECT n.updated_at FROM numbers n WHERE n.id = attempts.number_id)
+             WHERE call_end_time IS NULL
+               AND (number_id, uuid) IN (SELECT id, uuid FROM numbers WHERE call_status = 'calling')",
+            [cause],
+        )?;
+        Ok(conn.execute(
+            "UPDATE numbers SET call_status = 'done', cause = ?1, call_end_time = updated_at
+             WHERE call_status = 'calling'",
+            [cause],
+        )?)
+    })
 }
 
 /// The recording of a live number of a live task: its `record_path`, empty when it has none.

@@ -105,6 +105,30 @@ impl GlobalLimits {
     }
 }
 
+/// Why a running task starts no call now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum WaitReason {
+    /// Outside its calling windows or days.
+    CallWindow,
+    /// Nothing to dial before a retry (or a number held back by the per-day cap) is due.
+    Retry,
+}
+
+impl WaitReason {
+    /// As `stats` shows it: `call_window`, `retry`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A running task that waits: why, and until when (unix seconds) at the latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    pub reason: WaitReason,
+    pub until: i64,
+}
+
 /// What the supervisor, its runners and their calls share.
 pub struct DialerContext {
     pub db: Db,
@@ -126,6 +150,8 @@ pub struct DialerContext {
     last_pass: Mutex<Instant>,
     /// Each task's recent starts and live calls, for its stats.
     activity: Mutex<Activity>,
+    /// Running tasks that start no call now, and why (for `stats`).
+    waiting: Mutex<HashMap<i64, Waiting>>,
     /// Ids of tasks whose state, settings or numbers changed (by the API or by the dialer), for
     /// whoever follows them (the event stream).
     announcements: broadcast::Sender<i64>,
@@ -153,6 +179,22 @@ impl DialerContext {
             context: self.clone(),
             task_id,
             uuid: uuid.to_owned(),
+        }
+    }
+
+    /// Records whether a task waits (`None`: it dials, or is not running); followers are told
+    /// when that changes.
+    pub fn set_waiting(&self, task_id: i64, waiting: Option<Waiting>) {
+        let changed = {
+            let mut all = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = match waiting {
+                Some(waiting) => all.insert(task_id, waiting),
+                None => all.remove(&task_id),
+            };
+            before != waiting
+        };
+        if changed {
+            self.announce(task_id);
         }
     }
 
@@ -222,6 +264,16 @@ impl DialerHandle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pace(task_id, Instant::now())
+    }
+
+    /// Whether a running task waits, why and until when.
+    pub fn waiting(&self, task_id: i64) -> Option<Waiting> {
+        self.context
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&task_id)
+            .copied()
     }
 
     /// Tasks with a call alive or started in the last 10 s.
@@ -330,6 +382,7 @@ pub async fn start(
         live_calls: Mutex::default(),
         last_pass: Mutex::new(Instant::now()),
         activity: Mutex::new(Activity::new(Instant::now())),
+        waiting: Mutex::default(),
         announcements: broadcast::channel(ANNOUNCEMENTS_BUFFER).0,
     });
     let (changes_sender, changes) = mpsc::unbounded_channel();
@@ -362,10 +415,13 @@ impl Supervisor {
         let mut ticker = tokio::time::interval(SUPERVISOR_PERIOD);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let shutdown = self.context.shutdown.clone();
+        let clock = self.context.clock.clone();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
+                // A test's manual clock moved: schedules may have come due.
+                _ = clock.moved() => {}
                 Some(task_id) = self.changes.recv() => {
                     if let Some(runner) = self.runners.get(&task_id) {
                         runner.wake.notify_one();

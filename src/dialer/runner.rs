@@ -129,6 +129,7 @@ impl TaskRunner {
                 Step::Exit => break,
             }
         }
+        self.context.set_waiting(self.task_id, None);
         tracing::info!(task = self.task_id, "task runner finished");
         self.pacer
     }
@@ -300,6 +301,8 @@ impl TaskRunner {
                 self.reload = true;
             }
             _ = self.context.shutdown.cancelled(), if !shutting_down => {}
+            // A test's manual clock moved: a retry or a calling window may have come due.
+            _ = self.context.clock.moved() => {}
         }
     }
 }
