@@ -12,7 +12,8 @@ use std::time::Duration;
 
 /// `(METHOD, path)` of every route registered in `src/api/mod.rs`, read from its source: a
 /// `resource("…")` inside the `/api` scope, followed by its `.route(web::get()…)` calls, plus the
-/// top-level `/healthz`. The admin page's catch-all routes are not part of the API.
+/// top-level routes (`/healthz`, `/metrics`). The admin page's catch-all routes (`/`,
+/// `/{path:.*}`) are not part of the API.
 fn registered_routes() -> BTreeSet<(String, String)> {
     let source = include_str!("../src/api/mod.rs");
     let mut routes = BTreeSet::new();
@@ -22,9 +23,18 @@ fn registered_routes() -> BTreeSet<(String, String)> {
             let path = rest.split('"').next().expect("a quoted path");
             current = Some(format!("/api{path}"));
         }
-        if let Some(rest) = line.strip_prefix(".route(\"/healthz\", web::") {
-            let method = rest.split("()").next().unwrap().to_uppercase();
-            routes.insert((method, "/healthz".to_owned()));
+        if let Some(rest) = line.strip_prefix(".route(\"/") {
+            let (path, rest) = rest.split_once('"').expect("a quoted path");
+            if path.is_empty() || path.starts_with('{') {
+                continue;
+            }
+            let method = rest
+                .trim_start_matches(", web::")
+                .split("()")
+                .next()
+                .unwrap()
+                .to_uppercase();
+            routes.insert((method, format!("/{path}")));
             continue;
         }
         for method in ["get", "post", "put", "delete", "patch"] {
@@ -36,6 +46,21 @@ fn registered_routes() -> BTreeSet<(String, String)> {
     }
     routes
 }
+
+/// Routes of issue 11 that the document describes from the agreed shapes while the parts that
+/// register them are built on other branches: each may be missing from `src/api/mod.rs` (and is
+/// then not compared), but once registered it is compared like any other. Empty this list when
+/// every part is merged.
+const AWAITED: &[(&str, &str)] = &[
+    (
+        "GET",
+        "/api/out_call_tasks/{id}/numbers/{number_id}/attempts",
+    ),
+    ("GET", "/api/dnc"),
+    ("POST", "/api/dnc"),
+    ("DELETE", "/api/dnc/{id}"),
+    ("GET", "/metrics"),
+];
 
 fn documented_routes(document: &Value) -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
@@ -93,7 +118,10 @@ async fn the_document_is_served_without_a_token_and_lists_every_route() {
     let documented = documented_routes(&document);
     let registered = registered_routes();
     let undocumented: Vec<_> = registered.difference(&documented).collect();
-    let unregistered: Vec<_> = documented.difference(&registered).collect();
+    let unregistered: Vec<_> = documented
+        .difference(&registered)
+        .filter(|(method, path)| !AWAITED.contains(&(method.as_str(), path.as_str())))
+        .collect();
     assert!(
         undocumented.is_empty() && unregistered.is_empty(),
         "routes without documentation: {undocumented:?}; documented routes the server lacks: {unregistered:?}"
@@ -106,6 +134,7 @@ async fn the_document_is_served_without_a_token_and_lists_every_route() {
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
     let exempt = [
         ("GET", "/healthz"),
+        ("GET", "/metrics"),
         ("GET", "/api/openapi.json"),
         ("POST", "/api/sessions"),
     ];
@@ -177,6 +206,122 @@ async fn the_document_is_served_without_a_token_and_lists_every_route() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Issue 11: the new task settings in every task schema, the stats additions, and the routes of
+/// attempts, the do-not-call list and metrics with the agreed shapes.
+#[tokio::test]
+async fn the_document_describes_retries_windows_dnc_webhooks_and_metrics() {
+    let app = spawn_app_without_login(|_| {}).await;
+    let document: Value = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &document["components"]["schemas"];
+    let new_fields = [
+        "max_attempts",
+        "retry_interval",
+        "retry_causes",
+        "call_windows",
+        "call_weekdays",
+        "time_zone",
+        "webhook_url",
+    ];
+    for field in new_fields {
+        // The list shows every setting as a string; by id the two counts are numbers.
+        assert_eq!(
+            schemas["TaskListItem"]["properties"][field]["type"], "string",
+            "{field}"
+        );
+        let by_id = if matches!(field, "max_attempts" | "retry_interval") {
+            "integer"
+        } else {
+            "string"
+        };
+        assert_eq!(
+            schemas["Task"]["properties"][field]["type"], by_id,
+            "{field}"
+        );
+        for schema in ["TaskListItem", "Task"] {
+            let required = schemas[schema]["required"].as_array().unwrap();
+            assert!(required.contains(&json!(field)), "{schema}.{field}");
+        }
+        assert!(
+            schemas["TaskUpdate"]["properties"][field].is_object(),
+            "{field} may be written"
+        );
+    }
+    assert!(schemas["TaskUpdate"]["properties"]["task_end_time"].is_object());
+    assert_eq!(
+        schemas["Task"]["properties"]["max_attempts"]["maximum"],
+        100
+    );
+    assert_eq!(
+        schemas["Task"]["properties"]["retry_interval"]["maximum"],
+        2_592_000
+    );
+    // Create is an update with group_name required: it takes the new fields too.
+    let create = &document["paths"]["/api/out_call_tasks"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    let create = if let Some(reference) = create["$ref"].as_str() {
+        &schemas[reference.rsplit('/').next().unwrap()]
+    } else {
+        create
+    };
+    for field in new_fields.iter().chain(&["task_end_time"]) {
+        assert!(
+            create["properties"][field].is_object(),
+            "create takes {field}"
+        );
+    }
+
+    let stats = &schemas["TaskStats"]["properties"];
+    assert_eq!(
+        stats["waiting"]["enum"],
+        json!(["", "call_window", "retry"])
+    );
+    assert_eq!(stats["retry_pending"]["type"], "integer");
+    let webhooks = &schemas["WebhookState"]["properties"];
+    for field in ["pending", "delivered", "failed"] {
+        assert_eq!(webhooks[field]["type"], "integer", "{field}");
+    }
+    assert_eq!(webhooks["last_error"]["type"], "string");
+
+    let attempt = &schemas["Attempt"]["properties"];
+    for field in ["attempt", "billsec"] {
+        assert_eq!(attempt[field]["type"], "integer", "{field}");
+    }
+    for field in [
+        "uuid",
+        "dest_number",
+        "call_start_time",
+        "call_answer_time",
+        "call_end_time",
+        "cause",
+        "sip_code",
+        "dtmf",
+        "record_path",
+    ] {
+        assert_eq!(attempt[field]["type"], "string", "{field}");
+    }
+    let paths = &document["paths"];
+    assert!(paths["/api/out_call_tasks/{id}/numbers/{number_id}/attempts"]["get"].is_object());
+    assert!(paths["/api/dnc"]["get"].is_object());
+    assert!(paths["/api/dnc"]["post"].is_object());
+    assert!(paths["/api/dnc/{id}"]["delete"].is_object());
+    let entry = &schemas["DncEntry"]["properties"];
+    assert_eq!(entry["task_id"]["type"], json!(["integer", "null"]));
+    assert_eq!(entry["created_at"]["type"], "string");
+    assert!(schemas["DncList"]["properties"]["rowCount"].is_object());
+    let metrics = &paths["/metrics"]["get"];
+    assert_eq!(metrics["security"], json!([{}]));
+    assert!(metrics["responses"]["200"]["content"]["text/plain"].is_object());
+    assert!(metrics["responses"]["401"].is_object());
 }
 
 // ---- What schemathesis found ----

@@ -76,6 +76,11 @@ pub async fn serve() -> HttpResponse {
         paths::upload_media_file,
         paths::media_file_audio,
         paths::number_recording,
+        paths::number_attempts,
+        paths::list_dnc,
+        paths::add_dnc,
+        paths::delete_dnc,
+        paths::metrics,
         paths::list_users,
         paths::create_user,
         paths::change_password,
@@ -319,10 +324,12 @@ mod paths {
     fn delete_task() {}
 
     #[utoipa::path(post, path = "/api/out_call_tasks/{id}/import", tag = "numbers",
-        description = "Add numbers to a task. JSON: every row is checked first, one undialable row refuses the whole import, and `data` is `\"{}\"`. \
+        description = "Add numbers to a task. A number already in the task (or earlier in the same import) is skipped and counted as a duplicate; \
+            a number on the do-not-call list (for all tasks or this one) is added already finished (`call_status` done, cause `DNC`, never dialed). \
+            JSON: every row is checked first, one undialable row refuses the whole import, and `data` is the JSON string `{\"imported\":N,\"duplicates\":D,\"dnc\":K}`. \
             A multipart form: a CSV (UTF-8 with or without BOM, or GBK/GB18030) or XLSX (first sheet) file, whose undialable rows are skipped; \
-            `data` is a JSON string `{\"imported\":N,\"rejected\":M,\"first_rejected\":[{\"row\":R,\"value\":\"…\",\"reason\":\"…\"}]}` (up to 10 rows listed, `row` 1-based as a spreadsheet shows it). \
-            The body limit holds for the whole form (413).",
+            `data` adds `\"rejected\":M,\"first_rejected\":[{\"row\":R,\"value\":\"…\",\"reason\":\"…\"}]` (up to 10 rows listed, `row` 1-based as a spreadsheet shows it). \
+            `imported` counts the rows added, `dnc` those of them on the do-not-call list. The body limit holds for the whole form (413).",
         params(("id" = i64, Path, minimum = 1, example = 1, description = "task id")),
         request_body(content(
             (ImportRequest = "application/json"),
@@ -422,6 +429,56 @@ mod paths {
             (status = 416, description = "the range starts past the end of the file", body = ErrorEnvelope),
         ))]
     fn number_recording() {}
+
+    #[utoipa::path(get, path = "/api/out_call_tasks/{id}/numbers/{number_id}/attempts", tag = "numbers",
+        description = "Every call of a number, in attempt order (the number's own row shows the latest). A readonly user may read it.",
+        params(
+            ("id" = i64, Path, minimum = 1, example = 1, description = "task id"),
+            ("number_id" = i64, Path, minimum = 1, example = 1, description = "the number's `id`"),
+        ),
+        responses((status = 200, description = "the number's attempts", body = AttemptList)))]
+    fn number_attempts() {}
+
+    #[utoipa::path(get, path = "/api/dnc", tag = "dnc",
+        description = "The do-not-call list. A listed number is never dialed: it is checked at import and again before every call.",
+        params(
+            ("page" = Option<i64>, Query, minimum = 1, maximum = 2147483647, description = "1-based page, default 1"),
+            ("perPage" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "rows a page, default 20"),
+            ("number" = Option<String>, Query, pattern = "^(\\+?[0-9*#]{1,32})?$", description = "the start of the number; empty: any"),
+            ("task_id" = Option<i64>, Query, minimum = 1, description = "only the entries of this task"),
+        ),
+        responses((status = 200, description = "a page of entries", body = DncList)))]
+    fn list_dnc() {}
+
+    #[utoipa::path(post, path = "/api/dnc", tag = "dnc",
+        description = "Add entries in bulk (at most 100,000 a request). One bad row refuses the whole request, naming `data[i].field`; \
+            an entry already listed for the same scope (all tasks, or the same task) counts as a duplicate.",
+        request_body(content = DncAddRequest, content_type = "application/json"),
+        responses(
+            (status = 200, description = "added", body = DncAddAnswer),
+            (status = 403, description = "the caller is not an admin", body = ErrorEnvelope),
+        ))]
+    fn add_dnc() {}
+
+    #[utoipa::path(delete, path = "/api/dnc/{id}", tag = "dnc",
+        description = "Remove an entry.",
+        params(("id" = i64, Path, minimum = 1, example = 1, description = "the entry's `id`")),
+        responses(
+            (status = 200, description = "removed: `data` is the id, a string", body = IdAnswer),
+            (status = 403, description = "the caller is not an admin", body = ErrorEnvelope),
+        ))]
+    fn delete_dnc() {}
+
+    #[utoipa::path(get, path = "/metrics", tag = "health", security(()),
+        description = "Metrics for Prometheus. Needs no login token; when outcall runs with `--metrics-token`, it needs `Authorization: Bearer <that token>`.",
+        responses(
+            (status = 200, description = "the metrics", content(
+                (MetricsText = "text/plain"),
+                (MetricsText = "application/openmetrics-text"),
+            )),
+            (status = 401, description = "`--metrics-token` is set and the request does not carry it", body = ErrorEnvelope),
+        ))]
+    fn metrics() {}
 
     #[utoipa::path(get, path = "/api/users", tag = "users",
         description = "The users (admins only).",
@@ -692,6 +749,84 @@ fn media_reference_input() -> Schema {
         .into()
 }
 
+fn max_attempts_input() -> Schema {
+    integer_input(1, 100, "^([1-9][0-9]?|100)$")
+}
+
+fn retry_interval_input() -> Schema {
+    integer_input(
+        1,
+        2_592_000,
+        "^([1-9][0-9]{0,5}|1[0-9]{6}|2[0-4][0-9]{5}|25[0-8][0-9]{4}|259[01][0-9]{3}|2592000)$",
+    )
+}
+
+/// A text setting: a string, or null (kept as ""), at most `max_chars`.
+fn setting_input(max_chars: usize, pattern: &str, description: &str) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+        .max_length(Some(max_chars))
+        .pattern(Some(pattern))
+        .description(Some(description))
+        .into()
+}
+
+/// `NAME, NAME, …` of the hangup causes outcall knows.
+fn cause_list_pattern() -> String {
+    let names = <domain::HangupCause as VariantNames>::VARIANTS.join("|");
+    format!("^ *(({names}) *)?(, *(({names}) *)?)*$")
+}
+
+fn retry_causes_input() -> Schema {
+    setting_input(
+        4096,
+        &cause_list_pattern(),
+        "the hangup causes after which a number is called again, comma-separated (e.g. \
+         USER_BUSY,NO_ANSWER); default USER_BUSY,NO_ANSWER,NO_USER_RESPONSE,\
+         NORMAL_TEMPORARY_FAILURE,NORMAL_CIRCUIT_CONGESTION,RECOVERY_ON_TIMER_EXPIRE; \"\" or null: none",
+    )
+}
+
+const CLOCK_TIME: &str = "([01]?[0-9]|2[0-3]):[0-5][0-9]";
+
+fn call_windows_input() -> Schema {
+    let window = format!("{CLOCK_TIME} *- *({CLOCK_TIME}|24:00)");
+    setting_input(
+        domain::CallWindows::MAX_CHARS,
+        &format!("^ *({window} *(, *{window} *)*)?$"),
+        "calling hours in the task's time zone, HH:MM-HH:MM comma-separated (e.g. \
+         09:00-12:00,14:00-18:00); 24:00 may end a window; one that ends at or before its start \
+         runs across midnight and belongs to the day it starts; \"\": all day",
+    )
+}
+
+fn call_weekdays_input() -> Schema {
+    let days = "[1-7]( *- *[1-7])?";
+    setting_input(
+        64,
+        &format!("^ *({days} *(, *{days} *)*)?$"),
+        "ISO weekdays on which calls start (Monday is 1), comma-separated, ranges allowed (e.g. \
+         1-5 or 1,2,3,4,5; a range runs low to high); \"\": every day",
+    )
+}
+
+fn time_zone_input() -> Schema {
+    setting_input(
+        64,
+        "^[A-Za-z0-9_+/-]*$",
+        "an IANA time zone (e.g. Asia/Shanghai) for the calling hours; \"\": the server's (--tz)",
+    )
+}
+
+fn webhook_url_input() -> Schema {
+    setting_input(
+        domain::WebhookUrl::MAX_CHARS,
+        "^([Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]+.*)?$",
+        "each finished call is POSTed there as JSON: an http or https URL of at most 2048 \
+         characters; \"\" or null: none",
+    )
+}
+
 /// Whole numbers up to 2^53 - 1 are exact whether written `1000` or `1000.0`.
 const MAX_EXACT_INTEGER: isize = 9_007_199_254_740_991;
 
@@ -723,7 +858,178 @@ fn external_id_input() -> Schema {
         .into()
 }
 
+// ---- The new task settings as tasks show them ----
+
+fn retry_causes_output() -> Schema {
+    string()
+        .description(Some(
+            "hangup cause names after which a number is called again, comma-separated",
+        ))
+        .into()
+}
+
+fn call_windows_output() -> Schema {
+    string()
+        .description(Some(
+            "calling hours HH:MM-HH:MM, comma-separated, in the task's time zone; \"\": all day",
+        ))
+        .into()
+}
+
+fn call_weekdays_output() -> Schema {
+    string()
+        .description(Some(
+            "ISO weekdays (Monday is 1) and ranges, comma-separated; \"\": every day",
+        ))
+        .into()
+}
+
+fn time_zone_output() -> Schema {
+    string()
+        .description(Some("an IANA time zone; \"\": the server's"))
+        .into()
+}
+
+fn webhook_url_output() -> Schema {
+    string()
+        .description(Some("where finished calls are POSTed; \"\": none"))
+        .into()
+}
+
 // ---- Schemas ----
+
+/// One call of a number.
+#[derive(ToSchema)]
+pub struct Attempt {
+    /// 1 for the first call, then 2, 3, …
+    #[schema(minimum = 1)]
+    attempt: i64,
+    /// The call's id in the telephony back end.
+    uuid: String,
+    dest_number: String,
+    #[schema(schema_with = timestamp)]
+    call_start_time: String,
+    #[schema(schema_with = optional_timestamp)]
+    call_answer_time: String,
+    #[schema(schema_with = optional_timestamp)]
+    call_end_time: String,
+    /// The hangup cause; "" while the call is alive.
+    #[schema(schema_with = attempt_cause)]
+    cause: String,
+    /// The final SIP status of the call, or "".
+    #[schema(pattern = "^([0-9]{3})?$")]
+    sip_code: String,
+    /// Seconds from the answer to the end.
+    #[schema(minimum = 0)]
+    billsec: i64,
+    dtmf: String,
+    record_path: String,
+}
+
+fn attempt_cause() -> Schema {
+    one_of_or_empty(<domain::HangupCause as VariantNames>::VARIANTS)
+}
+
+#[derive(ToSchema)]
+pub struct AttemptList {
+    #[schema(schema_with = success_code)]
+    code: i64,
+    #[schema(schema_with = success_message)]
+    message: String,
+    /// In attempt order.
+    data: Vec<Attempt>,
+}
+
+/// A do-not-call entry.
+#[derive(ToSchema)]
+pub struct DncEntry {
+    #[schema(minimum = 1)]
+    id: i64,
+    number: String,
+    /// The one task it applies to; null: every task.
+    #[schema(minimum = 1)]
+    task_id: Option<i64>,
+    note: String,
+    #[schema(schema_with = timestamp)]
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct DncList {
+    #[schema(minimum = 1)]
+    page: i64,
+    data: Vec<DncEntry>,
+    #[schema(rename = "rowCount", minimum = 0)]
+    row_count: i64,
+    #[schema(rename = "pageCount", minimum = 0)]
+    page_count: i64,
+}
+
+#[derive(ToSchema)]
+pub struct DncAddRow {
+    /// Checked like an import's `dest_number`.
+    #[schema(schema_with = dest_number_input)]
+    number: (),
+    #[schema(schema_with = description_input, required = false)]
+    note: (),
+    /// Only this task; absent or null: every task.
+    #[schema(schema_with = dnc_task_input, required = false)]
+    task_id: (),
+}
+
+fn dnc_task_input() -> Schema {
+    OneOfBuilder::new()
+        .item(task_id_input())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "a live task's id, as a number or a numeric string; null: every task",
+        ))
+        .into()
+}
+
+#[derive(ToSchema)]
+pub struct DncAddRequest {
+    /// At most 100,000 entries.
+    #[schema(max_items = 100000)]
+    data: Vec<DncAddRow>,
+}
+
+#[derive(ToSchema)]
+pub struct DncAddAnswer {
+    #[schema(schema_with = success_code)]
+    code: i64,
+    #[schema(schema_with = success_message)]
+    message: String,
+    #[schema(schema_with = dnc_added)]
+    data: String,
+}
+
+fn dnc_added() -> Schema {
+    string()
+        .description(Some(
+            "the JSON text of `{\"added\":N,\"duplicates\":D}`: entries added, and entries already listed for the same scope",
+        ))
+        .examples([r#"{"added":2,"duplicates":1}"#])
+        .into()
+}
+
+/// `/metrics`: the Prometheus (or OpenMetrics) text exposition.
+pub struct MetricsText;
+
+impl PartialSchema for MetricsText {
+    fn schema() -> RefOr<Schema> {
+        string()
+            .description(Some(
+                "metric families in the Prometheus text format: outcall_calls_started_total, \
+                 outcall_calls_answered_total, outcall_calls_ended_total, outcall_live_calls, \
+                 outcall_task_caps, outcall_retry_queue, outcall_webhook_outbox, \
+                 outcall_http_request_duration_seconds",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for MetricsText {}
 
 /// A task's live progress.
 #[derive(ToSchema)]
@@ -761,6 +1067,40 @@ pub struct TaskStats {
     live: i64,
     #[schema(schema_with = timestamp)]
     updated_at: String,
+    /// Why a running task starts no call now: "call_window" (outside its calling hours),
+    /// "retry" (only numbers waiting for their retry are left), or "".
+    #[schema(schema_with = waiting_reason, required = false)]
+    waiting: String,
+    /// Until when it waits, or "".
+    #[schema(schema_with = optional_timestamp, required = false)]
+    waiting_until: String,
+    /// Numbers waiting for a retry or for the per-day cap.
+    #[schema(minimum = 0, required = false)]
+    retry_pending: i64,
+    /// The delivery of the task's result webhooks.
+    #[schema(required = false)]
+    webhooks: WebhookState,
+}
+
+fn waiting_reason() -> Schema {
+    string()
+        .enum_values(Some(["", "call_window", "retry"]))
+        .into()
+}
+
+/// The task's result webhooks by state, with the latest error of a pending or failed one.
+#[derive(ToSchema)]
+pub struct WebhookState {
+    /// Not delivered yet; tried again with a growing wait.
+    #[schema(minimum = 0)]
+    pending: i64,
+    #[schema(minimum = 0)]
+    delivered: i64,
+    /// Given up (not delivered within 24 h).
+    #[schema(minimum = 0)]
+    failed: i64,
+    /// e.g. "HTTP 500" or a connection error; "" when none.
+    last_error: String,
 }
 
 fn cause_counts() -> Schema {
@@ -986,6 +1326,22 @@ pub struct TaskListItem {
     updated_at: String,
     #[schema(schema_with = optional_timestamp)]
     deleted_at: String,
+    /// Calls a number may get in all (1-100; 1: no retry).
+    #[schema(schema_with = digits)]
+    max_attempts: String,
+    /// Seconds between a number's calls (1-2592000).
+    #[schema(schema_with = digits)]
+    retry_interval: String,
+    #[schema(schema_with = retry_causes_output)]
+    retry_causes: String,
+    #[schema(schema_with = call_windows_output)]
+    call_windows: String,
+    #[schema(schema_with = call_weekdays_output)]
+    call_weekdays: String,
+    #[schema(schema_with = time_zone_output)]
+    time_zone: String,
+    #[schema(schema_with = webhook_url_output)]
+    webhook_url: String,
     /// Numbers in the task.
     #[schema(minimum = 0)]
     total: i64,
@@ -1050,6 +1406,22 @@ pub struct Task {
     updated_at: String,
     #[schema(schema_with = optional_timestamp)]
     deleted_at: String,
+    /// Calls a number may get in all (1: no retry).
+    #[schema(minimum = 1, maximum = 100)]
+    max_attempts: i64,
+    /// Seconds between a number's calls.
+    #[schema(minimum = 1, maximum = 2592000)]
+    retry_interval: i64,
+    #[schema(schema_with = retry_causes_output)]
+    retry_causes: String,
+    #[schema(schema_with = call_windows_output)]
+    call_windows: String,
+    #[schema(schema_with = call_weekdays_output)]
+    call_weekdays: String,
+    #[schema(schema_with = time_zone_output)]
+    time_zone: String,
+    #[schema(schema_with = webhook_url_output)]
+    webhook_url: String,
 }
 
 /// The fields of a task that create and update take; any subset, other keys ignored.
@@ -1075,6 +1447,9 @@ pub struct TaskUpdate {
     max_concurrency: (),
     #[schema(schema_with = task_start_time_input, required = false)]
     task_start_time: (),
+    /// With `auto_dial` 1, the task stops by itself at this time.
+    #[schema(schema_with = task_start_time_input, required = false)]
+    task_end_time: (),
     #[schema(schema_with = flag_input, required = false)]
     auto_dial: (),
     #[schema(schema_with = flag_input, required = false)]
@@ -1091,6 +1466,20 @@ pub struct TaskUpdate {
     action: (),
     #[schema(schema_with = media_reference_input, required = false)]
     data: (),
+    #[schema(schema_with = max_attempts_input, required = false)]
+    max_attempts: (),
+    #[schema(schema_with = retry_interval_input, required = false)]
+    retry_interval: (),
+    #[schema(schema_with = retry_causes_input, required = false)]
+    retry_causes: (),
+    #[schema(schema_with = call_windows_input, required = false)]
+    call_windows: (),
+    #[schema(schema_with = call_weekdays_input, required = false)]
+    call_weekdays: (),
+    #[schema(schema_with = time_zone_input, required = false)]
+    time_zone: (),
+    #[schema(schema_with = webhook_url_input, required = false)]
+    webhook_url: (),
 }
 
 /// Like an update, with `group_name` required.
@@ -1234,10 +1623,13 @@ pub struct ImportAnswer {
 fn import_data() -> Schema {
     string()
         .description(Some(
-            "`{}` for the JSON form; for a file, the JSON text of \
-             `{\"imported\":N,\"rejected\":M,\"first_rejected\":[{\"row\":R,\"value\":\"…\",\"reason\":\"…\"}]}`",
+            "the JSON text of `{\"imported\":N,\"duplicates\":D,\"dnc\":K}`; a file import adds \
+             `\"rejected\":M,\"first_rejected\":[{\"row\":R,\"value\":\"…\",\"reason\":\"…\"}]`",
         ))
-        .examples(["{}", r#"{"imported":2,"rejected":1,"first_rejected":[{"row":3,"value":"12a","reason":"\"12a\" is not dialable"}]}"#])
+        .examples([
+            r#"{"imported":2,"duplicates":1,"dnc":0}"#,
+            r#"{"imported":2,"duplicates":0,"dnc":1,"rejected":1,"first_rejected":[{"row":3,"value":"12a","reason":"\"12a\" is not dialable"}]}"#,
+        ])
         .into()
 }
 
