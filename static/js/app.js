@@ -10,10 +10,12 @@ import { TaskList } from './views/tasks.js';
 import { TaskEditor } from './views/editor.js';
 import { TaskDetail } from './views/detail.js';
 import { ImportWizard } from './views/import.js';
+import { DncList } from './views/dnc.js';
 
 function parseRoute() {
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
   if (parts[0] === 'login') return { name: 'login' };
+  if (parts[0] === 'dnc') return { name: 'dnc' };
   if (parts[0] === 'tasks' && parts[1] === 'new') return { name: 'edit', id: null };
   if (parts[0] === 'tasks' && /^\d+$/.test(parts[1] || '')) {
     if (parts[2] === 'edit') return { name: 'edit', id: parts[1] };
@@ -68,6 +70,8 @@ function App() {
     view = html`<${TaskEditor} key=${`e${route.id}`} id=${route.id} />`;
   } else if (route.name === 'detail') {
     view = html`<${TaskDetail} key=${`d${route.id}`} id=${route.id} />`;
+  } else if (route.name === 'dnc') {
+    view = html`<${DncList} />`;
   } else if (route.name === 'import') {
     view = html`<${ImportWizard} key=${`i${route.id}`} id=${route.id} />`;
   } else {
@@ -77,7 +81,8 @@ function App() {
   return html`<div class="shell" key=${lang}>
     <header class="topbar">
       <a class="brand" href="#/tasks"><span class="logo">☎</span> outcall <small>${t('app.subtitle')}</small></a>
-      <nav>${loggedIn && route.name !== 'login' ? html`<a href="#/tasks" class=${route.name === 'tasks' ? 'active' : ''}>${t('nav.tasks')}</a>` : null}</nav>
+      <nav>${loggedIn && route.name !== 'login' ? html`<a href="#/tasks" class=${route.name === 'tasks' ? 'active' : ''}>${t('nav.tasks')}</a>
+        <a href="#/dnc" id="nav-dnc" class=${route.name === 'dnc' ? 'active' : ''}>${t('nav.dnc')}</a>` : null}</nav>
       <div class="topbar-right">
         ${loggedIn && route.name !== 'login' ? html`<${LiveDot} />` : null}
         <button class="btn ghost" id="lang-switch" onClick=${switchLang}>${lang === 'zh-CN' ? 'English' : '中文'}</button>

@@ -1,11 +1,12 @@
-// One task: live header, chart, causes, the numbers table (filters, uuid, recordings), exports.
+// One task: live header (with the waiting state, pending retries and webhook deliveries), chart,
+// causes, the numbers table (filters, uuid, recordings, each number's attempts), exports.
 
 import { html, useCallback, useEffect, useRef, useState } from '../../vendor/htm-3.1.1-preact-standalone.module.js';
 import { api, download, query, withToken } from '../api.js';
 import { RateChart } from '../chart.js';
 import { t } from '../i18n.js';
 import * as live from '../live.js';
-import { CAUSES, Copyable, NUMBER_STATUSES, Notice, NumberStatus, Pager, Progress, StatusBadge, fmtInt, fmtRate } from '../ui.js';
+import { CAUSES, Copyable, Modal, NUMBER_STATUSES, Notice, NumberStatus, Pager, Progress, StatusBadge, fmtInt, fmtRate } from '../ui.js';
 
 const PER_PAGE = 50;
 
@@ -78,8 +79,11 @@ export function TaskDetail({ id }) {
       ${[
         ['total', fmtInt(s.total)], ['init', fmtInt(s.init)], ['calling', fmtInt(s.calling)], ['done', fmtInt(s.done)],
         ['answered', fmtInt(s.answered)], ['caps', fmtRate(s.caps)], ['live', fmtInt(s.live)],
+        ...(s.retry_pending != null ? [['retry_pending', fmtInt(s.retry_pending)]] : []),
       ].map(([k, v]) => html`<div class=${`stat stat-${k}`} data-stat=${k}><div class="stat-value">${v}</div><div class="stat-label">${t(`stats.${k}`)}</div></div>`)}
     </div>
+    <${Waiting} stats=${s} />
+    <${Webhooks} stats=${s} task=${task} />
     <div class="detail-progress"><${Progress} done=${s.done} total=${s.total} /></div>` : null}
     <div class="detail-grid">
       <div class="card">
@@ -93,6 +97,53 @@ export function TaskDetail({ id }) {
     </div>
     <${Numbers} id=${id} version=${s ? `${s.done}/${s.calling}/${s.total}/${s.status}` : ''} />
   </section>`;
+}
+
+/** Why a running task starts no call now, and until when. */
+function Waiting({ stats }) {
+  if (!stats.waiting || stats.status !== 'running') return null;
+  return html`<div class="notice waiting" role="status" id="waiting-state" data-waiting=${stats.waiting}>
+    ${t(`waiting.${stats.waiting}`, { until: stats.waiting_until || '—' })}</div>`;
+}
+
+/** The task's result webhooks: pending, delivered, failed, and the latest error. */
+function Webhooks({ stats, task }) {
+  const w = stats.webhooks;
+  if (!w || (!task?.webhook_url && !w.pending && !w.delivered && !w.failed)) return null;
+  return html`<div class="webhook-state" id="webhook-state">
+    <span class="muted">${t('webhook.title')}</span>
+    <span data-webhook="pending">${t('webhook.pending')} <b>${fmtInt(w.pending)}</b></span>
+    <span data-webhook="delivered">${t('webhook.delivered')} <b>${fmtInt(w.delivered)}</b></span>
+    <span data-webhook="failed" class=${w.failed ? 'warn' : ''}>${t('webhook.failed')} <b>${fmtInt(w.failed)}</b></span>
+    ${w.last_error ? html`<span class="webhook-error" title=${w.last_error}>${t('webhook.last_error')}: ${w.last_error}</span>` : null}
+  </div>`;
+}
+
+/** Every call of one number, from the attempts route. */
+function Attempts({ id, number, onClose }) {
+  const [rows, setRows] = useState(null);
+  const [error, setError] = useState('');
+  useEffect(() => {
+    api('GET', `/api/out_call_tasks/${id}/numbers/${number.id}/attempts`).then((body) => setRows(body.data)).catch((e) => setError(e.message));
+  }, [id, number.id]);
+  return html`<${Modal} title=${t('attempts.title', { number: number.dest_number })} onClose=${onClose}
+    footer=${html`<button class="btn" id="attempts-close" onClick=${onClose}>${t('common.close')}</button>`}>
+    <${Notice}>${error}<//>
+    ${rows ? html`<div class="table-wrap"><table class="grid" id="attempts-table">
+      <thead><tr>
+        <th class="num">#</th><th>${t('numbers.start')}</th><th>${t('numbers.answer')}</th><th>${t('numbers.end')}</th>
+        <th>${t('numbers.cause')}</th><th>SIP</th><th class="num">${t('attempts.billsec')}</th><th>${t('numbers.dtmf')}</th><th>UUID</th>
+      </tr></thead>
+      <tbody>
+        ${rows.length === 0 ? html`<tr><td colspan="9" class="empty">${t('attempts.none')}</td></tr>` : null}
+        ${rows.map((a) => html`<tr key=${a.attempt} data-attempt=${a.attempt}>
+          <td class="num">${a.attempt}</td><td class="time">${a.call_start_time}</td><td class="time">${a.call_answer_time}</td>
+          <td class="time">${a.call_end_time}</td><td class="cause">${a.cause || t('attempts.alive')}</td><td class="mono">${a.sip_code}</td>
+          <td class="num">${a.billsec}</td><td class="mono">${a.dtmf}</td><td class="uuid"><${Copyable} text=${a.uuid} /></td>
+        </tr>`)}
+      </tbody>
+    </table></div>` : html`<p class="muted">${t('common.loading')}</p>`}
+  <//>`;
 }
 
 function Causes({ causes, done }) {
@@ -114,6 +165,7 @@ function Numbers({ id, version }) {
   const [page, setPage] = useState(1);
   const [list, setList] = useState(null);
   const [error, setError] = useState('');
+  const [attemptsOf, setAttemptsOf] = useState(null);
   const lastLoad = useRef(0);
   const timer = useRef(null);
   const requests = useRef(0);
@@ -164,10 +216,10 @@ function Numbers({ id, version }) {
           <th class="num">ID</th><th>${t('numbers.dest_number')}</th><th>${t('numbers.external_id')}</th>
           <th>${t('numbers.status')}</th><th>${t('numbers.cause')}</th><th>${t('numbers.dtmf')}</th>
           <th>${t('numbers.start')}</th><th>${t('numbers.answer')}</th><th>${t('numbers.end')}</th>
-          <th>UUID</th><th>${t('numbers.recording')}</th>
+          <th>UUID</th><th>${t('numbers.recording')}</th><th>${t('numbers.attempts')}</th>
         </tr></thead>
         <tbody>
-          ${list && list.data.length === 0 ? html`<tr><td colspan="11" class="empty">${t('numbers.none')}</td></tr>` : null}
+          ${list && list.data.length === 0 ? html`<tr><td colspan="12" class="empty">${t('numbers.none')}</td></tr>` : null}
           ${list ? list.data.map((n) => html`<tr key=${n.id} data-number=${n.dest_number}>
             <td class="num">${n.id}</td>
             <td class="mono">${n.dest_number}</td>
@@ -182,10 +234,14 @@ function Numbers({ id, version }) {
             <td class="rec">${n.record_path
               ? html`<audio controls preload="none" src=${withToken(`/api/out_call_tasks/${id}/numbers/${n.id}/recording`)}></audio>`
               : html`<span class="muted">—</span>`}</td>
+            <td>${n.outbound_call === '0'
+              ? html`<button class="btn tiny act-attempts" onClick=${() => setAttemptsOf(n)}>${t('numbers.attempts_open')}</button>`
+              : html`<span class="muted">—</span>`}</td>
           </tr>`) : null}
         </tbody>
       </table>
     </div>
     ${list ? html`<${Pager} page=${list.page} pageCount=${list.pageCount} rowCount=${list.rowCount} onPage=${setPage} />` : null}
+    ${attemptsOf ? html`<${Attempts} id=${id} number=${attemptsOf} onClose=${() => setAttemptsOf(null)} />` : null}
   </div>`;
 }

@@ -138,6 +138,8 @@ export function ImportWizard({ id }) {
         <div class="stat-cards small">
           <div class="stat stat-done"><div class="stat-value" id="imported-count">${result.imported}</div><div class="stat-label">${t('import.imported')}</div></div>
           <div class="stat stat-failed"><div class="stat-value" id="rejected-count">${result.rejected}</div><div class="stat-label">${t('import.rejected')}</div></div>
+          ${result.duplicates != null ? html`<div class="stat stat-init"><div class="stat-value" id="duplicates-count">${result.duplicates}</div><div class="stat-label">${t('import.duplicates')}</div></div>` : null}
+          ${result.dnc != null ? html`<div class="stat stat-stop"><div class="stat-value" id="dnc-count">${result.dnc}</div><div class="stat-label">${t('import.dnc')}</div></div>` : null}
         </div>
         ${result.first_rejected && result.first_rejected.length ? html`<h4>${t('import.first_rejected')}</h4>
           <table class="grid" id="rejected-table"><thead><tr><th class="num">${t('import.row')}</th><th>${t('import.value')}</th><th>${t('import.reason')}</th></tr></thead>

@@ -1,0 +1,102 @@
+// Issue 11's screens in real Chromium against the real binary on the sim back end: the editor's
+// retries, calling hours and webhook fields (saved, shown back, a refusal under its field).
+// Each flow fails on any console error, page error, failed request or error answer it did not
+// expect, and saves a screenshot in target/e2e-screenshots/.
+
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, test } from 'node:test';
+import { apiCall, apiToken, loggedInPage, screenshot, startOutcall } from './lib.mjs';
+
+let server;
+let w; // the watched page
+let page;
+let token;
+const cleanup = [];
+
+before(async () => {
+  server = await startOutcall(['--backend', 'sim', '--sim-time-scale', '0.01']);
+  token = await apiToken(server.base);
+  w = await loggedInPage(server.base, cleanup);
+  page = w.page;
+});
+
+beforeEach(() => w?.reset());
+
+after(async () => {
+  for (const step of cleanup.reverse()) await step();
+  await server?.stop();
+});
+
+const checked = (selector) => page.locator(selector).isChecked();
+
+test('the editor saves retries, calling hours and the webhook, refuses a bad window under its field, and shows them back', async () => {
+  w.expect(400, /\/api\/out_call_tasks$/);
+  await page.goto(`${server.base}/#/tasks/new`);
+  for (const group of ['重拨与呼叫时段', '结果推送（Webhook）']) await page.locator('legend', { hasText: group }).waitFor();
+  // A new task shows the defaults: one attempt, 300 s, the six default causes.
+  assert.equal(await page.inputValue('#f-max_attempts'), '1');
+  assert.equal(await page.inputValue('#f-retry_interval'), '300');
+  for (const cause of ['USER_BUSY', 'NO_ANSWER', 'NORMAL_CIRCUIT_CONGESTION']) assert.ok(await checked(`input[name=retry_causes][value=${cause}]`), cause);
+  assert.ok(!(await checked('input[name=retry_causes][value=CALL_REJECTED]')));
+
+  await page.fill('#f-group_name', '重拨回访');
+  await page.fill('#f-max_attempts', '3');
+  await page.fill('#f-retry_interval', '120');
+  await page.uncheck('input[name=retry_causes][value=NO_USER_RESPONSE]');
+  await page.check('input[name=retry_causes][value=CALL_REJECTED]');
+  await page.fill('#f-retry_causes-other', 'ORIGINATOR_CANCEL');
+  await page.fill('#f-call_windows', '09:00-12:00,25:00-26:00');
+  for (const day of [1, 2, 3, 4, 5]) await page.check(`input[name=call_weekdays][value="${day}"]`);
+  await page.fill('#f-time_zone', 'Asia/Shanghai');
+  await page.fill('#f-task_end_time', '2030-01-31 18:00:00');
+  await page.fill('#f-webhook_url', 'http://127.0.0.1:9/outcall-hook');
+  await page.click('#save-task');
+  const error = page.locator('[data-field=call_windows] .field-error');
+  await error.waitFor();
+  assert.match(await error.innerText(), /^call_windows .*25:00-26:00/);
+  assert.equal(await page.locator('.field-error').count(), 1, 'only the field named has an error');
+  await screenshot(page, 'i11-01-editor-refused-window');
+
+  await page.fill('#f-call_windows', '09:00-12:00,22:00-02:00');
+  await page.click('#save-task');
+  await page.waitForURL(/#\/tasks\/\d+$/);
+  const id = Number(/#\/tasks\/(\d+)$/.exec(page.url())[1]);
+  const task = await apiCall(server.base, token, 'GET', `/api/out_call_tasks/${id}`);
+  assert.equal(task.group_name, '重拨回访');
+  assert.equal(task.max_attempts, 3);
+  assert.equal(task.retry_interval, 120);
+  assert.deepEqual(task.retry_causes.split(',').sort(), [
+    'CALL_REJECTED', 'NORMAL_CIRCUIT_CONGESTION', 'NORMAL_TEMPORARY_FAILURE', 'NO_ANSWER', 'ORIGINATOR_CANCEL',
+    'RECOVERY_ON_TIMER_EXPIRE', 'USER_BUSY',
+  ]);
+  assert.equal(task.call_windows, '09:00-12:00,22:00-02:00');
+  assert.equal(task.call_weekdays, '1-5');
+  assert.equal(task.time_zone, 'Asia/Shanghai');
+  assert.equal(task.task_end_time, '2030-01-31 18:00:00');
+  assert.equal(task.webhook_url, 'http://127.0.0.1:9/outcall-hook');
+
+  // Shown back in the editor; a change of one field sends only that field.
+  await page.goto(`${server.base}/#/tasks/${id}/edit`);
+  await page.locator('#f-max_attempts').waitFor();
+  assert.equal(await page.inputValue('#f-max_attempts'), '3');
+  assert.equal(await page.inputValue('#f-retry_interval'), '120');
+  assert.ok(await checked('input[name=retry_causes][value=CALL_REJECTED]'));
+  assert.ok(!(await checked('input[name=retry_causes][value=NO_USER_RESPONSE]')));
+  assert.equal(await page.inputValue('#f-retry_causes-other'), 'ORIGINATOR_CANCEL');
+  assert.equal(await page.inputValue('#f-call_windows'), '09:00-12:00,22:00-02:00');
+  for (const day of [1, 2, 3, 4, 5]) assert.ok(await checked(`input[name=call_weekdays][value="${day}"]`), `day ${day}`);
+  for (const day of [6, 7]) assert.ok(!(await checked(`input[name=call_weekdays][value="${day}"]`)), `day ${day}`);
+  assert.equal(await page.inputValue('#f-time_zone'), 'Asia/Shanghai');
+  assert.equal(await page.inputValue('#f-task_end_time'), '2030-01-31 18:00:00');
+  assert.equal(await page.inputValue('#f-webhook_url'), 'http://127.0.0.1:9/outcall-hook');
+  await screenshot(page, 'i11-02-editor-shown-back');
+  await page.check('input[name=call_weekdays][value="7"]');
+  const [request] = await Promise.all([
+    page.waitForRequest((r) => r.method() === 'PUT' && r.url().endsWith(`/api/out_call_tasks/${id}`)),
+    page.click('#save-task'),
+  ]);
+  assert.deepEqual(JSON.parse(request.postData()), { call_weekdays: '1-5,7' });
+  await page.waitForURL(new RegExp(`#/tasks/${id}$`));
+  assert.equal((await apiCall(server.base, token, 'GET', `/api/out_call_tasks/${id}`)).call_weekdays, '1-5,7');
+  w.check('the editor');
+});
