@@ -14,7 +14,7 @@ let token;
 const cleanup = [];
 
 before(async () => {
-  server = await startOutcall(['--backend', 'sim', '--sim-time-scale', '0.01']);
+  server = await startOutcall(['--backend', 'sim', '--sim-time-scale', '0.01', '--tz', 'UTC']);
   token = await apiToken(server.base);
   w = await loggedInPage(server.base, cleanup);
   page = w.page;
