@@ -452,3 +452,54 @@ async fn the_event_stream_sends_the_waiting_state_as_it_changes() {
     let dialing = next_task_event(&|s| s["waiting"] == "").await;
     assert_eq!(dialing["waiting_until"], "", "{dialing}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_zone_of_its_own_a_task_keeps_the_servers_hours() {
+    // 13:00 UTC is 08:00 in New York, the server's zone here: times are shown in it too.
+    let clock = Clock::manual(utc("2026-11-30 13:00:00"));
+    let shared = clock.clone();
+    let app = spawn_app_with(move |config| {
+        config.clock = shared;
+        config.sim.time_scale = 0.01;
+        config.time_zone = outcall::clock::TimeZone::named("America/New_York").unwrap();
+    })
+    .await;
+    let id = app
+        .start_campaign(
+            "new york",
+            json!({"call_windows": "09:00-17:00"}),
+            &quick_numbers(300, 2),
+        )
+        .await;
+    wait_for_window(&app, id, "2026-11-30 09:00:00").await;
+    clock.set(utc("2026-11-30 13:59:59"));
+    wait_for_window(&app, id, "2026-11-30 09:00:00").await;
+    assert_nothing_dialed(&app, id, 2).await;
+    clock.set(utc("2026-11-30 14:00:00"));
+    assert_all_called_at(&app, id, "2026-11-30 09:00:00").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_windows_take_effect_at_once_on_a_waiting_task() {
+    let (app, _clock) = app_at("2026-11-30 20:00:00", 0.01).await;
+    let id = app
+        .start_campaign(
+            "changed",
+            json!({"call_windows": "09:00-12:00", "call_weekdays": "1-5"}),
+            &quick_numbers(400, 2),
+        )
+        .await;
+    wait_for_window(&app, id, "2026-12-01 09:00:00").await;
+    // Evenings on Monday: the wait is now for 21:00 today.
+    app.update_task(
+        id,
+        json!({"call_windows": "21:00-23:00", "call_weekdays": "1"}),
+    )
+    .await;
+    wait_for_window(&app, id, "2026-11-30 21:00:00").await;
+    assert_nothing_dialed(&app, id, 2).await;
+    // Any time: it dials now, the clock not moving.
+    app.update_task(id, json!({"call_windows": "", "call_weekdays": ""}))
+        .await;
+    assert_all_called_at(&app, id, "2026-11-30 20:00:00").await;
+}
