@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 /// A prompt reference the sim plays (it only needs a playback action to keep answered calls up).
 const MEDIA: &str = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
 
-const STATS_FIELDS: [&str; 12] = [
+const STATS_FIELDS: [&str; 14] = [
     "id",
     "status",
     "total",
@@ -34,6 +34,8 @@ const STATS_FIELDS: [&str; 12] = [
     "caps",
     "live",
     "updated_at",
+    "waiting",
+    "waiting_until",
 ];
 
 /// Numbers whose last digits cover every sim callee (answers, busy, no answer, rejected, unknown).
@@ -114,7 +116,15 @@ async fn stats(api: &Api, id: i64) -> Value {
 async fn assert_route_matches(api: &Api, id: i64, counters: &Value) {
     let mut route = stats(api, id).await;
     let object = route.as_object_mut().unwrap();
-    for field in ["id", "status", "caps", "live", "updated_at"] {
+    for field in [
+        "id",
+        "status",
+        "caps",
+        "live",
+        "updated_at",
+        "waiting",
+        "waiting_until",
+    ] {
         object.remove(field);
     }
     assert_eq!(
@@ -384,6 +394,9 @@ fn assert_stats_shape(stats: &Value) {
     }
     assert!(stats["caps"].is_number(), "caps is a number: {stats}");
     assert!(stats["status"].is_string(), "{stats}");
+    // No calling window or retry in these tasks: never waiting.
+    assert_eq!(stats["waiting"], "", "{stats}");
+    assert_eq!(stats["waiting_until"], "", "{stats}");
     assert!(
         is_timestamp(stats["updated_at"].as_str().unwrap()),
         "updated_at: {stats}"

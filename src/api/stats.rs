@@ -8,7 +8,8 @@ use super::{error::ApiResult, input, AppState};
 use crate::{
     clock::TimeZone,
     db::{self, stats::TaskCounts, DbError},
-    dialer::activity::TaskPace,
+    dialer::{activity::TaskPace, Waiting},
+    domain::TaskStatus,
 };
 
 /// The stats object of the route and of the event stream's `task` events. A deleted task (only
@@ -34,6 +35,19 @@ pub fn stats_object(counts: &TaskCounts, pace: TaskPace, tz: TimeZone) -> Value 
     object
 }
 
+/// Adds `waiting` (`""`, `call_window` or `retry`) and `waiting_until` (`""` or a time) to a
+/// stats object: why a running task starts no call now, and until when at the latest.
+pub fn add_waiting(
+    object: &mut Value,
+    counts: &TaskCounts,
+    waiting: Option<Waiting>,
+    tz: TimeZone,
+) {
+    let waiting = waiting.filter(|_| counts.status == TaskStatus::Running && !counts.deleted);
+    object["waiting"] = waiting.map_or("", |w| w.reason.as_str()).into();
+    object["waiting_until"] = tz.format_optional(waiting.map(|w| w.until)).into();
+}
+
 pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = input::path_id(&id)?;
     let counts = state
@@ -44,9 +58,16 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult
         })
         .await?;
     let pace = state.dialer.task_pace(id);
+    let mut data = stats_object(&counts, pace, state.time_zone);
+    add_waiting(
+        &mut data,
+        &counts,
+        state.dialer.waiting(id),
+        state.time_zone,
+    );
     Ok(HttpResponse::Ok().json(json!({
         "code": 200,
         "message": "success",
-        "data": stats_object(&counts, pace, state.time_zone),
+        "data": data,
     })))
 }

@@ -515,6 +515,28 @@ impl Supervisor {
         );
     }
 
+    /// Stops the running auto_dial tasks whose `task_end_time` has come (their runners see the
+    /// stop, as after a manual one).
+    async fn stop_due(&self, now: i64) {
+        match self
+            .context
+            .db
+            .run(move |conn| db::tasks::stop_due(conn, now))
+            .await
+        {
+            Ok(stopped) => {
+                for id in stopped {
+                    tracing::info!(task = id, "auto_dial: task stopped at its end time");
+                    if let Some(runner) = self.runners.get(&id) {
+                        runner.wake.notify_one();
+                    }
+                    self.context.announce(id);
+                }
+            }
+            Err(error) => tracing::error!(%error, "could not stop auto_dial tasks"),
+        }
+    }
+
     /// Starts due auto_dial tasks and gives every running task a runner.
     async fn pass(&mut self) {
         let now = self.context.clock.now();
@@ -533,6 +555,7 @@ impl Supervisor {
             }
             Err(error) => tracing::error!(%error, "could not start auto_dial tasks"),
         }
+        self.stop_due(now).await;
         let finished: Vec<i64> = self
             .runners
             .iter()

@@ -13,17 +13,20 @@ use tokio::{
 
 use super::{
     pacing::{self, Decision, Pacer},
-    DialerContext, LiveCall,
+    DialerContext, LiveCall, WaitReason, Waiting,
 };
 use crate::{
     db::{self, numbers::CallResult},
-    domain::{Action, MaxCaps, Task, TaskStatus},
+    domain::{Action, CallSchedule, CallTime, MaxCaps, Task, TaskStatus},
     telephony::{
         AfterAnswer, CallEvent, CallHandle, CallRequest, CallSettings, Confirm, HangupCause,
         MediaRef, DEFAULT_CONFIRM_TIMEOUT,
     },
 };
 
+/// Outside its calling windows a task looks again at least this often (real time), so that the
+/// system clock and a test's manual clock both work.
+const WINDOW_RECHECK: Duration = Duration::from_secs(1);
 /// How long to back off after a database error before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How often a runner looks again whether a back end that cannot dial now is back.
@@ -89,6 +92,10 @@ pub struct TaskRunner {
     /// The last claim found no waiting number.
     exhausted: bool,
     reload: bool,
+    /// The task's calling windows and days and their zone; `None`: any time.
+    schedule: Option<(CallSchedule, chrono_tz::Tz)>,
+    /// This runner announced that the task waits for its calling window.
+    window_waiting: bool,
     call_ended_sender: mpsc::UnboundedSender<()>,
     call_ended: mpsc::UnboundedReceiver<()>,
 }
@@ -113,6 +120,8 @@ impl TaskRunner {
             live_calls: 0,
             exhausted: false,
             reload: true,
+            schedule: None,
+            window_waiting: false,
             call_ended_sender,
             call_ended,
         }
@@ -155,6 +164,9 @@ impl TaskRunner {
             }
             return self.finish_if_complete().await;
         }
+        if let Some(step) = self.outside_call_window() {
+            return step;
+        }
         match pacing::decide(
             Instant::now(),
             &self.pacer,
@@ -181,10 +193,48 @@ impl TaskRunner {
                 self.max_concurrency = task.max_concurrency.get() as usize;
                 self.pacer.set_caps(task.max_caps);
                 self.settings = Some(Arc::new(call_settings(&task)));
+                let schedule = CallSchedule::new(task.call_windows, task.call_weekdays);
+                let zone = task.time_zone.or(self.context.time_zone).tz();
+                self.schedule = (!schedule.is_always()).then_some((schedule, zone));
             }
             None => self.settings = None,
         }
         Ok(())
+    }
+
+    /// Outside the task's calling windows or days no call starts (live calls go on): the task
+    /// waits, as `stats` shows, until the next window opens, looking again at least every
+    /// [`WINDOW_RECHECK`] (and whenever the task changes or a manual clock moves).
+    fn outside_call_window(&mut self) -> Option<Step> {
+        let now = self.context.clock.now();
+        let opens = match &self.schedule {
+            Some((schedule, zone)) => match schedule.call_time(*zone, now) {
+                CallTime::Now => None,
+                CallTime::OpensAt(at) => Some(at),
+                // Cannot happen with checked values: shown with no time, looked at again.
+                CallTime::Never => Some(i64::MAX),
+            },
+            None => None,
+        };
+        let Some(until) = opens else {
+            if std::mem::take(&mut self.window_waiting) {
+                self.context.set_waiting(self.task_id, None);
+            }
+            return None;
+        };
+        if !self.window_waiting {
+            tracing::info!(
+                task = self.task_id,
+                opens = until,
+                "outside the calling windows: waiting"
+            );
+        }
+        self.window_waiting = true;
+        let reason = WaitReason::CallWindow;
+        self.context
+            .set_waiting(self.task_id, Some(Waiting { reason, until }));
+        let wait = self.context.clock.until(until, WINDOW_RECHECK);
+        Some(Step::Wait(Some(Instant::now() + wait)))
     }
 
     async fn finish_if_complete(&mut self) -> Step {
