@@ -285,6 +285,10 @@ async fn the_document_describes_retries_windows_dnc_webhooks_and_metrics() {
         stats["waiting"]["enum"],
         json!(["", "call_window", "retry"])
     );
+    let required = schemas["TaskStats"]["required"].as_array().unwrap();
+    for field in ["waiting", "waiting_until"] {
+        assert!(required.contains(&json!(field)), "{field}");
+    }
     assert_eq!(stats["retry_pending"]["type"], "integer");
     let webhooks = &schemas["WebhookState"]["properties"];
     for field in ["pending", "delivered", "failed"] {

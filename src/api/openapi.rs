@@ -1069,10 +1069,10 @@ pub struct TaskStats {
     updated_at: String,
     /// Why a running task starts no call now: "call_window" (outside its calling hours),
     /// "retry" (only numbers waiting for their retry are left), or "".
-    #[schema(schema_with = waiting_reason, required = false)]
+    #[schema(schema_with = waiting_reason)]
     waiting: String,
-    /// Until when it waits, or "".
-    #[schema(schema_with = optional_timestamp, required = false)]
+    /// Until when it waits at the latest, or "".
+    #[schema(schema_with = optional_timestamp)]
     waiting_until: String,
     /// Numbers waiting for a retry or for the per-day cap.
     #[schema(minimum = 0, required = false)]

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, test } from 'node:test';
-import { apiCall, apiToken, loggedInPage, screenshot, startOutcall } from './lib.mjs';
+import { apiCall, apiToken, loggedInPage, poll, screenshot, startOutcall } from './lib.mjs';
 
 let server;
 let w; // the watched page
@@ -99,4 +99,41 @@ test('the editor saves retries, calling hours and the webhook, refuses a bad win
   await page.waitForURL(new RegExp(`#/tasks/${id}$`));
   assert.equal((await apiCall(server.base, token, 'GET', `/api/out_call_tasks/${id}`)).call_weekdays, '1-5,7');
   w.check('the editor');
+});
+
+/** A task made through the API with `settings`, its `numbers` imported, started. */
+async function runningTask(name, settings, numbers) {
+  const id = (await apiCall(server.base, token, 'POST', '/api/out_call_tasks', { group_name: name, max_caps: 10, max_concurrency: 5, ...settings })).data;
+  await apiCall(server.base, token, 'POST', `/api/out_call_tasks/${id}/import`, { data: numbers.map((n) => ({ dest_number: n, external_id: '' })) });
+  await apiCall(server.base, token, 'PUT', '/api/out_call_tasks', { action: 'start', data: [String(id)] });
+  return id;
+}
+
+const stats = async (id) => (await apiCall(server.base, token, 'GET', `/api/out_call_tasks/${id}/stats`)).data;
+
+test('the detail screen shows a task waiting for its calling hours, until when, and the line goes at a stop', async () => {
+  // A window that opens two hours from now (the server runs in UTC: --tz UTC).
+  const now = new Date();
+  const hh = (h) => String(h).padStart(2, '0');
+  const opens = (now.getUTCHours() + 2) % 24;
+  const id = await runningTask('等待时段', { call_windows: `${hh(opens)}:00-${hh((opens + 1) % 24)}:00`, time_zone: 'UTC' }, ['13300000001']);
+  const at = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate(), now.getUTCHours() + 2));
+  const until = at.toISOString().slice(0, 19).replace('T', ' ');
+  await poll('the stats to say it waits', async () => (await stats(id)).waiting === 'call_window');
+  assert.equal((await stats(id)).waiting_until, until);
+  await page.goto(`${server.base}/#/tasks/${id}`);
+  const line = page.locator('#waiting-state');
+  await line.waitFor();
+  assert.equal(await line.innerText(), `等待呼叫时段，至 ${until}`);
+  assert.equal(await line.getAttribute('data-waiting'), 'call_window');
+  assert.equal(await page.locator('[data-stat=init] .stat-value').innerText(), '1', 'nothing was dialed');
+  await screenshot(page, 'i11-05-waiting-window');
+  await page.click('#lang-switch');
+  await line.filter({ hasText: `Waiting for the calling hours, until ${until}` }).waitFor();
+  await page.click('#lang-switch');
+  await line.filter({ hasText: '等待呼叫时段' }).waitFor();
+  // A stop ends the wait: the line goes, through the event stream alone.
+  await page.click('#detail-stop');
+  await line.waitFor({ state: 'detached' });
+  w.check('waiting for the calling hours');
 });
