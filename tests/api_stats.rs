@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 /// A prompt reference the sim plays (it only needs a playback action to keep answered calls up).
 const MEDIA: &str = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
 
-const STATS_FIELDS: [&str; 12] = [
+const STATS_FIELDS: [&str; 13] = [
     "id",
     "status",
     "total",
@@ -34,6 +34,7 @@ const STATS_FIELDS: [&str; 12] = [
     "caps",
     "live",
     "updated_at",
+    "webhooks",
 ];
 
 /// Numbers whose last digits cover every sim callee (answers, busy, no answer, rejected, unknown).
@@ -384,6 +385,10 @@ fn assert_stats_shape(stats: &Value) {
     }
     assert!(stats["caps"].is_number(), "caps is a number: {stats}");
     assert!(stats["status"].is_string(), "{stats}");
+    assert_keys(
+        &stats["webhooks"],
+        &["pending", "delivered", "failed", "last_error"],
+    );
     assert!(
         is_timestamp(stats["updated_at"].as_str().unwrap()),
         "updated_at: {stats}"

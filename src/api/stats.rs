@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{error::ApiResult, input, AppState};
 use crate::{
     clock::TimeZone,
-    db::{self, stats::TaskCounts, DbError},
+    db::{self, stats::TaskCounts, webhooks::WebhookCounts, DbError},
     dialer::activity::TaskPace,
 };
 
@@ -27,11 +27,23 @@ pub fn stats_object(counts: &TaskCounts, pace: TaskPace, tz: TimeZone) -> Value 
         "caps": pace.caps,
         "live": pace.live,
         "updated_at": tz.format(counts.updated_at),
+        "webhooks": webhooks_object(&counts.webhooks),
     });
     if counts.deleted {
         object["deleted"] = Value::Bool(true);
     }
     object
+}
+
+/// A task's result webhooks: pending, delivered, failed, and the latest error while any is pending
+/// or failed.
+fn webhooks_object(webhooks: &WebhookCounts) -> Value {
+    json!({
+        "pending": webhooks.pending,
+        "delivered": webhooks.delivered,
+        "failed": webhooks.failed,
+        "last_error": webhooks.last_error,
+    })
 }
 
 pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
