@@ -576,3 +576,41 @@ async fn a_webhook_url_of_another_scheme_is_refused() {
         "https://example.com/hook"
     );
 }
+
+#[tokio::test]
+async fn a_stored_url_of_another_scheme_fails_at_once_without_a_request() {
+    let clock = manual_clock();
+    let app = spawn_app_with(|config| configure(config, &clock, None)).await;
+    let id = app.create_task("edited by hand").await;
+    // A row whose URL the API would have refused (the database edited around it).
+    let body = json!({
+        "task": {"id": id, "group_name": "edited by hand"},
+        "number": {"id": 1, "group_id": id, "dest_number": "13800000004", "external_id": "",
+                   "uuid": "u", "call_status": "done", "outbound_call": 0, "dtmf": "",
+                   "cause": "USER_BUSY", "call_start_time": 1, "call_answer_time": null,
+                   "call_end_time": 2, "created_at": 1, "updated_at": 2, "deleted_at": null,
+                   "sip_code": 486, "record_path": ""},
+        "attempt": {"attempt": 1, "uuid": "u", "dest_number": "13800000004",
+                    "call_start_time": 1, "call_answer_time": null, "call_end_time": 2,
+                    "cause": "USER_BUSY", "sip_code": 486, "billsec": 0, "dtmf": "",
+                    "record_path": ""},
+    });
+    app.db()
+        .execute(
+            "INSERT INTO webhook_outbox (group_id, attempt_id, url, body, created_at, next_try_at)
+             VALUES (?1, 1, 'ftp://127.0.0.1/hook', ?2, ?3, 0)",
+            outcall::db::rusqlite::params![id, body.to_string(), clock.now()],
+        )
+        .unwrap();
+    let failed = wait_for_stats(&app, id, "the row failed", |w| w["failed"] == 1).await;
+    assert_eq!(failed["pending"], 0, "{failed}");
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not an http or https URL"),
+        "{failed}"
+    );
+    assert_eq!(outbox(&app.db(), id)[0].2, 1, "one try, no retry");
+    app.stopper.stop().await;
+}
