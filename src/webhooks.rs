@@ -199,6 +199,9 @@ impl Sending {
         };
         if let Err(error) = written {
             tracing::warn!(%error, outbox_id = id, "webhooks: could not record a try");
+            // Still counted as being sent meanwhile: not tried again at once while the database
+            // fails.
+            tokio::time::sleep(LONGEST_WAIT).await;
         }
     }
 
