@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 /// A prompt reference the sim plays (it only needs a playback action to keep answered calls up).
 const MEDIA: &str = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
 
-const STATS_FIELDS: [&str; 14] = [
+const STATS_FIELDS: [&str; 15] = [
     "id",
     "status",
     "total",
@@ -36,6 +36,7 @@ const STATS_FIELDS: [&str; 14] = [
     "updated_at",
     "waiting",
     "waiting_until",
+    "webhooks",
 ];
 
 /// Numbers whose last digits cover every sim callee (answers, busy, no answer, rejected, unknown).
@@ -124,6 +125,7 @@ async fn assert_route_matches(api: &Api, id: i64, counters: &Value) {
         "updated_at",
         "waiting",
         "waiting_until",
+        "webhooks",
     ] {
         object.remove(field);
     }
@@ -397,6 +399,10 @@ fn assert_stats_shape(stats: &Value) {
     // No calling window or retry in these tasks: never waiting.
     assert_eq!(stats["waiting"], "", "{stats}");
     assert_eq!(stats["waiting_until"], "", "{stats}");
+    assert_keys(
+        &stats["webhooks"],
+        &["pending", "delivered", "failed", "last_error"],
+    );
     assert!(
         is_timestamp(stats["updated_at"].as_str().unwrap()),
         "updated_at: {stats}"

@@ -14,6 +14,7 @@ mod sessions;
 mod stats;
 mod tasks;
 mod users;
+pub mod webhook_body;
 
 use std::time::Instant;
 

@@ -272,7 +272,8 @@ pub async fn import(
     Ok(HttpResponse::Ok().json(json!({ "code": 200, "message": "success", "data": "{}" })))
 }
 
-fn number_item(number: &Number, tz: TimeZone) -> Value {
+/// A number as the numbers list shows it (also in result webhooks).
+pub(super) fn number_item(number: &Number, tz: TimeZone) -> Value {
     json!({
         "id": number.id.to_string(),
         "dest_number": number.dest_number,

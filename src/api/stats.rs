@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{error::ApiResult, input, AppState};
 use crate::{
     clock::TimeZone,
-    db::{self, stats::TaskCounts, DbError},
+    db::{self, stats::TaskCounts, webhooks::WebhookCounts, DbError},
     dialer::{activity::TaskPace, Waiting},
     domain::TaskStatus,
 };
@@ -28,6 +28,7 @@ pub fn stats_object(counts: &TaskCounts, pace: TaskPace, tz: TimeZone) -> Value 
         "caps": pace.caps,
         "live": pace.live,
         "updated_at": tz.format(counts.updated_at),
+        "webhooks": webhooks_object(&counts.webhooks),
     });
     if counts.deleted {
         object["deleted"] = Value::Bool(true);
@@ -46,6 +47,17 @@ pub fn add_waiting(
     let waiting = waiting.filter(|_| counts.status == TaskStatus::Running && !counts.deleted);
     object["waiting"] = waiting.map_or("", |w| w.reason.as_str()).into();
     object["waiting_until"] = tz.format_optional(waiting.map(|w| w.until)).into();
+}
+
+/// A task's result webhooks: pending, delivered, failed, and the latest error while any is pending
+/// or failed.
+fn webhooks_object(webhooks: &WebhookCounts) -> Value {
+    json!({
+        "pending": webhooks.pending,
+        "delivered": webhooks.delivered,
+        "failed": webhooks.failed,
+        "last_error": webhooks.last_error,
+    })
 }
 
 pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {

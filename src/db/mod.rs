@@ -7,6 +7,7 @@ pub mod sessions;
 pub mod stats;
 pub mod tasks;
 pub mod users;
+pub mod webhooks;
 
 use std::{path::Path, time::Duration};
 

@@ -718,21 +718,30 @@ fn finish_attempt(
 }
 
 /// After a crash, calls left `calling` cannot be followed any more: they end with
-/// `SYSTEM_SHUTDOWN` at the last time anything was known of them, and are never redialed.
+/// `SYSTEM_SHUTDOWN` at the last time anything was known of them, and are never redialed. The
+/// numbers first, then their attempts: an attempt's end queues its webhook (schema step 7), whose
+/// body shows the number as the call left it.
 pub fn finish_interrupted(conn: &Connection, cause: HangupCause) -> DbResult<usize> {
     super::atomically(conn, |conn| {
-        conn.execute(
-            "UPDATE attempts SET cause = ?1,
-                 call_end_time = (SELECT n.updated_at FROM numbers n WHERE n.id = attempts.number_id)
-             WHERE call_end_time IS NULL
-               AND (number_id, uuid) IN (SELECT id, uuid FROM numbers WHERE call_status = 'calling')",
-            [cause],
+        let interrupted = conn
+            .prepare(
+                "UPDATE numbers SET call_status = 'done', cause = ?1, call_end_time = updated_at
+                 WHERE call_status = 'calling'
+                 RETURNING id, uuid",
+            )?
+            .query_map([cause], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut complete = conn.prepare(
+            "UPDATE attempts SET cause = ?3,
+                 call_end_time = (SELECT updated_at FROM numbers WHERE id = ?1)
+             WHERE number_id = ?1 AND uuid = ?2 AND call_end_time IS NULL",
         )?;
-        Ok(conn.execute(
-            "UPDATE numbers SET call_status = 'done', cause = ?1, call_end_time = updated_at
-             WHERE call_status = 'calling'",
-            [cause],
-        )?)
+        for (number_id, uuid) in &interrupted {
+            complete.execute(params![number_id, uuid, cause])?;
+        }
+        Ok(interrupted.len())
     })
 }
 

@@ -26,6 +26,8 @@ pub struct TaskCounts {
     pub causes: BTreeMap<String, i64>,
     /// The later of the task's own change and its numbers' last change, unix seconds.
     pub updated_at: i64,
+    /// Its result webhooks by state.
+    pub webhooks: super::webhooks::WebhookCounts,
 }
 
 const SELECT: &str = "SELECT t.id, t.status, t.deleted_at IS NOT NULL,
@@ -46,6 +48,7 @@ fn from_row(row: &Row) -> rusqlite::Result<TaskCounts> {
         answered: row.get(8)?,
         causes: BTreeMap::new(),
         updated_at: row.get(9)?,
+        webhooks: Default::default(),
     })
 }
 
@@ -56,6 +59,7 @@ fn with_causes(conn: &Connection, mut counts: TaskCounts) -> DbResult<TaskCounts
         )?
         .query_map([counts.id], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
+    counts.webhooks = super::webhooks::task_counts(conn, counts.id)?;
     Ok(counts)
 }
 

@@ -140,6 +140,8 @@ pub struct DialerContext {
     pub max_attempts_per_day: Option<u32>,
     /// Calls started, answered and ended, for `/metrics`.
     pub metrics: Metrics,
+    /// Notified after each call result is written: the webhook sender looks for new rows.
+    pub results_written: Arc<Notify>,
     pub backend: Arc<dyn Telephony>,
     pub limits: GlobalLimits,
     pub shutdown: CancellationToken,
@@ -297,6 +299,11 @@ impl DialerHandle {
         &self.context.metrics
     }
 
+    /// Notified after each call result is written (for the webhook sender).
+    pub fn results_written(&self) -> Arc<Notify> {
+        self.context.results_written.clone()
+    }
+
     pub fn backend_name(&self) -> &'static str {
         self.context.backend.name()
     }
@@ -375,6 +382,7 @@ pub async fn start(
         time_zone,
         max_attempts_per_day: config.max_attempts_per_day,
         metrics: Metrics::new(),
+        results_written: Arc::new(Notify::new()),
         backend,
         limits: GlobalLimits::new(&config),
         shutdown: CancellationToken::new(),

@@ -435,6 +435,7 @@ async fn write_result(context: &DialerContext, request: &CallRequest, result: &C
         {
             Ok(_) => {
                 tracing::debug!(uuid = %request.uuid, number = %request.dest_number, "call ended");
+                context.results_written.notify_one();
                 return;
             }
             Err(error) => {
