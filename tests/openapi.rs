@@ -286,7 +286,7 @@ async fn the_document_describes_retries_windows_dnc_webhooks_and_metrics() {
         json!(["", "call_window", "retry"])
     );
     let required = schemas["TaskStats"]["required"].as_array().unwrap();
-    for field in ["waiting", "waiting_until"] {
+    for field in ["waiting", "waiting_until", "webhooks"] {
         assert!(required.contains(&json!(field)), "{field}");
     }
     assert_eq!(stats["retry_pending"]["type"], "integer");

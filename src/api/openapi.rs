@@ -1078,7 +1078,6 @@ pub struct TaskStats {
     #[schema(minimum = 0, required = false)]
     retry_pending: i64,
     /// The delivery of the task's result webhooks.
-    #[schema(required = false)]
     webhooks: WebhookState,
 }
 

@@ -4,6 +4,7 @@
 // expect, and saves a screenshot in target/e2e-screenshots/.
 
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { after, before, beforeEach, test } from 'node:test';
 import { apiCall, apiToken, loggedInPage, poll, screenshot, startOutcall } from './lib.mjs';
 
@@ -136,4 +137,41 @@ test('the detail screen shows a task waiting for its calling hours, until when, 
   await page.click('#detail-stop');
   await line.waitFor({ state: 'detached' });
   w.check('waiting for the calling hours');
+});
+
+test('the detail screen shows the webhook deliveries: pending with the last error, then delivered', async () => {
+  // A receiver in the test: 500 until told otherwise, then 200.
+  let status = 500;
+  const received = [];
+  const receiver = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => { body += chunk; });
+    request.on('end', () => {
+      received.push(body);
+      response.writeHead(status, { 'Content-Type': 'text/plain' }).end('ok');
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  cleanup.push(() => new Promise((resolve) => receiver.close(resolve)));
+  const url = `http://127.0.0.1:${receiver.address().port}/outcall`;
+  const id = await runningTask('结果推送', { webhook_url: url }, ['13200000003']);
+  await poll('a refused delivery', async () => {
+    const s = await stats(id);
+    return s.status === 'done' && s.webhooks.pending === 1 && s.webhooks.last_error === 'HTTP 500';
+  }, 30000);
+  await page.goto(`${server.base}/#/tasks/${id}`);
+  const state = page.locator('#webhook-state');
+  await state.waitFor();
+  assert.equal(await state.locator('[data-webhook=pending] b').innerText(), '1');
+  assert.equal(await state.locator('[data-webhook=delivered] b').innerText(), '0');
+  assert.match(await state.locator('.webhook-error').innerText(), /HTTP 500/);
+  await screenshot(page, 'i11-06-webhook-pending');
+  status = 200;
+  await poll('the delivery on a later try', async () => (await stats(id)).webhooks.delivered === 1, 30000);
+  await page.reload();
+  await state.locator('[data-webhook=delivered] b', { hasText: '1' }).waitFor();
+  assert.equal(await state.locator('[data-webhook=pending] b').innerText(), '0');
+  assert.equal(await state.locator('.webhook-error').count(), 0, 'no error once delivered');
+  assert.ok(received.length >= 2 && received.every((body) => body.includes('13200000003')));
+  w.check('webhook deliveries');
 });
