@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
 
 use super::{stats::BUCKET_BITS, DbError, DbResult, Page};
-use crate::domain::{CallStatus, DestNumber, HangupCause, Task};
+use crate::domain::{CallStatus, DestNumber, HangupCause, RetryCauses, Task};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Number {
@@ -551,43 +551,178 @@ pub struct Claimed {
     pub attempt: i64,
 }
 
-/// Claims the task's next never-dialed number in id order, before it is dialed, so that a crash
-/// can never dial it twice: it becomes `calling`, dialed (`outbound_call = 0`), with the call's
-/// uuid and start time, and the call is kept as its next row of `attempts`. Claims nothing unless
-/// the task is running.
+/// How many numbers one claim looks at, at most, when the do-not-call list or the per-day cap
+/// holds them back; past that it claims nothing and says so (`ClaimOptions::more`).
+pub const CLAIM_CANDIDATES: usize = 64;
+
+/// What a claim needs besides the task, and what the caller keeps between its claims.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimOptions {
+    /// Most calls to one number (across all tasks) in any 24 hours; `None`: no cap.
+    pub max_attempts_per_day: Option<u32>,
+    /// Never-dialed numbers of the task are looked for above this id: the claim moves it past
+    /// each one it takes or holds back, so that numbers waiting for a retry below it are not
+    /// walked again at every claim. 0 (a new runner, a changed task) looks from the start.
+    pub fresh_after: i64,
+    /// Set by a claim that looked at [`CLAIM_CANDIDATES`] numbers and dialed none of them (all
+    /// on the do-not-call list or held back by the cap): more may be ready now.
+    pub more: bool,
+}
+
+/// Claims the task's next number, before it is dialed, so that a crash can never dial it twice:
+/// first a retry that is due (the one due first, `next_attempt_at <= now`), else the next
+/// never-dialed number in id order. It becomes `calling`, dialed (`outbound_call = 0`), with the
+/// call's uuid and start time, and the call is kept as its next row of `attempts`. Claims nothing
+/// unless the task is running.
+///
+/// Before every call, a number on the do-not-call list (for all tasks or this one) ends `done`
+/// with cause `DNC` and is not dialed; a number that already had `max_attempts_per_day` calls in
+/// the last 24 hours waits (`next_attempt_at`: 24 hours after the oldest of them). Either way the
+/// claim moves on, at most [`CLAIM_CANDIDATES`] numbers.
 pub fn claim_next(
     conn: &Connection,
     task_id: i64,
     uuid: &str,
     now: i64,
+    options: &mut ClaimOptions,
 ) -> DbResult<Option<Claimed>> {
+    options.more = false;
     super::atomically(conn, |conn| {
-        let claimed = conn
-            .query_row(
-                "UPDATE numbers SET call_status = 'calling', outbound_call = 0, uuid = ?2, call_start_time = ?3,
-                     updated_at = ?3, dtmf = '', cause = '', sip_code = NULL,
-                     call_answer_time = NULL, call_end_time = NULL, record_path = '',
-                     attempts = attempts + 1, next_attempt_at = NULL
-                 WHERE id = (SELECT id FROM numbers
-                             WHERE group_id = ?1 AND call_status = 'init' AND outbound_call = 1 AND deleted_at IS NULL
-                             ORDER BY id LIMIT 1)
-                   AND EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL)
-                 RETURNING id, dest_number, attempts",
-                params![task_id, uuid, now],
-                |row| {
+        let running = conn
+            .prepare_cached(
+                "SELECT 1 FROM tasks WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL",
+            )?
+            .exists([task_id])?;
+        if !running {
+            return Ok(None);
+        }
+        for _ in 0..CLAIM_CANDIDATES {
+            let Some((id, dest_number, fresh)) =
+                candidate(conn, task_id, now, options.fresh_after)?
+            else {
+                return Ok(None);
+            };
+            if fresh {
+                options.fresh_after = id;
+            }
+            if on_dnc_list(conn, task_id, &dest_number)? {
+                end_dnc(conn, id, now)?;
+                continue;
+            }
+            if let Some(cap) = options.max_attempts_per_day {
+                if let Some(free_at) = capped_until(conn, &dest_number, now, cap)? {
+                    conn.prepare_cached("UPDATE numbers SET next_attempt_at = ?2 WHERE id = ?1")?
+                        .execute(params![id, free_at])?;
+                    continue;
+                }
+            }
+            let claimed = conn
+                .prepare_cached(
+                    "UPDATE numbers SET call_status = 'calling', outbound_call = 0, uuid = ?2, call_start_time = ?3,
+                         updated_at = ?3, dtmf = '', cause = '', sip_code = NULL,
+                         call_answer_time = NULL, call_end_time = NULL, record_path = '',
+                         attempts = attempts + 1, next_attempt_at = NULL
+                     WHERE id = ?1 AND call_status = 'init'
+                     RETURNING id, dest_number, attempts",
+                )?
+                .query_row(params![id, uuid, now], |row| {
                     Ok(Claimed {
                         id: row.get(0)?,
                         dest_number: row.get(1)?,
                         attempt: row.get(2)?,
                     })
-                },
-            )
-            .optional()?;
-        if let Some(number) = &claimed {
-            record_attempt(conn, task_id, number, uuid, now)?;
+                })?;
+            record_attempt(conn, task_id, &claimed, uuid, now)?;
+            return Ok(Some(claimed));
         }
-        Ok(claimed)
+        options.more = true;
+        Ok(None)
     })
+}
+
+/// The task's next number to dial: (id, dest_number, whether it was never dialed).
+fn candidate(
+    conn: &Connection,
+    task_id: i64,
+    now: i64,
+    fresh_after: i64,
+) -> DbResult<Option<(i64, String, bool)>> {
+    // The queue of held-back numbers, by due time (`numbers_retry_due`).
+    let due = conn
+        .prepare_cached(
+            "SELECT id, dest_number FROM numbers INDEXED BY numbers_retry_due
+             WHERE group_id = ?1 AND next_attempt_at IS NOT NULL AND deleted_at IS NULL
+               AND next_attempt_at <= ?2 AND call_status = 'init'
+             ORDER BY next_attempt_at, id LIMIT 1",
+        )?
+        .query_row(params![task_id, now], |row| {
+            Ok((row.get(0)?, row.get(1)?, false))
+        })
+        .optional()?;
+    if due.is_some() {
+        return Ok(due);
+    }
+    // Never dialed and not held back, in id order (`numbers_by_task_status`), from the cursor.
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, dest_number FROM numbers
+             WHERE group_id = ?1 AND call_status = 'init' AND deleted_at IS NULL AND id > ?2
+               AND outbound_call = 1 AND next_attempt_at IS NULL
+             ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![task_id, fresh_after], |row| {
+            Ok((row.get(0)?, row.get(1)?, true))
+        })
+        .optional()?)
+}
+
+/// Whether `dest_number` is on the do-not-call list for every task or for this one.
+fn on_dnc_list(conn: &Connection, task_id: i64, dest_number: &str) -> DbResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM dnc WHERE number = ?1 AND (task_id IS NULL OR task_id = ?2)",
+        )?
+        .exists(params![dest_number, task_id])?)
+}
+
+/// A number found on the do-not-call list at its claim: done, cause `DNC`, never dialed again.
+fn end_dnc(conn: &Connection, number_id: i64, now: i64) -> DbResult<()> {
+    conn.prepare_cached(
+        "UPDATE numbers SET call_status = 'done', cause = ?2, call_end_time = ?3, updated_at = ?3,
+             next_attempt_at = NULL
+         WHERE id = ?1",
+    )?
+    .execute(params![number_id, HangupCause::DNC, now])?;
+    Ok(())
+}
+
+/// When `dest_number` already had `cap` calls (any task) in the 24 hours before `now`: the time
+/// the oldest of them leaves that window; `None` when it may be called now.
+fn capped_until(conn: &Connection, dest_number: &str, now: i64, cap: u32) -> DbResult<Option<i64>> {
+    let (count, oldest): (i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT count(*), min(call_start_time) FROM attempts
+             WHERE dest_number = ?1 AND call_start_time > ?2",
+        )?
+        .query_row(params![dest_number, now - DAY], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    Ok((count >= i64::from(cap))
+        .then(|| oldest.map(|oldest| oldest + DAY))
+        .flatten())
+}
+
+const DAY: i64 = 86_400;
+
+/// The earliest time a held-back number of the task (a retry, or one the per-day cap holds) may
+/// be dialed; `None` when none waits.
+pub fn next_due(conn: &Connection, task_id: i64) -> DbResult<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT min(next_attempt_at) FROM numbers
+             WHERE group_id = ?1 AND next_attempt_at IS NOT NULL AND deleted_at IS NULL",
+        )?
+        .query_row([task_id], |row| row.get(0))?)
 }
 
 /// The row of a call just claimed.
@@ -619,6 +754,7 @@ pub fn release_claim(conn: &Connection, number_id: i64, uuid: &str) -> DbResult<
     super::atomically(conn, |conn| {
         let released = conn.execute(
             "UPDATE numbers SET call_status = 'init', outbound_call = (attempts <= 1), uuid = '',
+                 next_attempt_at = CASE WHEN attempts > 1 THEN call_start_time END,
                  call_start_time = NULL, attempts = attempts - 1
              WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
             params![number_id, uuid],
@@ -660,7 +796,10 @@ pub struct CallResult {
 }
 
 /// Writes a call's result, to the number and to its attempt, in one step; only the call that
-/// claimed the number (same uuid) can finish it.
+/// claimed the number (same uuid) can finish it. The task's settings of this moment decide what
+/// follows: when the number has calls left (`attempts < max_attempts`) and the cause is one of
+/// `retry_causes`, it waits for its next call (`init`, or `stop` when its task was stopped
+/// meanwhile) from `ended_at + retry_interval` on; otherwise it is `done`.
 pub fn finish(
     conn: &Connection,
     number_id: i64,
@@ -668,12 +807,41 @@ pub fn finish(
     result: &CallResult,
 ) -> DbResult<bool> {
     super::atomically(conn, |conn| {
-        let finished = conn.execute(
-            "UPDATE numbers SET call_status = 'done', cause = ?3, sip_code = ?4,
-                 call_answer_time = coalesce(?5, call_answer_time), call_end_time = ?6, dtmf = ?7, updated_at = ?6,
-                 record_path = ?8
-             WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
-            params![
+        let settings = conn
+            .prepare_cached(
+                "SELECT t.max_attempts, t.retry_interval, t.retry_causes, t.status, n.attempts
+                 FROM numbers n JOIN tasks t ON t.id = n.group_id
+                 WHERE n.id = ?1 AND n.uuid = ?2 AND n.call_status = 'calling'",
+            )?
+            .query_row(params![number_id, uuid], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()?;
+        let Some((max_attempts, retry_interval, retry_causes, task_status, attempts)) = settings
+        else {
+            return Ok(false);
+        };
+        let retry =
+            attempts < max_attempts && RetryCauses::stored(&retry_causes).contains(result.cause);
+        let (status, next_attempt_at) = match (retry, task_status.as_str()) {
+            (false, _) => (CallStatus::Done, None),
+            (true, "running") => (CallStatus::Init, Some(result.ended_at + retry_interval)),
+            (true, _) => (CallStatus::Stop, Some(result.ended_at + retry_interval)),
+        };
+        let finished = conn
+            .prepare_cached(
+                "UPDATE numbers SET call_status = ?9, next_attempt_at = ?10, cause = ?3, sip_code = ?4,
+                     call_answer_time = coalesce(?5, call_answer_time), call_end_time = ?6, dtmf = ?7,
+                     updated_at = ?6, record_path = ?8
+                 WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
+            )?
+            .execute(params![
                 number_id,
                 uuid,
                 result.cause,
@@ -681,9 +849,11 @@ pub fn finish(
                 result.answered_at,
                 result.ended_at,
                 result.dtmf,
-                result.record_path
-            ],
-        )? > 0;
+                result.record_path,
+                status.as_str(),
+                next_attempt_at
+            ])?
+            > 0;
         if finished {
             finish_attempt(conn, number_id, uuid, result)?;
         }
@@ -746,4 +916,62 @@ pub fn record_path(conn: &Connection, task_id: i64, number_id: i64) -> DbResult<
     )
     .optional()?
     .ok_or_else(|| DbError::NotFound(format!("number {number_id} of task {task_id}")))
+}
+
+/// One call of a number (a row of `attempts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt: i64,
+    pub uuid: String,
+    pub dest_number: String,
+    pub call_start_time: i64,
+    pub call_answer_time: Option<i64>,
+    /// `None` while the call is alive.
+    pub call_end_time: Option<i64>,
+    /// `None` while the call is alive.
+    pub cause: Option<HangupCause>,
+    pub sip_code: Option<i64>,
+    pub billsec: i64,
+    pub dtmf: String,
+    pub record_path: String,
+}
+
+/// The calls of a live number of a live task, in attempt order.
+pub fn attempts(conn: &Connection, task_id: i64, number_id: i64) -> DbResult<Vec<Attempt>> {
+    // One read transaction: the number checked is the one whose calls are listed.
+    let tx = conn.unchecked_transaction()?;
+    require_live_task(&tx, task_id)?;
+    let exists = tx
+        .prepare_cached(
+            "SELECT 1 FROM numbers WHERE id = ?1 AND group_id = ?2 AND deleted_at IS NULL",
+        )?
+        .exists([number_id, task_id])?;
+    if !exists {
+        return Err(DbError::NotFound(format!(
+            "number {number_id} of task {task_id}"
+        )));
+    }
+    let attempts = tx
+        .prepare_cached(
+            "SELECT attempt, uuid, dest_number, call_start_time, call_answer_time, call_end_time, cause,
+                    sip_code, billsec, dtmf, record_path
+             FROM attempts WHERE number_id = ?1 ORDER BY attempt",
+        )?
+        .query_map([number_id], |row| {
+            Ok(Attempt {
+                attempt: row.get(0)?,
+                uuid: row.get(1)?,
+                dest_number: row.get(2)?,
+                call_start_time: row.get(3)?,
+                call_answer_time: row.get(4)?,
+                call_end_time: row.get(5)?,
+                cause: cause_from_row(row, 6)?,
+                sip_code: row.get(7)?,
+                billsec: row.get(8)?,
+                dtmf: row.get(9)?,
+                record_path: row.get(10)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(attempts)
 }
