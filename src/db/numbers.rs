@@ -764,6 +764,16 @@ pub fn release_claim(conn: &Connection, number_id: i64, uuid: &str) -> DbResult<
                 "DELETE FROM attempts WHERE number_id = ?1 AND uuid = ?2",
                 params![number_id, uuid],
             )?;
+            // A retry given back shows its previous call again, as before the claim.
+            conn.execute(
+                "UPDATE numbers SET (uuid, call_start_time, call_answer_time, call_end_time, cause,
+                         sip_code, dtmf, record_path) =
+                     (SELECT uuid, call_start_time, call_answer_time, call_end_time, cause, sip_code,
+                             dtmf, record_path
+                      FROM attempts WHERE number_id = ?1 ORDER BY attempt DESC LIMIT 1)
+                 WHERE id = ?1 AND attempts > 0",
+                [number_id],
+            )?;
         }
         Ok(())
     })
@@ -974,4 +984,330 @@ pub fn attempts(conn: &Connection, task_id: i64, number_id: i64) -> DbResult<Vec
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(attempts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        db::{self, Db},
+        domain::{MaxAttempts, RetryInterval, TaskName, TaskSettings},
+    };
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        conn: r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        Fixture {
+            conn: db.connection().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// A running task with `numbers`, `max_attempts` calls each, 300 s apart, default causes.
+    fn running_task(conn: &mut Connection, name: &str, max_attempts: i64, numbers: &[&str]) -> i64 {
+        let settings = TaskSettings {
+            group_name: Some(TaskName::new(name).unwrap()),
+            max_attempts: Some(MaxAttempts::new(max_attempts).unwrap()),
+            retry_interval: Some(RetryInterval::new(300).unwrap()),
+            ..Default::default()
+        };
+        let id = db::tasks::create(conn, &settings, 10).unwrap();
+        let numbers: Vec<NewNumber> = numbers
+            .iter()
+            .map(|n| NewNumber {
+                dest_number: (*n).to_owned(),
+                external_id: String::new(),
+            })
+            .collect();
+        import(conn, id, &numbers, 10).unwrap();
+        db::tasks::start(conn, &[id], 10).unwrap();
+        id
+    }
+
+    fn ended(cause: HangupCause, at: i64) -> CallResult {
+        CallResult {
+            cause,
+            sip_code: Some(486),
+            answered_at: None,
+            ended_at: at,
+            dtmf: String::new(),
+            record_path: String::new(),
+        }
+    }
+
+    /// (call_status, outbound_call, attempts, next_attempt_at, cause) of a number.
+    fn state(conn: &Connection, id: i64) -> (String, i64, i64, Option<i64>, String) {
+        conn.query_row(
+            "SELECT call_status, outbound_call, attempts, next_attempt_at, cause FROM numbers WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap()
+    }
+
+    fn claim(
+        conn: &Connection,
+        task: i64,
+        uuid: &str,
+        now: i64,
+        options: &mut ClaimOptions,
+    ) -> Option<Claimed> {
+        claim_next(conn, task, uuid, now, options).unwrap()
+    }
+
+    #[test]
+    fn a_retried_cause_waits_its_interval_then_is_claimed_first_until_no_attempt_is_left() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 3, &["1004", "1000"]);
+        let conn = &f.conn;
+        let mut options = ClaimOptions::default();
+        let busy = claim(conn, task, "u1", 100, &mut options).unwrap();
+        assert_eq!((busy.dest_number.as_str(), busy.attempt), ("1004", 1));
+        assert!(finish(conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap());
+        assert_eq!(
+            state(conn, busy.id),
+            ("init".into(), 0, 1, Some(410), "USER_BUSY".into())
+        );
+        assert_eq!(next_due(conn, task).unwrap(), Some(410));
+        assert_eq!(
+            db::stats::of_task(conn, task)
+                .unwrap()
+                .unwrap()
+                .retry_pending,
+            1
+        );
+        // Not due: the fresh number comes next, then nothing.
+        let fresh = claim(conn, task, "u2", 200, &mut options).unwrap();
+        assert_eq!(fresh.dest_number, "1000");
+        assert_eq!(claim(conn, task, "u3", 409, &mut options), None);
+        assert!(!options.more);
+        // Due: the same number again, its second call.
+        let again = claim(conn, task, "u4", 410, &mut options).unwrap();
+        assert_eq!((again.id, again.attempt), (busy.id, 2));
+        finish(conn, again.id, "u4", &ended(HangupCause::NO_ANSWER, 420)).unwrap();
+        let third = claim(conn, task, "u5", 720, &mut options).unwrap();
+        assert_eq!(third.attempt, 3);
+        finish(conn, third.id, "u5", &ended(HangupCause::USER_BUSY, 730)).unwrap();
+        // No call left: done, although the cause is retried.
+        assert_eq!(
+            state(conn, busy.id),
+            ("done".into(), 0, 3, None, "USER_BUSY".into())
+        );
+        assert_eq!(claim(conn, task, "u6", 10_000, &mut options), None);
+        assert_eq!(next_due(conn, task).unwrap(), None);
+        let calls: Vec<(i64, String, String)> = conn
+            .prepare(
+                "SELECT attempt, uuid, cause FROM attempts WHERE number_id = ?1 ORDER BY attempt",
+            )
+            .unwrap()
+            .query_map([busy.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            calls,
+            vec![
+                (1, "u1".into(), "USER_BUSY".into()),
+                (2, "u4".into(), "NO_ANSWER".into()),
+                (3, "u5".into(), "USER_BUSY".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cause_not_retried_and_a_single_attempt_end_done() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 3, &["1003"]);
+        let once = running_task(&mut f.conn, "once", 1, &["1004"]);
+        let conn = &f.conn;
+        let answered = claim(conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        finish(
+            conn,
+            answered.id,
+            "u1",
+            &ended(HangupCause::NORMAL_CLEARING, 110),
+        )
+        .unwrap();
+        assert_eq!(state(conn, answered.id).0, "done");
+        let busy = claim(conn, once, "u2", 100, &mut ClaimOptions::default()).unwrap();
+        finish(conn, busy.id, "u2", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        assert_eq!(
+            state(conn, busy.id),
+            ("done".into(), 0, 1, None, "USER_BUSY".into())
+        );
+    }
+
+    #[test]
+    fn stop_and_start_keep_a_pending_retry_and_its_due_time() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 2, &["1004"]);
+        let busy = claim(&f.conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        finish(&f.conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        db::tasks::stop(&mut f.conn, &[task], 120).unwrap();
+        assert_eq!(
+            state(&f.conn, busy.id),
+            ("stop".into(), 0, 1, Some(410), "USER_BUSY".into())
+        );
+        db::tasks::start(&mut f.conn, &[task], 130).unwrap();
+        assert_eq!(
+            state(&f.conn, busy.id),
+            ("init".into(), 0, 1, Some(410), "USER_BUSY".into())
+        );
+        assert_eq!(
+            claim(&f.conn, task, "u2", 409, &mut ClaimOptions::default()),
+            None
+        );
+        assert_eq!(
+            claim(&f.conn, task, "u2", 410, &mut ClaimOptions::default())
+                .unwrap()
+                .attempt,
+            2
+        );
+    }
+
+    #[test]
+    fn a_call_ending_after_its_task_stopped_waits_stopped() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 2, &["1004"]);
+        let busy = claim(&f.conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        db::tasks::stop(&mut f.conn, &[task], 105).unwrap();
+        finish(&f.conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        assert_eq!(
+            state(&f.conn, busy.id),
+            ("stop".into(), 0, 1, Some(410), "USER_BUSY".into())
+        );
+        db::tasks::start(&mut f.conn, &[task], 130).unwrap();
+        assert_eq!(state(&f.conn, busy.id).0, "init");
+    }
+
+    #[test]
+    fn a_released_retry_is_due_again_not_a_first_call() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 3, &["1004"]);
+        let conn = &f.conn;
+        let busy = claim(conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        finish(conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        let again = claim(conn, task, "u2", 500, &mut ClaimOptions::default()).unwrap();
+        release_claim(conn, again.id, "u2").unwrap();
+        assert_eq!(
+            state(conn, busy.id),
+            ("init".into(), 0, 1, Some(500), "USER_BUSY".into())
+        );
+        assert_eq!(
+            claim(conn, task, "u3", 500, &mut ClaimOptions::default())
+                .unwrap()
+                .attempt,
+            2
+        );
+    }
+
+    #[test]
+    fn the_do_not_call_list_is_checked_before_every_call() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 3, &["1004", "1000", "1003"]);
+        let other = running_task(&mut f.conn, "other", 1, &["1003"]);
+        let conn = &f.conn;
+        let busy = claim(conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        finish(conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        conn.execute_batch(
+            "INSERT INTO dnc (number, task_id, created_at) VALUES ('1004', NULL, 1);
+             INSERT INTO dnc (number, task_id, created_at) VALUES ('1000', NULL, 1);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO dnc (number, task_id, created_at) VALUES ('1003', ?1, 1)",
+            [task],
+        )
+        .unwrap();
+        // The due retry and the fresh 1000 end DNC; 1003 is listed for this task only.
+        assert_eq!(
+            claim(conn, task, "u2", 1_000, &mut ClaimOptions::default()),
+            None
+        );
+        let ended: Vec<(String, String, String, i64, Option<i64>)> = conn
+            .prepare("SELECT dest_number, call_status, cause, outbound_call, call_end_time FROM numbers WHERE group_id = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([task], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            ended,
+            vec![
+                ("1004".into(), "done".into(), "DNC".into(), 0, Some(1_000)),
+                ("1000".into(), "done".into(), "DNC".into(), 1, Some(1_000)),
+                ("1003".into(), "done".into(), "DNC".into(), 1, Some(1_000)),
+            ]
+        );
+        let attempts: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM attempts WHERE group_id = ?1",
+                [task],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(attempts, 1, "only the first call of 1004 was placed");
+        assert_eq!(
+            claim(conn, other, "u3", 1_000, &mut ClaimOptions::default())
+                .unwrap()
+                .dest_number,
+            "1003"
+        );
+    }
+
+    #[test]
+    fn the_per_day_cap_holds_a_number_back_across_tasks_without_failing_it() {
+        let mut f = fixture();
+        let first = running_task(&mut f.conn, "a", 1, &["1003"]);
+        let second = running_task(&mut f.conn, "b", 1, &["1003", "1000"]);
+        let conn = &f.conn;
+        let capped = |cap| ClaimOptions {
+            max_attempts_per_day: Some(cap),
+            ..ClaimOptions::default()
+        };
+        let a = claim(conn, first, "u1", 1_000, &mut capped(1)).unwrap();
+        finish(
+            conn,
+            a.id,
+            "u1",
+            &ended(HangupCause::NORMAL_CLEARING, 1_010),
+        )
+        .unwrap();
+        // Task b's 1003 already had its call today: it waits, 1000 is dialed instead.
+        let mut options = capped(1);
+        let b = claim(conn, second, "u2", 2_000, &mut options).unwrap();
+        assert_eq!(b.dest_number, "1000");
+        let held = conn
+            .query_row(
+                "SELECT id FROM numbers WHERE group_id = ?1 AND dest_number = '1003'",
+                [second],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap();
+        assert_eq!(
+            state(conn, held),
+            ("init".into(), 1, 0, Some(1_000 + 86_400), String::new())
+        );
+        assert_eq!(
+            claim(conn, second, "u3", 1_000 + 86_399, &mut options),
+            None
+        );
+        let later = claim(conn, second, "u3", 1_000 + 86_400, &mut options).unwrap();
+        assert_eq!((later.id, later.attempt), (held, 1));
+        // Without the cap nothing is held back.
+        let third = running_task(&mut f.conn, "c", 1, &["1003"]);
+        assert!(claim(
+            &f.conn,
+            third,
+            "u4",
+            1_000 + 86_400,
+            &mut ClaimOptions::default()
+        )
+        .is_some());
+    }
 }
