@@ -588,22 +588,32 @@ pub fn claim_next(
 ) -> DbResult<Option<Claimed>> {
     options.more = false;
     super::atomically(conn, |conn| {
-        let running = conn
+        let max_attempts: Option<i64> = conn
             .prepare_cached(
-                "SELECT 1 FROM tasks WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL",
+                "SELECT max_attempts FROM tasks WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL",
             )?
-            .exists([task_id])?;
-        if !running {
+            .query_row([task_id], |row| row.get(0))
+            .optional()?;
+        let Some(max_attempts) = max_attempts else {
             return Ok(None);
-        }
+        };
         for _ in 0..CLAIM_CANDIDATES {
-            let Some((id, dest_number, fresh)) =
+            let Some((id, dest_number, attempts, fresh)) =
                 candidate(conn, task_id, now, options.fresh_after)?
             else {
                 return Ok(None);
             };
             if fresh {
                 options.fresh_after = id;
+            }
+            if attempts >= max_attempts {
+                // `max_attempts` was lowered while the number waited: no call is left.
+                conn.prepare_cached(
+                    "UPDATE numbers SET call_status = 'done', next_attempt_at = NULL, updated_at = ?2
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, now])?;
+                continue;
             }
             if on_dnc_list(conn, task_id, &dest_number)? {
                 end_dnc(conn, id, now)?;
@@ -640,23 +650,23 @@ pub fn claim_next(
     })
 }
 
-/// The task's next number to dial: (id, dest_number, whether it was never dialed).
+/// The task's next number to dial: (id, dest_number, calls so far, whether it was never dialed).
 fn candidate(
     conn: &Connection,
     task_id: i64,
     now: i64,
     fresh_after: i64,
-) -> DbResult<Option<(i64, String, bool)>> {
+) -> DbResult<Option<(i64, String, i64, bool)>> {
     // The queue of held-back numbers, by due time (`numbers_retry_due`).
     let due = conn
         .prepare_cached(
-            "SELECT id, dest_number FROM numbers INDEXED BY numbers_retry_due
+            "SELECT id, dest_number, attempts FROM numbers INDEXED BY numbers_retry_due
              WHERE group_id = ?1 AND next_attempt_at IS NOT NULL AND deleted_at IS NULL
                AND next_attempt_at <= ?2 AND call_status = 'init'
              ORDER BY next_attempt_at, id LIMIT 1",
         )?
         .query_row(params![task_id, now], |row| {
-            Ok((row.get(0)?, row.get(1)?, false))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, false))
         })
         .optional()?;
     if due.is_some() {
@@ -665,13 +675,13 @@ fn candidate(
     // Never dialed and not held back, in id order (`numbers_by_task_status`), from the cursor.
     Ok(conn
         .prepare_cached(
-            "SELECT id, dest_number FROM numbers
+            "SELECT id, dest_number, attempts FROM numbers
              WHERE group_id = ?1 AND call_status = 'init' AND deleted_at IS NULL AND id > ?2
                AND outbound_call = 1 AND next_attempt_at IS NULL
              ORDER BY id LIMIT 1",
         )?
         .query_row(params![task_id, fresh_after], |row| {
-            Ok((row.get(0)?, row.get(1)?, true))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, true))
         })
         .optional()?)
 }
@@ -1117,6 +1127,26 @@ mod tests {
                 (3, "u5".into(), "USER_BUSY".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_retry_left_by_a_lowered_max_attempts_ends_done_uncalled() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 3, &["1004"]);
+        let busy = claim(&f.conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        finish(&f.conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        f.conn
+            .execute("UPDATE tasks SET max_attempts = 1 WHERE id = ?1", [task])
+            .unwrap();
+        assert_eq!(
+            claim(&f.conn, task, "u2", 500, &mut ClaimOptions::default()),
+            None
+        );
+        assert_eq!(
+            state(&f.conn, busy.id),
+            ("done".into(), 0, 1, None, "USER_BUSY".into())
+        );
+        assert!(db::tasks::finish_if_complete(&f.conn, task, 500).unwrap());
     }
 
     #[test]
