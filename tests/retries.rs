@@ -539,3 +539,82 @@ async fn the_do_not_call_list_is_checked_before_every_call() {
     assert_eq!(calls_to(&sim, long), 2);
     assert_eq!(stats(&app, task).await["causes"]["DNC"], 2);
 }
+
+/// The dialer's waiting state, read from its handle (the stats route shows it as `waiting`): a
+/// task with nothing to dial but a pending retry waits with reason `retry` until the retry is
+/// due, and stops waiting when it dials it.
+#[tokio::test]
+async fn a_task_with_only_a_pending_retry_waits_for_it() {
+    use outcall::{
+        db::{self, numbers::NewNumber, Db},
+        dialer::{self, DialerConfig, WaitReason, Waiting},
+        domain::{MaxAttempts, RetryInterval, TaskName, TaskSettings},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("outcall.db")).unwrap();
+    let task = db
+        .run(|conn| {
+            let settings = TaskSettings {
+                group_name: Some(TaskName::new("waits").unwrap()),
+                max_attempts: Some(MaxAttempts::new(2).unwrap()),
+                retry_interval: Some(RetryInterval::new(300).unwrap()),
+                ..Default::default()
+            };
+            let id = db::tasks::create(conn, &settings, T0)?;
+            let number = NewNumber {
+                dest_number: BUSY.into(),
+                external_id: String::new(),
+            };
+            db::numbers::import(conn, id, &[number], T0)?;
+            db::tasks::start(conn, &[id], T0)?;
+            Ok(id)
+        })
+        .await
+        .unwrap();
+    let clock = Clock::manual(T0);
+    let sim = Arc::new(SimBackend::new(SCALE).with_history());
+    let config = DialerConfig {
+        max_caps: 100.0,
+        max_channels: 10,
+        shutdown_grace: Duration::from_secs(1),
+        max_attempts_per_day: None,
+    };
+    let (handle, supervisor) = dialer::start(
+        db.clone(),
+        sim.clone(),
+        config,
+        (clock.clone(), TimeZone::named("UTC").unwrap()),
+        &tokio::runtime::Handle::current(),
+    )
+    .await
+    .unwrap();
+    let waiting = |until| {
+        Some(Waiting {
+            reason: WaitReason::Retry,
+            until,
+        })
+    };
+    poll(WAIT, "the task to wait for its retry", || async {
+        match handle.waiting(task) {
+            seen if seen == waiting(T0 + 300) => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
+    assert_eq!(calls_to(&sim, BUSY), 1);
+    clock.advance(300);
+    wait_dialed(&sim, BUSY, 2).await;
+    poll(WAIT, "the task to be done and wait no more", || async {
+        let status = db::tasks::get(&db.connection().unwrap(), task)
+            .unwrap()
+            .unwrap()
+            .status;
+        match (status.as_str(), handle.waiting(task)) {
+            ("done", None) => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
+    handle.shutdown().await;
+    supervisor.await.unwrap();
+}
