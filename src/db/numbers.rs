@@ -1291,6 +1291,40 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_looks_at_a_bounded_number_of_candidates() {
+        let mut f = fixture();
+        let listed: Vec<String> = (0..CLAIM_CANDIDATES + 6)
+            .map(|i| format!("2{i:04}"))
+            .collect();
+        let mut numbers: Vec<&str> = listed.iter().map(String::as_str).collect();
+        numbers.push("1000");
+        let task = running_task(&mut f.conn, "t", 1, &numbers);
+        for number in &listed {
+            f.conn
+                .execute(
+                    "INSERT INTO dnc (number, created_at) VALUES (?1, 1)",
+                    [number],
+                )
+                .unwrap();
+        }
+        let mut options = ClaimOptions::default();
+        assert_eq!(claim(&f.conn, task, "u1", 100, &mut options), None);
+        assert!(options.more, "more may be ready");
+        let claimed = claim(&f.conn, task, "u1", 100, &mut options).unwrap();
+        assert_eq!(claimed.dest_number, "1000");
+        assert!(!options.more);
+        let refused: i64 = f
+            .conn
+            .query_row(
+                "SELECT count(*) FROM numbers WHERE group_id = ?1 AND cause = 'DNC' AND call_status = 'done'",
+                [task],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(refused, listed.len() as i64);
+    }
+
+    #[test]
     fn the_per_day_cap_holds_a_number_back_across_tasks_without_failing_it() {
         let mut f = fixture();
         let first = running_task(&mut f.conn, "a", 1, &["1003"]);
