@@ -724,13 +724,15 @@ fn capped_until(conn: &Connection, dest_number: &str, now: i64, cap: u32) -> DbR
 
 const DAY: i64 = 86_400;
 
-/// The earliest time a held-back number of the task (a retry, or one the per-day cap holds) may
-/// be dialed; `None` when none waits.
+/// The earliest time a held-back number of a running task (a retry, or one the per-day cap
+/// holds) may be dialed; `None` when none waits, or the task is not running (its held-back
+/// numbers are `stop`).
 pub fn next_due(conn: &Connection, task_id: i64) -> DbResult<Option<i64>> {
     Ok(conn
         .prepare_cached(
             "SELECT min(next_attempt_at) FROM numbers
-             WHERE group_id = ?1 AND next_attempt_at IS NOT NULL AND deleted_at IS NULL",
+             WHERE group_id = ?1 AND next_attempt_at IS NOT NULL AND deleted_at IS NULL
+               AND EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL)",
         )?
         .query_row([task_id], |row| row.get(0))?)
 }
@@ -1182,6 +1184,11 @@ mod tests {
         assert_eq!(
             state(&f.conn, busy.id),
             ("stop".into(), 0, 1, Some(410), "USER_BUSY".into())
+        );
+        assert_eq!(
+            next_due(&f.conn, task).unwrap(),
+            None,
+            "a stopped task waits for nothing"
         );
         db::tasks::start(&mut f.conn, &[task], 130).unwrap();
         assert_eq!(
