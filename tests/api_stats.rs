@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 /// A prompt reference the sim plays (it only needs a playback action to keep answered calls up).
 const MEDIA: &str = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
 
-const STATS_FIELDS: [&str; 15] = [
+const STATS_FIELDS: [&str; 16] = [
     "id",
     "status",
     "total",
@@ -37,6 +37,7 @@ const STATS_FIELDS: [&str; 15] = [
     "waiting",
     "waiting_until",
     "webhooks",
+    "retry_pending",
 ];
 
 /// Numbers whose last digits cover every sim callee (answers, busy, no answer, rejected, unknown).
@@ -126,6 +127,7 @@ async fn assert_route_matches(api: &Api, id: i64, counters: &Value) {
         "waiting",
         "waiting_until",
         "webhooks",
+        "retry_pending",
     ] {
         object.remove(field);
     }
@@ -390,7 +392,15 @@ async fn an_older_database_gets_counters_equal_to_its_rows() {
 fn assert_stats_shape(stats: &Value) {
     assert_keys(stats, &STATS_FIELDS);
     for field in [
-        "id", "total", "init", "calling", "done", "stop", "answered", "live",
+        "id",
+        "total",
+        "init",
+        "calling",
+        "done",
+        "stop",
+        "answered",
+        "live",
+        "retry_pending",
     ] {
         assert!(stats[field].is_u64(), "{field} is a whole number: {stats}");
     }

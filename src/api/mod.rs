@@ -1,5 +1,6 @@
 //! The HTTP API: XSwitch's `/api/out_call_tasks` contract, sessions, health, and the admin page.
 
+mod attempts;
 mod audio;
 pub mod body_deadline;
 pub mod error;
@@ -116,6 +117,10 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     resource("/media_files/{id}/audio")
                         .route(web::get().to(audio::media_file))
                         .route(web::head().to(audio::media_file)),
+                )
+                .service(
+                    resource("/out_call_tasks/{id}/numbers/{number_id}/attempts")
+                        .route(web::get().to(attempts::list)),
                 )
                 .service(
                     resource("/out_call_tasks/{id}/numbers/{number_id}/recording")

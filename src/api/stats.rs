@@ -27,6 +27,7 @@ pub fn stats_object(counts: &TaskCounts, pace: TaskPace, tz: TimeZone) -> Value 
         "causes": counts.causes,
         "caps": pace.caps,
         "live": pace.live,
+        "retry_pending": counts.retry_pending,
         "updated_at": tz.format(counts.updated_at),
         "webhooks": webhooks_object(&counts.webhooks),
     });

@@ -319,7 +319,8 @@ fn state_change(conn: &Connection, id: i64) -> DbResult<StateChange> {
 }
 
 /// Starts the given tasks, all or none: an unknown id changes nothing. A task already running is
-/// left as it is. Numbers a stop left waiting are waiting again; dialed numbers stay as they are.
+/// left as it is. Numbers a stop left waiting are waiting again, pending retries included (they
+/// keep their due time); dialed numbers with no call left stay as they are.
 pub fn start(conn: &mut Connection, ids: &[i64], now: i64) -> DbResult<Vec<StateChange>> {
     let tx = super::write_transaction(conn)?;
     let mut changes = Vec::with_capacity(ids.len());
@@ -345,7 +346,8 @@ fn start_one(tx: &Transaction, id: i64, now: i64) -> DbResult<bool> {
     if started {
         tx.execute(
             "UPDATE numbers SET call_status = 'init', updated_at = ?2
-             WHERE group_id = ?1 AND call_status = 'stop' AND outbound_call = 1",
+             WHERE group_id = ?1 AND call_status = 'stop'
+               AND (outbound_call = 1 OR next_attempt_at IS NOT NULL)",
             params![id, now],
         )?;
     }

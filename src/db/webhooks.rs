@@ -137,9 +137,10 @@ mod tests {
             .unwrap();
         for i in 0..n as i64 {
             let uuid = format!("uuid-{i}");
-            let claimed = db::numbers::claim_next(conn, id, &uuid, 900 + i)
-                .unwrap()
-                .unwrap();
+            let claimed =
+                db::numbers::claim_next(conn, id, &uuid, 900 + i, &mut Default::default())
+                    .unwrap()
+                    .unwrap();
             let result = CallResult {
                 cause: HangupCause::USER_BUSY,
                 sip_code: Some(486),
@@ -237,7 +238,7 @@ mod tests {
             10,
         )
         .unwrap();
-        db::numbers::claim_next(&conn, id, "left-calling", 50)
+        db::numbers::claim_next(&conn, id, "left-calling", 50, &mut Default::default())
             .unwrap()
             .unwrap();
         assert_eq!(

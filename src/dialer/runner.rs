@@ -16,7 +16,10 @@ use super::{
     DialerContext, LiveCall, WaitReason, Waiting,
 };
 use crate::{
-    db::{self, numbers::CallResult},
+    db::{
+        self,
+        numbers::{CallResult, ClaimOptions},
+    },
     domain::{Action, CallSchedule, CallTime, MaxCaps, Task, TaskStatus},
     telephony::{
         AfterAnswer, CallEvent, CallHandle, CallRequest, CallSettings, Confirm, HangupCause,
@@ -35,6 +38,10 @@ const NOT_READY_RETRY: Duration = Duration::from_millis(200);
 /// [`RESULT_RETRY_MOST`]: a result is never given up on.
 const RESULT_RETRY_FIRST: Duration = Duration::from_millis(100);
 const RESULT_RETRY_MOST: Duration = Duration::from_secs(5);
+/// While numbers wait for a retry (or the per-day cap), the longest real-time wait before the
+/// runner looks again, and the shortest.
+const RETRY_WAIT_MOST: Duration = Duration::from_secs(1);
+const RETRY_WAIT_LEAST: Duration = Duration::from_millis(20);
 
 /// The call settings a task's settings give.
 pub fn call_settings(task: &Task) -> CallSettings {
@@ -91,6 +98,8 @@ pub struct TaskRunner {
     live_calls: usize,
     /// The last claim found no waiting number.
     exhausted: bool,
+    /// The claim's cursor and the per-day cap, kept between claims.
+    claim: ClaimOptions,
     reload: bool,
     /// The task's calling windows and days and their zone; `None`: any time.
     schedule: Option<(CallSchedule, chrono_tz::Tz)>,
@@ -110,6 +119,7 @@ impl TaskRunner {
         pacer: Option<Pacer>,
     ) -> Self {
         let (call_ended_sender, call_ended) = mpsc::unbounded_channel();
+        let max_attempts_per_day = context.max_attempts_per_day;
         TaskRunner {
             task_id,
             context,
@@ -119,6 +129,10 @@ impl TaskRunner {
             pacer: pacer.unwrap_or_else(|| Pacer::new(MaxCaps::clamped(1.0))),
             live_calls: 0,
             exhausted: false,
+            claim: ClaimOptions {
+                max_attempts_per_day,
+                ..ClaimOptions::default()
+            },
             reload: true,
             schedule: None,
             window_waiting: false,
@@ -188,6 +202,8 @@ impl TaskRunner {
             .await?;
         self.reload = false;
         self.exhausted = false;
+        // Numbers may be waiting again below the claim's cursor (a start after a stop).
+        self.claim.fresh_after = 0;
         match task.filter(|t| t.status == TaskStatus::Running) {
             Some(task) => {
                 self.max_concurrency = task.max_concurrency.get() as usize;
@@ -282,16 +298,27 @@ impl TaskRunner {
         let settings = self.settings.clone().expect("dialing implies settings");
         let uuid = uuid::Uuid::new_v4().to_string();
         let (task_id, claim_uuid, now) = (self.task_id, uuid.clone(), self.context.clock.now());
+        let mut options = self.claim.clone();
         let claimed = self
             .context
             .db
-            .run(move |conn| db::numbers::claim_next(conn, task_id, &claim_uuid, now))
+            .run(move |conn| {
+                db::numbers::claim_next(conn, task_id, &claim_uuid, now, &mut options)
+                    .map(|claimed| (claimed, options))
+            })
             .await;
         let number = match claimed {
-            Ok(Some(number)) => number,
-            Ok(None) => {
-                self.exhausted = true;
-                return Step::Continue;
+            Ok((Some(number), options)) => {
+                self.claim = options;
+                self.context.set_waiting(task_id, None);
+                number
+            }
+            Ok((None, options)) => {
+                self.claim = options;
+                if self.claim.more {
+                    return Step::Continue;
+                }
+                return self.wait_for_retries().await;
             }
             Err(error) => {
                 tracing::error!(task = task_id, %error, "could not claim a number; retrying");
@@ -340,12 +367,51 @@ impl TaskRunner {
         Step::Continue
     }
 
+    /// Nothing to dial now: when numbers wait for a retry (or the per-day cap), waits for the
+    /// first of them (at most [`RETRY_WAIT_MOST`] at once, then looks again), as the task's
+    /// waiting state when no call is alive; otherwise the task has nothing left to dial.
+    async fn wait_for_retries(&mut self) -> Step {
+        let task_id = self.task_id;
+        match self
+            .context
+            .db
+            .run(move |conn| db::numbers::next_due(conn, task_id))
+            .await
+        {
+            Ok(Some(until)) => {
+                if self.live_calls == 0 {
+                    let waiting = Waiting {
+                        reason: WaitReason::Retry,
+                        until,
+                    };
+                    self.context.set_waiting(task_id, Some(waiting));
+                }
+                let wait = self
+                    .context
+                    .clock
+                    .until(until, RETRY_WAIT_MOST)
+                    .max(RETRY_WAIT_LEAST);
+                Step::Wait(Some(Instant::now() + wait))
+            }
+            Ok(None) => {
+                self.exhausted = true;
+                Step::Continue
+            }
+            Err(error) => {
+                tracing::error!(task = task_id, %error, "could not read the task's retries; retrying");
+                Step::Wait(Some(Instant::now() + RETRY_AFTER))
+            }
+        }
+    }
+
     async fn wait(&mut self, until: Option<Instant>) {
         let shutting_down = self.context.shutdown.is_cancelled();
         tokio::select! {
             _ = async { sleep_until(until.expect("guarded").into()).await }, if until.is_some() => {}
             Some(()) = self.call_ended.recv() => {
                 self.live_calls -= 1;
+                // The call may have left its number waiting for a retry.
+                self.exhausted = false;
             }
             _ = self.wake.notified() => {
                 self.reload = true;
@@ -374,7 +440,7 @@ async fn follow_call(
             Some(CallEvent::Progress { .. }) => {}
             Some(CallEvent::Answered { at }) => {
                 context.metrics.call_answered(request.settings.task_id);
-                let at = unix_seconds(at);
+                let at = clock_seconds(&context, at);
                 answered_at = Some(at);
                 let (id, uuid) = (request.number_id, request.uuid.clone());
                 if let Err(error) = context
@@ -390,8 +456,11 @@ async fn follow_call(
                 break CallResult {
                     cause: outcome.cause,
                     sip_code: outcome.sip_code,
-                    answered_at: outcome.answered_at.map(unix_seconds).or(answered_at),
-                    ended_at: unix_seconds(outcome.ended_at),
+                    answered_at: outcome
+                        .answered_at
+                        .map(|at| clock_seconds(&context, at))
+                        .or(answered_at),
+                    ended_at: clock_seconds(&context, outcome.ended_at),
                     dtmf: std::mem::take(&mut digits),
                     record_path: outcome
                         .recording
@@ -444,6 +513,16 @@ async fn write_result(context: &DialerContext, request: &CallRequest, result: &C
                 backoff = (backoff * 2).min(RESULT_RETRY_MOST);
             }
         }
+    }
+}
+
+/// A time the back end reports, on the dialer's clock: a manual clock (tests) stands for the
+/// wall clock, so that retries and the per-day cap count from the times written.
+fn clock_seconds(context: &DialerContext, time: SystemTime) -> i64 {
+    if context.clock.is_manual() {
+        context.clock.now()
+    } else {
+        unix_seconds(time)
     }
 }
 
