@@ -1075,7 +1075,7 @@ pub struct TaskStats {
     #[schema(schema_with = optional_timestamp)]
     waiting_until: String,
     /// Numbers waiting for a retry or for the per-day cap.
-    #[schema(minimum = 0, required = false)]
+    #[schema(minimum = 0)]
     retry_pending: i64,
     /// The delivery of the task's result webhooks.
     webhooks: WebhookState,

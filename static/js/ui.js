@@ -42,14 +42,14 @@ export function Pager({ page, pageCount, rowCount, onPage }) {
 }
 
 /** A modal dialog over the page; `onClose` on Escape or the backdrop. */
-export function Modal({ title, children, onClose, footer }) {
+export function Modal({ title, children, onClose, footer, wide = false }) {
   useEffect(() => {
     const key = (e) => { if (e.key === 'Escape') onClose(); };
     addEventListener('keydown', key);
     return () => removeEventListener('keydown', key);
   }, [onClose]);
   return html`<div class="modal-backdrop" onClick=${(e) => { if (e.target === e.currentTarget) onClose(); }}>
-    <div class="modal" role="dialog" aria-modal="true" aria-label=${title}>
+    <div class=${wide ? 'modal wide' : 'modal'} role="dialog" aria-modal="true" aria-label=${title}>
       <h3>${title}</h3>
       <div class="modal-body">${children}</div>
       <div class="modal-footer">${footer}</div>

@@ -175,3 +175,50 @@ test('the detail screen shows the webhook deliveries: pending with the last erro
   assert.ok(received.length >= 2 && received.every((body) => body.includes('13200000003')));
   w.check('webhook deliveries');
 });
+
+test('the detail screen lists the attempts of a number', async () => {
+  // Busy (last digit 4) twice, one second apart; answered (3) once.
+  const id = await runningTask('重拨记录', { max_attempts: 2, retry_interval: 1 }, ['13500000004', '13500000003']);
+  await poll('the task to end', async () => (await stats(id)).status === 'done', 30000);
+  await page.goto(`${server.base}/#/tasks/${id}`);
+  await page.locator('[data-stat=retry_pending] .stat-value', { hasText: '0' }).waitFor();
+  const busy = page.locator('.numbers-table tr[data-number="13500000004"]');
+  await busy.locator('.act-attempts').click();
+  const rows = page.locator('#attempts-table tbody tr[data-attempt]');
+  await poll('two attempts', async () => (await rows.count()) === 2);
+  const texts = await rows.allInnerTexts();
+  assert.match(texts[0], /^1\s/);
+  assert.match(texts[1], /^2\s/);
+  assert.ok(texts.every((row) => /USER_BUSY/.test(row)), texts.join('|'));
+  const uuids = await page.locator('#attempts-table .uuid code').evaluateAll((codes) => codes.map((c) => c.title));
+  assert.equal(new Set(uuids).size, 2, 'each attempt has its own call');
+  const number = (await apiCall(server.base, token, 'GET', `/api/out_call_tasks/${id}/numbers?dest_number=13500000004`)).data[0];
+  assert.equal(uuids[1], number.uuid, "the number's row shows the latest attempt");
+  await screenshot(page, 'i11-04-attempts');
+  await page.click('#attempts-close');
+  await page.locator('.numbers-table tr[data-number="13500000003"] .act-attempts').click();
+  await poll('one attempt of the answered number', async () => (await rows.count()) === 1);
+  assert.match(await rows.first().innerText(), /NORMAL_CLEARING/);
+  await page.keyboard.press('Escape');
+  await page.locator('#attempts-table').waitFor({ state: 'detached' });
+  w.check('attempts');
+});
+
+test('the detail screen shows a task waiting for a retry and the numbers awaiting one', async () => {
+  // Busy, then a retry an hour later: the task waits for it.
+  const id = await runningTask('等待重拨', { max_attempts: 2, retry_interval: 3600 }, ['13300000004']);
+  await poll('the stats to say it waits for the retry', async () => (await stats(id)).waiting === 'retry', 30000);
+  const s = await stats(id);
+  assert.equal(s.retry_pending, 1);
+  await page.goto(`${server.base}/#/tasks/${id}`);
+  const line = page.locator('#waiting-state');
+  await line.filter({ hasText: `等待重拨，至 ${s.waiting_until}` }).waitFor();
+  await page.locator('[data-stat=retry_pending] .stat-value', { hasText: '1' }).waitFor();
+  await page.locator('.numbers-table tr[data-number="13300000004"] .act-attempts').click();
+  await poll('the first attempt', async () => (await page.locator('#attempts-table tbody tr[data-attempt]').count()) === 1);
+  await screenshot(page, 'i11-07-waiting-retry');
+  await page.click('#attempts-close');
+  await page.click('#detail-stop');
+  await line.waitFor({ state: 'detached' });
+  w.check('waiting for a retry');
+});

@@ -126,7 +126,7 @@ function Attempts({ id, number, onClose }) {
   useEffect(() => {
     api('GET', `/api/out_call_tasks/${id}/numbers/${number.id}/attempts`).then((body) => setRows(body.data)).catch((e) => setError(e.message));
   }, [id, number.id]);
-  return html`<${Modal} title=${t('attempts.title', { number: number.dest_number })} onClose=${onClose}
+  return html`<${Modal} wide title=${t('attempts.title', { number: number.dest_number })} onClose=${onClose}
     footer=${html`<button class="btn" id="attempts-close" onClick=${onClose}>${t('common.close')}</button>`}>
     <${Notice}>${error}<//>
     ${rows ? html`<div class="table-wrap"><table class="grid" id="attempts-table">
