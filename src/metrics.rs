@@ -173,10 +173,11 @@ impl Metrics {
             "Result webhooks waiting to be delivered",
             webhook_outbox.clone(),
         );
-        registry.register_with_unit(
-            "http_request_duration",
+        // The unit is in the name only: a `# UNIT` line on a histogram is refused by some
+        // OpenMetrics parsers.
+        registry.register(
+            "http_request_duration_seconds",
             "HTTP requests until the response's head, by route pattern, method and status",
-            prometheus_client::registry::Unit::Seconds,
             http_requests.clone(),
         );
         Metrics {
