@@ -203,6 +203,7 @@ impl Application {
             App::new()
                 .wrap(api::security_headers())
                 .wrap(from_fn(api::log_request))
+                .wrap(from_fn(api::metrics::record_request))
                 .wrap(from_fn(api::body_deadline::body_deadline))
                 .configure(|c| api::configure(c, state.clone()))
         })

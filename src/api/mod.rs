@@ -9,6 +9,7 @@ mod export;
 mod import_file;
 mod input;
 mod media_files;
+pub mod metrics;
 mod numbers;
 pub mod openapi;
 mod sessions;
@@ -74,6 +75,7 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
     config
         .app_data(state)
         .route("/healthz", web::get().to(health))
+        .route("/metrics", web::get().to(metrics::serve))
         .service(
             web::scope("/api")
                 .wrap(from_fn(require_token))

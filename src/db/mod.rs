@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod media_files;
+pub mod metrics;
 pub mod numbers;
 pub mod sessions;
 pub mod stats;
