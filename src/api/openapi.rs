@@ -470,13 +470,15 @@ mod paths {
     fn delete_dnc() {}
 
     #[utoipa::path(get, path = "/metrics", tag = "health", security(()),
-        description = "Metrics for Prometheus. Needs no login token; when outcall runs with `--metrics-token`, it needs `Authorization: Bearer <that token>`.",
+        description = "Metrics for Prometheus: OpenMetrics text when the `Accept` header asks for it (Prometheus does), else Prometheus's classic text format. \
+            Needs no login token; when outcall runs with `--metrics-token`, it needs `Authorization: Bearer <that token>` (401 with `WWW-Authenticate: Bearer` otherwise).",
         responses(
             (status = 200, description = "the metrics", content(
                 (MetricsText = "text/plain"),
                 (MetricsText = "application/openmetrics-text"),
             )),
             (status = 401, description = "`--metrics-token` is set and the request does not carry it", body = ErrorEnvelope),
+            (status = 503, description = "the database cannot be read", body = ErrorEnvelope),
         ))]
     fn metrics() {}
 
