@@ -2,6 +2,7 @@
 
 mod audio;
 pub mod body_deadline;
+mod dnc;
 pub mod error;
 pub mod events;
 mod export;
@@ -121,6 +122,12 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                         .route(web::get().to(audio::recording))
                         .route(web::head().to(audio::recording)),
                 )
+                .service(
+                    resource("/dnc")
+                        .route(web::get().to(dnc::list))
+                        .route(web::post().to(dnc::add)),
+                )
+                .service(resource("/dnc/{id}").route(web::delete().to(dnc::delete)))
                 .service(
                     resource("/users")
                         .route(web::get().to(users::list))
