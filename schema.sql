@@ -385,8 +385,12 @@ CREATE UNIQUE INDEX dnc_entry ON dnc (number, coalesce(task_id, 0));
 CREATE INDEX dnc_by_task ON dnc (task_id, id);
 
 -- Result webhooks: the persistent outbox. A row per finished attempt of a task with a
--- webhook_url, written in the transaction that finishes the attempt; its body is fixed then (the
--- bytes POSTed and signed, every try alike).
+-- webhook_url, written in the transaction that finishes the attempt (by the trigger below); its
+-- body is fixed then: the task, the number's row and the attempt's, with unix times, which the
+-- sender (src/webhooks) renders in the API's shape and zone, the same bytes at every try.
+-- next_try_at: 0 until the first try (due at once), then when the next try is due; a row ends
+-- `delivered` (2xx) or `failed` (no 2xx until 24 hours after created_at, the call's end).
+-- Rows are kept, not pruned: they are the delivery history and its counts.
 CREATE TABLE webhook_outbox (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     group_id     INTEGER NOT NULL,
@@ -401,4 +405,62 @@ CREATE TABLE webhook_outbox (
     delivered_at INTEGER
 );
 CREATE INDEX webhook_outbox_due ON webhook_outbox (next_try_at) WHERE state = 'pending';
-CREATE INDEX webhook_outbox_by_task ON webhook_outbox (group_id, state);
+
+-- The queueing: when an attempt gets its end time. The number's row is written before its
+-- attempt's in the same savepoint (db::numbers::finish, finish_interrupted), so the body shows
+-- the number as this call left it.
+CREATE TRIGGER attempts_queue_webhook AFTER UPDATE OF call_end_time ON attempts
+WHEN OLD.call_end_time IS NULL AND NEW.call_end_time IS NOT NULL
+BEGIN
+    INSERT INTO webhook_outbox (group_id, attempt_id, url, body, created_at, next_try_at)
+    SELECT t.id, NEW.id, t.webhook_url,
+           json_object(
+               'task', json_object('id', t.id, 'group_name', t.group_name),
+               'number', json_object(
+                   'id', n.id, 'group_id', n.group_id, 'dest_number', n.dest_number,
+                   'external_id', n.external_id, 'uuid', n.uuid, 'call_status', n.call_status,
+                   'outbound_call', n.outbound_call, 'dtmf', n.dtmf, 'cause', n.cause,
+                   'call_start_time', n.call_start_time, 'call_answer_time', n.call_answer_time,
+                   'call_end_time', n.call_end_time, 'created_at', n.created_at,
+                   'updated_at', n.updated_at, 'deleted_at', n.deleted_at,
+                   'sip_code', n.sip_code, 'record_path', n.record_path),
+               'attempt', json_object(
+                   'attempt', NEW.attempt, 'uuid', NEW.uuid, 'dest_number', NEW.dest_number,
+                   'call_start_time', NEW.call_start_time,
+                   'call_answer_time', NEW.call_answer_time,
+                   'call_end_time', NEW.call_end_time, 'cause', NEW.cause,
+                   'sip_code', NEW.sip_code, 'billsec', NEW.billsec, 'dtmf', NEW.dtmf,
+                   'record_path', NEW.record_path)),
+           NEW.call_end_time, 0
+    FROM tasks t JOIN numbers n ON n.id = NEW.number_id
+    WHERE t.id = NEW.group_id AND t.webhook_url <> '';
+END;
+
+-- Each task's rows by state, kept by triggers, so that stats (and the event stream, every second)
+-- read one row. last_error: the latest failed try's error while any row of the task is pending
+-- or failed; '' once none is.
+CREATE TABLE webhook_counts (
+    group_id   INTEGER PRIMARY KEY,
+    pending    INTEGER NOT NULL DEFAULT 0,
+    delivered  INTEGER NOT NULL DEFAULT 0,
+    failed     INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT    NOT NULL DEFAULT ''
+);
+CREATE TRIGGER webhook_counts_queued AFTER INSERT ON webhook_outbox
+BEGIN
+    INSERT INTO webhook_counts (group_id, pending) VALUES (NEW.group_id, NEW.state = 'pending')
+    ON CONFLICT (group_id) DO UPDATE SET pending = pending + (NEW.state = 'pending');
+END;
+CREATE TRIGGER webhook_counts_tried AFTER UPDATE OF state, tries ON webhook_outbox
+BEGIN
+    UPDATE webhook_counts SET
+        pending = pending - (OLD.state = 'pending') + (NEW.state = 'pending'),
+        delivered = delivered - (OLD.state = 'delivered') + (NEW.state = 'delivered'),
+        failed = failed - (OLD.state = 'failed') + (NEW.state = 'failed'),
+        last_error = CASE
+            WHEN pending - (OLD.state = 'pending') + (NEW.state = 'pending') = 0
+             AND failed - (OLD.state = 'failed') + (NEW.state = 'failed') = 0 THEN ''
+            WHEN NEW.state <> 'delivered' AND NEW.last_error <> '' THEN NEW.last_error
+            ELSE last_error END
+    WHERE group_id = NEW.group_id;
+END;

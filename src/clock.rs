@@ -33,6 +33,11 @@ impl TimeZone {
         self.0.name()
     }
 
+    /// The zone itself, for local-time arithmetic (calling windows).
+    pub fn tz(&self) -> Tz {
+        self.0
+    }
+
     pub fn format(&self, unix_seconds: i64) -> String {
         match Utc.timestamp_opt(unix_seconds, 0) {
             LocalResult::Single(utc) => utc.with_timezone(&self.0).format(FORMAT).to_string(),

@@ -14,4 +14,5 @@ pub mod resources;
 pub mod startup;
 pub mod telephony;
 mod web_assets;
+pub mod webhooks;
 pub mod xlsx;

@@ -6,6 +6,7 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{dev::Server, http::KeepAlive, middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{self, AppState},
@@ -16,6 +17,7 @@ use crate::{
     dialer::{self, DialerHandle},
     resources,
     telephony::{freeswitch::FreeswitchBackend, sim::SimBackend, sip::SipBackend, Telephony},
+    webhooks,
 };
 
 /// HTTP limits: a client has this long to send a request's head, then its body is read under
@@ -77,6 +79,8 @@ pub struct Application {
     dialer: DialerHandle,
     events: api::events::Events,
     supervisor: JoinHandle<()>,
+    /// The result webhooks' sender, and what stops it.
+    webhooks: (JoinHandle<()>, CancellationToken),
     /// Held until the application ends: no second outcall on the same data directory.
     _data_dir_lock: DataDirLock,
 }
@@ -169,6 +173,19 @@ impl Application {
             runtime.handle(),
         )
         .await?;
+        // The webhook sender has its own connections too, and runs beside the dialer.
+        let webhooks_stop = CancellationToken::new();
+        let webhooks_sender = webhooks::start(
+            webhooks::Sender {
+                db: Db::open_another(&config.database_path(), config.sqlite_synchronous, 2)?,
+                clock: config.clock.clone(),
+                time_zone: config.time_zone,
+                secret: config.webhook_secret.clone(),
+            },
+            dialer.results_written(),
+            webhooks_stop.clone(),
+            runtime.handle(),
+        )?;
         let events = api::events::Events::start(db.clone(), dialer.clone(), config.time_zone);
         let state = web::Data::new(AppState {
             db: db.clone(),
@@ -186,6 +203,7 @@ impl Application {
             App::new()
                 .wrap(api::security_headers())
                 .wrap(from_fn(api::log_request))
+                .wrap(from_fn(api::metrics::record_request))
                 .wrap(from_fn(api::body_deadline::body_deadline))
                 .configure(|c| api::configure(c, state.clone()))
         })
@@ -218,6 +236,7 @@ impl Application {
             dialer,
             events,
             supervisor,
+            webhooks: (webhooks_sender, webhooks_stop),
             _data_dir_lock: data_dir_lock,
         })
     }
@@ -236,6 +255,7 @@ impl Application {
             server: self.server.handle(),
             dialer: self.dialer.clone(),
             events: self.events.clone(),
+            webhooks: self.webhooks.1.clone(),
         }
     }
 
@@ -244,6 +264,9 @@ impl Application {
         let served = self.server.await;
         if let Err(error) = self.supervisor.await {
             tracing::error!(%error, "the dialer failed");
+        }
+        if let Err(error) = self.webhooks.0.await {
+            tracing::error!(%error, "the webhook sender failed");
         }
         drop(self.runtime);
         drop(self._data_dir_lock);
@@ -256,6 +279,7 @@ pub struct Stopper {
     server: actix_web::dev::ServerHandle,
     dialer: DialerHandle,
     events: api::events::Events,
+    webhooks: CancellationToken,
 }
 
 impl Stopper {
@@ -265,5 +289,7 @@ impl Stopper {
         self.events.close();
         self.server.stop(true).await;
         self.dialer.shutdown().await;
+        // After the dialer: the results its last calls wrote are queued, sent at the next start.
+        self.webhooks.cancel();
     }
 }

@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 /// A prompt reference the sim plays (it only needs a playback action to keep answered calls up).
 const MEDIA: &str = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
 
-const STATS_FIELDS: [&str; 12] = [
+const STATS_FIELDS: [&str; 16] = [
     "id",
     "status",
     "total",
@@ -34,6 +34,10 @@ const STATS_FIELDS: [&str; 12] = [
     "caps",
     "live",
     "updated_at",
+    "waiting",
+    "waiting_until",
+    "webhooks",
+    "retry_pending",
 ];
 
 /// Numbers whose last digits cover every sim callee (answers, busy, no answer, rejected, unknown).
@@ -114,7 +118,17 @@ async fn stats(api: &Api, id: i64) -> Value {
 async fn assert_route_matches(api: &Api, id: i64, counters: &Value) {
     let mut route = stats(api, id).await;
     let object = route.as_object_mut().unwrap();
-    for field in ["id", "status", "caps", "live", "updated_at"] {
+    for field in [
+        "id",
+        "status",
+        "caps",
+        "live",
+        "updated_at",
+        "waiting",
+        "waiting_until",
+        "webhooks",
+        "retry_pending",
+    ] {
         object.remove(field);
     }
     assert_eq!(
@@ -378,12 +392,27 @@ async fn an_older_database_gets_counters_equal_to_its_rows() {
 fn assert_stats_shape(stats: &Value) {
     assert_keys(stats, &STATS_FIELDS);
     for field in [
-        "id", "total", "init", "calling", "done", "stop", "answered", "live",
+        "id",
+        "total",
+        "init",
+        "calling",
+        "done",
+        "stop",
+        "answered",
+        "live",
+        "retry_pending",
     ] {
         assert!(stats[field].is_u64(), "{field} is a whole number: {stats}");
     }
     assert!(stats["caps"].is_number(), "caps is a number: {stats}");
     assert!(stats["status"].is_string(), "{stats}");
+    // No calling window or retry in these tasks: never waiting.
+    assert_eq!(stats["waiting"], "", "{stats}");
+    assert_eq!(stats["waiting_until"], "", "{stats}");
+    assert_keys(
+        &stats["webhooks"],
+        &["pending", "delivered", "failed", "last_error"],
+    );
     assert!(
         is_timestamp(stats["updated_at"].as_str().unwrap()),
         "updated_at: {stats}"

@@ -742,3 +742,152 @@ async fn listed_numbers_are_never_dialed_and_the_counters_stay_right() {
         .unwrap();
     assert_eq!(attempts, 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Listed after the import: the dialer's check before every call
+// ---------------------------------------------------------------------------------------------
+
+/// The number's row as the API lists it.
+async fn number_row(api: &Api, task: i64, dest: &str) -> Value {
+    api.all_numbers(task)
+        .await
+        .into_iter()
+        .find(|n| n["dest_number"] == dest)
+        .unwrap_or_else(|| panic!("task {task} has no number {dest}"))
+}
+
+/// The attempts of a number, through its route.
+async fn attempts(api: &Api, task: i64, number: &Value) -> Vec<Value> {
+    let id = number["id"].as_str().unwrap();
+    let reply = api
+        .get(&format!("/api/out_call_tasks/{task}/numbers/{id}/attempts"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn numbers_listed_while_their_task_runs_are_not_dialed() {
+    let sim = Arc::new(SimBackend::new(0.01).with_history());
+    let app = spawn_app_with_backend(sim.clone(), |_| {}).await;
+    let task = app.create_task("running").await;
+    // One call a second: the last numbers are still waiting when the first call is placed.
+    app.update_task(task, json!({"max_caps": 1, "max_concurrency": 1}))
+        .await;
+    let numbers = ["13700000003", "13700000013", "13700000023", "13700000033"];
+    assert_eq!(
+        triple(&app.import_rows(task, rows(&numbers)).await),
+        (4, 0, 0)
+    );
+    app.start(&[task]).await;
+    common::poll(Duration::from_secs(10), "the first call", || async {
+        if sim.calls().is_empty() {
+            Err("no call yet".to_owned())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    // The third for every task, the fourth for this task only.
+    add(
+        &app,
+        vec![entry(numbers[2], None), entry(numbers[3], Some(task))],
+    )
+    .await;
+    app.done_numbers(task, Duration::from_secs(30), || {
+        format!("{:?}", sim.calls().len())
+    })
+    .await;
+    let dialed: Vec<String> = sim.calls().into_iter().map(|c| c.dest_number).collect();
+    assert_eq!(
+        dialed,
+        vec![numbers[0], numbers[1]],
+        "the listed ones were not dialed"
+    );
+    for listed in &numbers[2..] {
+        let row = number_row(&app, task, listed).await;
+        assert_eq!(
+            (&row["call_status"], &row["cause"], &row["outbound_call"]),
+            (&json!("done"), &json!("DNC"), &json!("1")),
+            "{row}"
+        );
+        assert!(attempts(&app, task, &row).await.is_empty(), "{row}");
+    }
+    let (counters, causes) = assert_counts_match(&app.db(), task);
+    assert_eq!(counters[3], 4);
+    assert!(causes.contains(&("DNC".to_owned(), 2)), "{causes:?}");
+}
+
+#[tokio::test]
+async fn a_number_listed_while_it_waits_for_a_retry_is_not_redialed() {
+    const T0: i64 = 1_780_000_000;
+    let clock = outcall::clock::Clock::manual(T0);
+    let sim = Arc::new(SimBackend::new(0.01).with_history());
+    let shared = clock.clone();
+    let app = spawn_app_with_backend(sim.clone(), move |config| config.clock = shared).await;
+    let task = app.create_task("retried").await;
+    app.update_task(
+        task,
+        json!({"max_caps": 10, "max_concurrency": 2, "max_attempts": 3, "retry_interval": 600}),
+    )
+    .await;
+    // Busy (last digit 4), retried; a second busy number stays unlisted, as a control.
+    let (listed, control) = ("13600000004", "13600000014");
+    app.import_rows(task, rows(&[listed, control])).await;
+    app.start(&[task]).await;
+    for number in [listed, control] {
+        common::poll(Duration::from_secs(15), "a retry pending", || async {
+            let row = number_row(&app, task, number).await;
+            if row["call_status"] == "init" && row["cause"] == "USER_BUSY" {
+                Ok(())
+            } else {
+                Err(row.to_string())
+            }
+        })
+        .await;
+    }
+    add(&app, vec![entry(listed, None)]).await;
+    clock.advance(600);
+    // The control is redialed; the listed number ends at its claim, not dialed.
+    let row = common::poll(
+        Duration::from_secs(15),
+        "the listed number ended",
+        || async {
+            let row = number_row(&app, task, listed).await;
+            if row["call_status"] == "done" {
+                Ok(row)
+            } else {
+                Err(row.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(row["cause"], "DNC", "{row}");
+    assert_eq!(
+        row["outbound_call"], "0",
+        "dialed once before it was listed: {row}"
+    );
+    let tries = attempts(&app, task, &row).await;
+    assert_eq!(tries.len(), 1, "{tries:?}");
+    assert_eq!(tries[0]["cause"], "USER_BUSY");
+    common::poll(Duration::from_secs(15), "the control redialed", || async {
+        let calls = sim
+            .calls()
+            .iter()
+            .filter(|c| c.dest_number == control)
+            .count();
+        if calls == 2 {
+            Ok(())
+        } else {
+            Err(format!("{calls} calls"))
+        }
+    })
+    .await;
+    let to_listed = sim
+        .calls()
+        .iter()
+        .filter(|c| c.dest_number == listed)
+        .count();
+    assert_eq!(to_listed, 1, "never redialed");
+    assert_counts_match(&app.db(), task);
+}

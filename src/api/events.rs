@@ -22,7 +22,11 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{error::ApiResult, stats::stats_object, AppState};
+use super::{
+    error::ApiResult,
+    stats::{add_waiting, stats_object},
+    AppState,
+};
 use crate::{
     clock::TimeZone,
     db::{self, stats::TaskCounts, Db, DbResult},
@@ -113,7 +117,10 @@ impl Publisher {
     }
 
     fn stats(&self, counts: &TaskCounts) -> Value {
-        stats_object(counts, self.dialer.task_pace(counts.id), self.time_zone)
+        let mut stats = stats_object(counts, self.dialer.task_pace(counts.id), self.time_zone);
+        let waiting = self.dialer.waiting(counts.id);
+        add_waiting(&mut stats, counts, waiting, self.time_zone);
+        stats
     }
 
     fn send(&mut self, stats: Value) {
@@ -133,7 +140,8 @@ impl Publisher {
         idle
     }
 
-    /// A task changed: its stats are sent at once when its status did (or it was not followed).
+    /// A task changed: its stats are sent at once when its status or its waiting state did (or it
+    /// was not followed).
     async fn changed(&mut self, task_id: i64) {
         if self.nobody_listens() {
             return;
@@ -152,7 +160,10 @@ impl Publisher {
         };
         let stats = self.stats(&counts);
         let status_changed = self.sent.get(&task_id).is_none_or(|last| {
-            last["status"] != stats["status"] || last.get("deleted") != stats.get("deleted")
+            last["status"] != stats["status"]
+                || last.get("deleted") != stats.get("deleted")
+                || last["waiting"] != stats["waiting"]
+                || last["waiting_until"] != stats["waiting_until"]
         });
         if status_changed {
             self.send(stats);
@@ -219,7 +230,14 @@ pub async fn stream(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     first.push_back(Bytes::from(format!("retry: {RECONNECT_MS}\n\n")));
     for counts in &tasks {
         let pace = state.dialer.task_pace(counts.id);
-        first.push_back(task_event(&stats_object(counts, pace, state.time_zone)));
+        let mut stats = stats_object(counts, pace, state.time_zone);
+        add_waiting(
+            &mut stats,
+            counts,
+            state.dialer.waiting(counts.id),
+            state.time_zone,
+        );
+        first.push_back(task_event(&stats));
     }
     // Then a ping at once: the client knows the stream is up even when nothing runs.
     first.push_back(Bytes::from_static(PING_EVENT));

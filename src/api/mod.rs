@@ -1,5 +1,6 @@
 //! The HTTP API: XSwitch's `/api/out_call_tasks` contract, sessions, health, and the admin page.
 
+mod attempts;
 mod audio;
 pub mod body_deadline;
 mod dnc;
@@ -9,12 +10,14 @@ mod export;
 mod import_file;
 mod input;
 mod media_files;
+pub mod metrics;
 mod numbers;
 pub mod openapi;
 mod sessions;
 mod stats;
 mod tasks;
 mod users;
+pub mod webhook_body;
 
 use std::time::Instant;
 
@@ -73,6 +76,7 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
     config
         .app_data(state)
         .route("/healthz", web::get().to(health))
+        .route("/metrics", web::get().to(metrics::serve))
         .service(
             web::scope("/api")
                 .wrap(from_fn(require_token))
@@ -116,6 +120,10 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     resource("/media_files/{id}/audio")
                         .route(web::get().to(audio::media_file))
                         .route(web::head().to(audio::media_file)),
+                )
+                .service(
+                    resource("/out_call_tasks/{id}/numbers/{number_id}/attempts")
+                        .route(web::get().to(attempts::list)),
                 )
                 .service(
                     resource("/out_call_tasks/{id}/numbers/{number_id}/recording")

@@ -303,7 +303,8 @@ pub(super) fn import_answer(counts: ImportCounts) -> String {
     .expect("counts are JSON")
 }
 
-fn number_item(number: &Number, tz: TimeZone) -> Value {
+/// A number as the numbers list shows it (also in result webhooks).
+pub(super) fn number_item(number: &Number, tz: TimeZone) -> Value {
     json!({
         "id": number.id.to_string(),
         "dest_number": number.dest_number,

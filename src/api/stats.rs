@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 use super::{error::ApiResult, input, AppState};
 use crate::{
     clock::TimeZone,
-    db::{self, stats::TaskCounts, DbError},
-    dialer::activity::TaskPace,
+    db::{self, stats::TaskCounts, webhooks::WebhookCounts, DbError},
+    dialer::{activity::TaskPace, Waiting},
+    domain::TaskStatus,
 };
 
 /// The stats object of the route and of the event stream's `task` events. A deleted task (only
@@ -26,12 +27,38 @@ pub fn stats_object(counts: &TaskCounts, pace: TaskPace, tz: TimeZone) -> Value 
         "causes": counts.causes,
         "caps": pace.caps,
         "live": pace.live,
+        "retry_pending": counts.retry_pending,
         "updated_at": tz.format(counts.updated_at),
+        "webhooks": webhooks_object(&counts.webhooks),
     });
     if counts.deleted {
         object["deleted"] = Value::Bool(true);
     }
     object
+}
+
+/// Adds `waiting` (`""`, `call_window` or `retry`) and `waiting_until` (`""` or a time) to a
+/// stats object: why a running task starts no call now, and until when at the latest.
+pub fn add_waiting(
+    object: &mut Value,
+    counts: &TaskCounts,
+    waiting: Option<Waiting>,
+    tz: TimeZone,
+) {
+    let waiting = waiting.filter(|_| counts.status == TaskStatus::Running && !counts.deleted);
+    object["waiting"] = waiting.map_or("", |w| w.reason.as_str()).into();
+    object["waiting_until"] = tz.format_optional(waiting.map(|w| w.until)).into();
+}
+
+/// A task's result webhooks: pending, delivered, failed, and the latest error while any is pending
+/// or failed.
+fn webhooks_object(webhooks: &WebhookCounts) -> Value {
+    json!({
+        "pending": webhooks.pending,
+        "delivered": webhooks.delivered,
+        "failed": webhooks.failed,
+        "last_error": webhooks.last_error,
+    })
 }
 
 pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -44,9 +71,16 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult
         })
         .await?;
     let pace = state.dialer.task_pace(id);
+    let mut data = stats_object(&counts, pace, state.time_zone);
+    add_waiting(
+        &mut data,
+        &counts,
+        state.dialer.waiting(id),
+        state.time_zone,
+    );
     Ok(HttpResponse::Ok().json(json!({
         "code": 200,
         "message": "success",
-        "data": stats_object(&counts, pace, state.time_zone),
+        "data": data,
     })))
 }

@@ -3,11 +3,13 @@
 pub mod backup;
 pub mod dnc;
 pub mod media_files;
+pub mod metrics;
 pub mod numbers;
 pub mod sessions;
 pub mod stats;
 pub mod tasks;
 pub mod users;
+pub mod webhooks;
 
 use std::{path::Path, time::Duration};
 

@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
 
 use super::{stats::BUCKET_BITS, DbError, DbResult, Page};
-use crate::domain::{CallStatus, DestNumber, HangupCause, Task};
+use crate::domain::{CallStatus, DestNumber, HangupCause, RetryCauses, Task};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Number {
@@ -642,43 +642,190 @@ pub struct Claimed {
     pub attempt: i64,
 }
 
-/// Claims the task's next never-dialed number in id order, before it is dialed, so that a crash
-/// can never dial it twice: it becomes `calling`, dialed (`outbound_call = 0`), with the call's
-/// uuid and start time, and the call is kept as its next row of `attempts`. Claims nothing unless
-/// the task is running.
+/// How many numbers one claim looks at, at most, when the do-not-call list or the per-day cap
+/// holds them back; past that it claims nothing and says so (`ClaimOptions::more`).
+pub const CLAIM_CANDIDATES: usize = 64;
+
+/// What a claim needs besides the task, and what the caller keeps between its claims.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimOptions {
+    /// Most calls to one number (across all tasks) in any 24 hours; `None`: no cap.
+    pub max_attempts_per_day: Option<u32>,
+    /// Never-dialed numbers of the task are looked for above this id: the claim moves it past
+    /// each one it takes or holds back, so that numbers waiting for a retry below it are not
+    /// walked again at every claim. 0 (a new runner, a changed task) looks from the start.
+    pub fresh_after: i64,
+    /// Set by a claim that looked at [`CLAIM_CANDIDATES`] numbers and dialed none of them (all
+    /// on the do-not-call list or held back by the cap): more may be ready now.
+    pub more: bool,
+}
+
+/// Claims the task's next number, before it is dialed, so that a crash can never dial it twice:
+/// first a retry that is due (the one due first, `next_attempt_at <= now`), else the next
+/// never-dialed number in id order. It becomes `calling`, dialed (`outbound_call = 0`), with the
+/// call's uuid and start time, and the call is kept as its next row of `attempts`. Claims nothing
+/// unless the task is running.
+///
+/// Before every call, a number on the do-not-call list (for all tasks or this one) ends `done`
+/// with cause `DNC` and is not dialed; a number that already had `max_attempts_per_day` calls in
+/// the last 24 hours waits (`next_attempt_at`: 24 hours after the oldest of them). Either way the
+/// claim moves on, at most [`CLAIM_CANDIDATES`] numbers.
 pub fn claim_next(
     conn: &Connection,
     task_id: i64,
     uuid: &str,
     now: i64,
+    options: &mut ClaimOptions,
 ) -> DbResult<Option<Claimed>> {
+    options.more = false;
     super::atomically(conn, |conn| {
-        let claimed = conn
-            .query_row(
-                "UPDATE numbers SET call_status = 'calling', outbound_call = 0, uuid = ?2, call_start_time = ?3,
-                     updated_at = ?3, dtmf = '', cause = '', sip_code = NULL,
-                     call_answer_time = NULL, call_end_time = NULL, record_path = '',
-                     attempts = attempts + 1, next_attempt_at = NULL
-                 WHERE id = (SELECT id FROM numbers
-                             WHERE group_id = ?1 AND call_status = 'init' AND outbound_call = 1 AND deleted_at IS NULL
-                             ORDER BY id LIMIT 1)
-                   AND EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL)
-                 RETURNING id, dest_number, attempts",
-                params![task_id, uuid, now],
-                |row| {
+        let max_attempts: Option<i64> = conn
+            .prepare_cached(
+                "SELECT max_attempts FROM tasks WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL",
+            )?
+            .query_row([task_id], |row| row.get(0))
+            .optional()?;
+        let Some(max_attempts) = max_attempts else {
+            return Ok(None);
+        };
+        for _ in 0..CLAIM_CANDIDATES {
+            let Some((id, dest_number, attempts, fresh)) =
+                candidate(conn, task_id, now, options.fresh_after)?
+            else {
+                return Ok(None);
+            };
+            if fresh {
+                options.fresh_after = id;
+            }
+            if attempts >= max_attempts {
+                // `max_attempts` was lowered while the number waited: no call is left.
+                conn.prepare_cached(
+                    "UPDATE numbers SET call_status = 'done', next_attempt_at = NULL, updated_at = ?2
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, now])?;
+                continue;
+            }
+            if on_dnc_list(conn, task_id, &dest_number)? {
+                end_dnc(conn, id, now)?;
+                continue;
+            }
+            if let Some(cap) = options.max_attempts_per_day {
+                if let Some(free_at) = capped_until(conn, &dest_number, now, cap)? {
+                    conn.prepare_cached("UPDATE numbers SET next_attempt_at = ?2 WHERE id = ?1")?
+                        .execute(params![id, free_at])?;
+                    continue;
+                }
+            }
+            let claimed = conn
+                .prepare_cached(
+                    "UPDATE numbers SET call_status = 'calling', outbound_call = 0, uuid = ?2, call_start_time = ?3,
+                         updated_at = ?3, dtmf = '', cause = '', sip_code = NULL,
+                         call_answer_time = NULL, call_end_time = NULL, record_path = '',
+                         attempts = attempts + 1, next_attempt_at = NULL
+                     WHERE id = ?1 AND call_status = 'init'
+                     RETURNING id, dest_number, attempts",
+                )?
+                .query_row(params![id, uuid, now], |row| {
                     Ok(Claimed {
                         id: row.get(0)?,
                         dest_number: row.get(1)?,
                         attempt: row.get(2)?,
                     })
-                },
-            )
-            .optional()?;
-        if let Some(number) = &claimed {
-            record_attempt(conn, task_id, number, uuid, now)?;
+                })?;
+            record_attempt(conn, task_id, &claimed, uuid, now)?;
+            return Ok(Some(claimed));
         }
-        Ok(claimed)
+        options.more = true;
+        Ok(None)
     })
+}
+
+/// The task's next number to dial: (id, dest_number, calls so far, whether it was never dialed).
+fn candidate(
+    conn: &Connection,
+    task_id: i64,
+    now: i64,
+    fresh_after: i64,
+) -> DbResult<Option<(i64, String, i64, bool)>> {
+    // The queue of held-back numbers, by due time (`numbers_retry_due`).
+    let due = conn
+        .prepare_cached(
+            "SELECT id, dest_number, attempts FROM numbers INDEXED BY numbers_retry_due
+             WHERE group_id = ?1 AND next_attempt_at IS NOT NULL AND deleted_at IS NULL
+               AND next_attempt_at <= ?2 AND call_status = 'init'
+             ORDER BY next_attempt_at, id LIMIT 1",
+        )?
+        .query_row(params![task_id, now], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, false))
+        })
+        .optional()?;
+    if due.is_some() {
+        return Ok(due);
+    }
+    // Never dialed and not held back, in id order (`numbers_by_task_status`), from the cursor.
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, dest_number, attempts FROM numbers
+             WHERE group_id = ?1 AND call_status = 'init' AND deleted_at IS NULL AND id > ?2
+               AND outbound_call = 1 AND next_attempt_at IS NULL
+             ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![task_id, fresh_after], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, true))
+        })
+        .optional()?)
+}
+
+/// Whether `dest_number` is on the do-not-call list for every task or for this one.
+fn on_dnc_list(conn: &Connection, task_id: i64, dest_number: &str) -> DbResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM dnc WHERE number = ?1 AND (task_id IS NULL OR task_id = ?2)",
+        )?
+        .exists(params![dest_number, task_id])?)
+}
+
+/// A number found on the do-not-call list at its claim: done, cause `DNC`, never dialed again.
+fn end_dnc(conn: &Connection, number_id: i64, now: i64) -> DbResult<()> {
+    conn.prepare_cached(
+        "UPDATE numbers SET call_status = 'done', cause = ?2, call_end_time = ?3, updated_at = ?3,
+             next_attempt_at = NULL
+         WHERE id = ?1",
+    )?
+    .execute(params![number_id, HangupCause::DNC, now])?;
+    Ok(())
+}
+
+/// When `dest_number` already had `cap` calls (any task) in the 24 hours before `now`: the time
+/// the oldest of them leaves that window; `None` when it may be called now.
+fn capped_until(conn: &Connection, dest_number: &str, now: i64, cap: u32) -> DbResult<Option<i64>> {
+    let (count, oldest): (i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT count(*), min(call_start_time) FROM attempts
+             WHERE dest_number = ?1 AND call_start_time > ?2",
+        )?
+        .query_row(params![dest_number, now - DAY], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    Ok((count >= i64::from(cap))
+        .then(|| oldest.map(|oldest| oldest + DAY))
+        .flatten())
+}
+
+const DAY: i64 = 86_400;
+
+/// The earliest time a held-back number of a running task (a retry, or one the per-day cap
+/// holds) may be dialed; `None` when none waits, or the task is not running (its held-back
+/// numbers are `stop`).
+pub fn next_due(conn: &Connection, task_id: i64) -> DbResult<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT min(next_attempt_at) FROM numbers
+             WHERE group_id = ?1 AND next_attempt_at IS NOT NULL AND deleted_at IS NULL
+               AND EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND status = 'running' AND deleted_at IS NULL)",
+        )?
+        .query_row([task_id], |row| row.get(0))?)
 }
 
 /// The row of a call just claimed.
@@ -710,6 +857,7 @@ pub fn release_claim(conn: &Connection, number_id: i64, uuid: &str) -> DbResult<
     super::atomically(conn, |conn| {
         let released = conn.execute(
             "UPDATE numbers SET call_status = 'init', outbound_call = (attempts <= 1), uuid = '',
+                 next_attempt_at = CASE WHEN attempts > 1 THEN call_start_time END,
                  call_start_time = NULL, attempts = attempts - 1
              WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
             params![number_id, uuid],
@@ -718,6 +866,16 @@ pub fn release_claim(conn: &Connection, number_id: i64, uuid: &str) -> DbResult<
             conn.execute(
                 "DELETE FROM attempts WHERE number_id = ?1 AND uuid = ?2",
                 params![number_id, uuid],
+            )?;
+            // A retry given back shows its previous call again, as before the claim.
+            conn.execute(
+                "UPDATE numbers SET (uuid, call_start_time, call_answer_time, call_end_time, cause,
+                         sip_code, dtmf, record_path) =
+                     (SELECT uuid, call_start_time, call_answer_time, call_end_time, cause, sip_code,
+                             dtmf, record_path
+                      FROM attempts WHERE number_id = ?1 ORDER BY attempt DESC LIMIT 1)
+                 WHERE id = ?1 AND attempts > 0",
+                [number_id],
             )?;
         }
         Ok(())
@@ -751,7 +909,10 @@ pub struct CallResult {
 }
 
 /// Writes a call's result, to the number and to its attempt, in one step; only the call that
-/// claimed the number (same uuid) can finish it.
+/// claimed the number (same uuid) can finish it. The task's settings of this moment decide what
+/// follows: when the number has calls left (`attempts < max_attempts`) and the cause is one of
+/// `retry_causes`, it waits for its next call (`init`, or `stop` when its task was stopped
+/// meanwhile) from `ended_at + retry_interval` on; otherwise it is `done`.
 pub fn finish(
     conn: &Connection,
     number_id: i64,
@@ -759,12 +920,41 @@ pub fn finish(
     result: &CallResult,
 ) -> DbResult<bool> {
     super::atomically(conn, |conn| {
-        let finished = conn.execute(
-            "UPDATE numbers SET call_status = 'done', cause = ?3, sip_code = ?4,
-                 call_answer_time = coalesce(?5, call_answer_time), call_end_time = ?6, dtmf = ?7, updated_at = ?6,
-                 record_path = ?8
-             WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
-            params![
+        let settings = conn
+            .prepare_cached(
+                "SELECT t.max_attempts, t.retry_interval, t.retry_causes, t.status, n.attempts
+                 FROM numbers n JOIN tasks t ON t.id = n.group_id
+                 WHERE n.id = ?1 AND n.uuid = ?2 AND n.call_status = 'calling'",
+            )?
+            .query_row(params![number_id, uuid], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()?;
+        let Some((max_attempts, retry_interval, retry_causes, task_status, attempts)) = settings
+        else {
+            return Ok(false);
+        };
+        let retry =
+            attempts < max_attempts && RetryCauses::stored(&retry_causes).contains(result.cause);
+        let (status, next_attempt_at) = match (retry, task_status.as_str()) {
+            (false, _) => (CallStatus::Done, None),
+            (true, "running") => (CallStatus::Init, Some(result.ended_at + retry_interval)),
+            (true, _) => (CallStatus::Stop, Some(result.ended_at + retry_interval)),
+        };
+        let finished = conn
+            .prepare_cached(
+                "UPDATE numbers SET call_status = ?9, next_attempt_at = ?10, cause = ?3, sip_code = ?4,
+                     call_answer_time = coalesce(?5, call_answer_time), call_end_time = ?6, dtmf = ?7,
+                     updated_at = ?6, record_path = ?8
+                 WHERE id = ?1 AND uuid = ?2 AND call_status = 'calling'",
+            )?
+            .execute(params![
                 number_id,
                 uuid,
                 result.cause,
@@ -772,9 +962,11 @@ pub fn finish(
                 result.answered_at,
                 result.ended_at,
                 result.dtmf,
-                result.record_path
-            ],
-        )? > 0;
+                result.record_path,
+                status.as_str(),
+                next_attempt_at
+            ])?
+            > 0;
         if finished {
             finish_attempt(conn, number_id, uuid, result)?;
         }
@@ -809,21 +1001,30 @@ fn finish_attempt(
 }
 
 /// After a crash, calls left `calling` cannot be followed any more: they end with
-/// `SYSTEM_SHUTDOWN` at the last time anything was known of them, and are never redialed.
+/// `SYSTEM_SHUTDOWN` at the last time anything was known of them, and are never redialed. The
+/// numbers first, then their attempts: an attempt's end queues its webhook (schema step 7), whose
+/// body shows the number as the call left it.
 pub fn finish_interrupted(conn: &Connection, cause: HangupCause) -> DbResult<usize> {
     super::atomically(conn, |conn| {
-        conn.execute(
-            "UPDATE attempts SET cause = ?1,
-                 call_end_time = (SELECT n.updated_at FROM numbers n WHERE n.id = attempts.number_id)
-             WHERE call_end_time IS NULL
-               AND (number_id, uuid) IN (SELECT id, uuid FROM numbers WHERE call_status = 'calling')",
-            [cause],
+        let interrupted = conn
+            .prepare(
+                "UPDATE numbers SET call_status = 'done', cause = ?1, call_end_time = updated_at
+                 WHERE call_status = 'calling'
+                 RETURNING id, uuid",
+            )?
+            .query_map([cause], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut complete = conn.prepare(
+            "UPDATE attempts SET cause = ?3,
+                 call_end_time = (SELECT updated_at FROM numbers WHERE id = ?1)
+             WHERE number_id = ?1 AND uuid = ?2 AND call_end_time IS NULL",
         )?;
-        Ok(conn.execute(
-            "UPDATE numbers SET call_status = 'done', cause = ?1, call_end_time = updated_at
-             WHERE call_status = 'calling'",
-            [cause],
-        )?)
+        for (number_id, uuid) in &interrupted {
+            complete.execute(params![number_id, uuid, cause])?;
+        }
+        Ok(interrupted.len())
     })
 }
 
@@ -837,4 +1038,447 @@ pub fn record_path(conn: &Connection, task_id: i64, number_id: i64) -> DbResult<
     )
     .optional()?
     .ok_or_else(|| DbError::NotFound(format!("number {number_id} of task {task_id}")))
+}
+
+/// One call of a number (a row of `attempts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt: i64,
+    pub uuid: String,
+    pub dest_number: String,
+    pub call_start_time: i64,
+    pub call_answer_time: Option<i64>,
+    /// `None` while the call is alive.
+    pub call_end_time: Option<i64>,
+    /// `None` while the call is alive.
+    pub cause: Option<HangupCause>,
+    pub sip_code: Option<i64>,
+    pub billsec: i64,
+    pub dtmf: String,
+    pub record_path: String,
+}
+
+/// The calls of a live number of a live task, in attempt order.
+pub fn attempts(conn: &Connection, task_id: i64, number_id: i64) -> DbResult<Vec<Attempt>> {
+    // One read transaction: the number checked is the one whose calls are listed.
+    let tx = conn.unchecked_transaction()?;
+    require_live_task(&tx, task_id)?;
+    let exists = tx
+        .prepare_cached(
+            "SELECT 1 FROM numbers WHERE id = ?1 AND group_id = ?2 AND deleted_at IS NULL",
+        )?
+        .exists([number_id, task_id])?;
+    if !exists {
+        return Err(DbError::NotFound(format!(
+            "number {number_id} of task {task_id}"
+        )));
+    }
+    let attempts = tx
+        .prepare_cached(
+            "SELECT attempt, uuid, dest_number, call_start_time, call_answer_time, call_end_time, cause,
+                    sip_code, billsec, dtmf, record_path
+             FROM attempts WHERE number_id = ?1 ORDER BY attempt",
+        )?
+        .query_map([number_id], |row| {
+            Ok(Attempt {
+                attempt: row.get(0)?,
+                uuid: row.get(1)?,
+                dest_number: row.get(2)?,
+                call_start_time: row.get(3)?,
+                call_answer_time: row.get(4)?,
+                call_end_time: row.get(5)?,
+                cause: cause_from_row(row, 6)?,
+                sip_code: row.get(7)?,
+                billsec: row.get(8)?,
+                dtmf: row.get(9)?,
+                record_path: row.get(10)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(attempts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        db::{self, Db},
+        domain::{MaxAttempts, RetryInterval, TaskName, TaskSettings},
+    };
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        conn: r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        Fixture {
+            conn: db.connection().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// A running task with `numbers`, `max_attempts` calls each, 300 s apart, default causes.
+    fn running_task(conn: &mut Connection, name: &str, max_attempts: i64, numbers: &[&str]) -> i64 {
+        let settings = TaskSettings {
+            group_name: Some(TaskName::new(name).unwrap()),
+            max_attempts: Some(MaxAttempts::new(max_attempts).unwrap()),
+            retry_interval: Some(RetryInterval::new(300).unwrap()),
+            ..Default::default()
+        };
+        let id = db::tasks::create(conn, &settings, 10).unwrap();
+        let numbers: Vec<NewNumber> = numbers
+            .iter()
+            .map(|n| NewNumber {
+                dest_number: (*n).to_owned(),
+                external_id: String::new(),
+            })
+            .collect();
+        import(conn, id, &numbers, 10).unwrap();
+        db::tasks::start(conn, &[id], 10).unwrap();
+        id
+    }
+
+    fn ended(cause: HangupCause, at: i64) -> CallResult {
+        CallResult {
+            cause,
+            sip_code: Some(486),
+            answered_at: None,
+            ended_at: at,
+            dtmf: String::new(),
+            record_path: String::new(),
+        }
+    }
+
+    /// (call_status, outbound_call, attempts, next_attempt_at, cause) of a number.
+    fn state(conn: &Connection, id: i64) -> (String, i64, i64, Option<i64>, String) {
+        conn.query_row(
+            "SELECT call_status, outbound_call, attempts, next_attempt_at, cause FROM numbers WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap()
+    }
+
+    fn claim(
+        conn: &Connection,
+        task: i64,
+        uuid: &str,
+        now: i64,
+        options: &mut ClaimOptions,
+    ) -> Option<Claimed> {
+        claim_next(conn, task, uuid, now, options).unwrap()
+    }
+
+    #[test]
+    fn a_retried_cause_waits_its_interval_then_is_claimed_first_until_no_attempt_is_left() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 3, &["1004", "1000"]);
+        let conn = &f.conn;
+        let mut options = ClaimOptions::default();
+        let busy = claim(conn, task, "u1", 100, &mut options).unwrap();
+        assert_eq!((busy.dest_number.as_str(), busy.attempt), ("1004", 1));
+        assert!(finish(conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap());
+        assert_eq!(
+            state(conn, busy.id),
+            ("init".into(), 0, 1, Some(410), "USER_BUSY".into())
+        );
+        assert_eq!(next_due(conn, task).unwrap(), Some(410));
+        assert_eq!(
+            db::stats::of_task(conn, task)
+                .unwrap()
+                .unwrap()
+                .retry_pending,
+            1
+        );
+        // Not due: the fresh number comes next, then nothing.
+        let fresh = claim(conn, task, "u2", 200, &mut options).unwrap();
+        assert_eq!(fresh.dest_number, "1000");
+        assert_eq!(claim(conn, task, "u3", 409, &mut options), None);
+        assert!(!options.more);
+        // Due: the same number again, its second call.
+        let again = claim(conn, task, "u4", 410, &mut options).unwrap();
+        assert_eq!((again.id, again.attempt), (busy.id, 2));
+        finish(conn, again.id, "u4", &ended(HangupCause::NO_ANSWER, 420)).unwrap();
+        let third = claim(conn, task, "u5", 720, &mut options).unwrap();
+        assert_eq!(third.attempt, 3);
+        finish(conn, third.id, "u5", &ended(HangupCause::USER_BUSY, 730)).unwrap();
+        // No call left: done, although the cause is retried.
+        assert_eq!(
+            state(conn, busy.id),
+            ("done".into(), 0, 3, None, "USER_BUSY".into())
+        );
+        assert_eq!(claim(conn, task, "u6", 10_000, &mut options), None);
+        assert_eq!(next_due(conn, task).unwrap(), None);
+        let calls: Vec<(i64, String, String)> = conn
+            .prepare(
+                "SELECT attempt, uuid, cause FROM attempts WHERE number_id = ?1 ORDER BY attempt",
+            )
+            .unwrap()
+            .query_map([busy.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            calls,
+            vec![
+                (1, "u1".into(), "USER_BUSY".into()),
+                (2, "u4".into(), "NO_ANSWER".into()),
+                (3, "u5".into(), "USER_BUSY".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_retry_left_by_a_lowered_max_attempts_ends_done_uncalled() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 3, &["1004"]);
+        let busy = claim(&f.conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        finish(&f.conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        f.conn
+            .execute("UPDATE tasks SET max_attempts = 1 WHERE id = ?1", [task])
+            .unwrap();
+        assert_eq!(
+            claim(&f.conn, task, "u2", 500, &mut ClaimOptions::default()),
+            None
+        );
+        assert_eq!(
+            state(&f.conn, busy.id),
+            ("done".into(), 0, 1, None, "USER_BUSY".into())
+        );
+        assert!(db::tasks::finish_if_complete(&f.conn, task, 500).unwrap());
+    }
+
+    #[test]
+    fn a_cause_not_retried_and_a_single_attempt_end_done() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 3, &["1003"]);
+        let once = running_task(&mut f.conn, "once", 1, &["1004"]);
+        let conn = &f.conn;
+        let answered = claim(conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        finish(
+            conn,
+            answered.id,
+            "u1",
+            &ended(HangupCause::NORMAL_CLEARING, 110),
+        )
+        .unwrap();
+        assert_eq!(state(conn, answered.id).0, "done");
+        let busy = claim(conn, once, "u2", 100, &mut ClaimOptions::default()).unwrap();
+        finish(conn, busy.id, "u2", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        assert_eq!(
+            state(conn, busy.id),
+            ("done".into(), 0, 1, None, "USER_BUSY".into())
+        );
+    }
+
+    #[test]
+    fn stop_and_start_keep_a_pending_retry_and_its_due_time() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 2, &["1004"]);
+        let busy = claim(&f.conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        finish(&f.conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        db::tasks::stop(&mut f.conn, &[task], 120).unwrap();
+        assert_eq!(
+            state(&f.conn, busy.id),
+            ("stop".into(), 0, 1, Some(410), "USER_BUSY".into())
+        );
+        assert_eq!(
+            next_due(&f.conn, task).unwrap(),
+            None,
+            "a stopped task waits for nothing"
+        );
+        db::tasks::start(&mut f.conn, &[task], 130).unwrap();
+        assert_eq!(
+            state(&f.conn, busy.id),
+            ("init".into(), 0, 1, Some(410), "USER_BUSY".into())
+        );
+        assert_eq!(
+            claim(&f.conn, task, "u2", 409, &mut ClaimOptions::default()),
+            None
+        );
+        assert_eq!(
+            claim(&f.conn, task, "u2", 410, &mut ClaimOptions::default())
+                .unwrap()
+                .attempt,
+            2
+        );
+    }
+
+    #[test]
+    fn a_call_ending_after_its_task_stopped_waits_stopped() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 2, &["1004"]);
+        let busy = claim(&f.conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        db::tasks::stop(&mut f.conn, &[task], 105).unwrap();
+        finish(&f.conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        assert_eq!(
+            state(&f.conn, busy.id),
+            ("stop".into(), 0, 1, Some(410), "USER_BUSY".into())
+        );
+        db::tasks::start(&mut f.conn, &[task], 130).unwrap();
+        assert_eq!(state(&f.conn, busy.id).0, "init");
+    }
+
+    #[test]
+    fn a_released_retry_is_due_again_not_a_first_call() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 3, &["1004"]);
+        let conn = &f.conn;
+        let busy = claim(conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        finish(conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        let again = claim(conn, task, "u2", 500, &mut ClaimOptions::default()).unwrap();
+        release_claim(conn, again.id, "u2").unwrap();
+        assert_eq!(
+            state(conn, busy.id),
+            ("init".into(), 0, 1, Some(500), "USER_BUSY".into())
+        );
+        assert_eq!(
+            claim(conn, task, "u3", 500, &mut ClaimOptions::default())
+                .unwrap()
+                .attempt,
+            2
+        );
+    }
+
+    #[test]
+    fn the_do_not_call_list_is_checked_before_every_call() {
+        let mut f = fixture();
+        let task = running_task(&mut f.conn, "t", 3, &["1004", "1000", "1003"]);
+        let other = running_task(&mut f.conn, "other", 1, &["1003"]);
+        let conn = &f.conn;
+        let busy = claim(conn, task, "u1", 100, &mut ClaimOptions::default()).unwrap();
+        finish(conn, busy.id, "u1", &ended(HangupCause::USER_BUSY, 110)).unwrap();
+        conn.execute_batch(
+            "INSERT INTO dnc (number, task_id, created_at) VALUES ('1004', NULL, 1);
+             INSERT INTO dnc (number, task_id, created_at) VALUES ('1000', NULL, 1);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO dnc (number, task_id, created_at) VALUES ('1003', ?1, 1)",
+            [task],
+        )
+        .unwrap();
+        // The due retry and the fresh 1000 end DNC; 1003 is listed for this task only.
+        assert_eq!(
+            claim(conn, task, "u2", 1_000, &mut ClaimOptions::default()),
+            None
+        );
+        let ended: Vec<(String, String, String, i64, Option<i64>)> = conn
+            .prepare("SELECT dest_number, call_status, cause, outbound_call, call_end_time FROM numbers WHERE group_id = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([task], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            ended,
+            vec![
+                ("1004".into(), "done".into(), "DNC".into(), 0, Some(1_000)),
+                ("1000".into(), "done".into(), "DNC".into(), 1, Some(1_000)),
+                ("1003".into(), "done".into(), "DNC".into(), 1, Some(1_000)),
+            ]
+        );
+        let attempts: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM attempts WHERE group_id = ?1",
+                [task],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(attempts, 1, "only the first call of 1004 was placed");
+        assert_eq!(
+            claim(conn, other, "u3", 1_000, &mut ClaimOptions::default())
+                .unwrap()
+                .dest_number,
+            "1003"
+        );
+    }
+
+    #[test]
+    fn a_claim_looks_at_a_bounded_number_of_candidates() {
+        let mut f = fixture();
+        let listed: Vec<String> = (0..CLAIM_CANDIDATES + 6)
+            .map(|i| format!("2{i:04}"))
+            .collect();
+        let mut numbers: Vec<&str> = listed.iter().map(String::as_str).collect();
+        numbers.push("1000");
+        let task = running_task(&mut f.conn, "t", 1, &numbers);
+        for number in &listed {
+            f.conn
+                .execute(
+                    "INSERT INTO dnc (number, created_at) VALUES (?1, 1)",
+                    [number],
+                )
+                .unwrap();
+        }
+        let mut options = ClaimOptions::default();
+        assert_eq!(claim(&f.conn, task, "u1", 100, &mut options), None);
+        assert!(options.more, "more may be ready");
+        let claimed = claim(&f.conn, task, "u1", 100, &mut options).unwrap();
+        assert_eq!(claimed.dest_number, "1000");
+        assert!(!options.more);
+        let refused: i64 = f
+            .conn
+            .query_row(
+                "SELECT count(*) FROM numbers WHERE group_id = ?1 AND cause = 'DNC' AND call_status = 'done'",
+                [task],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(refused, listed.len() as i64);
+    }
+
+    #[test]
+    fn the_per_day_cap_holds_a_number_back_across_tasks_without_failing_it() {
+        let mut f = fixture();
+        let first = running_task(&mut f.conn, "a", 1, &["1003"]);
+        let second = running_task(&mut f.conn, "b", 1, &["1003", "1000"]);
+        let conn = &f.conn;
+        let capped = |cap| ClaimOptions {
+            max_attempts_per_day: Some(cap),
+            ..ClaimOptions::default()
+        };
+        let a = claim(conn, first, "u1", 1_000, &mut capped(1)).unwrap();
+        finish(
+            conn,
+            a.id,
+            "u1",
+            &ended(HangupCause::NORMAL_CLEARING, 1_010),
+        )
+        .unwrap();
+        // Task b's 1003 already had its call today: it waits, 1000 is dialed instead.
+        let mut options = capped(1);
+        let b = claim(conn, second, "u2", 2_000, &mut options).unwrap();
+        assert_eq!(b.dest_number, "1000");
+        let held = conn
+            .query_row(
+                "SELECT id FROM numbers WHERE group_id = ?1 AND dest_number = '1003'",
+                [second],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap();
+        assert_eq!(
+            state(conn, held),
+            ("init".into(), 1, 0, Some(1_000 + 86_400), String::new())
+        );
+        assert_eq!(
+            claim(conn, second, "u3", 1_000 + 86_399, &mut options),
+            None
+        );
+        let later = claim(conn, second, "u3", 1_000 + 86_400, &mut options).unwrap();
+        assert_eq!((later.id, later.attempt), (held, 1));
+        // Without the cap nothing is held back.
+        let third = running_task(&mut f.conn, "c", 1, &["1003"]);
+        assert!(claim(
+            &f.conn,
+            third,
+            "u4",
+            1_000 + 86_400,
+            &mut ClaimOptions::default()
+        )
+        .is_some());
+    }
 }

@@ -24,8 +24,12 @@ pub struct TaskCounts {
     pub answered: i64,
     /// Finished numbers per hangup cause name; causes with no number are left out.
     pub causes: BTreeMap<String, i64>,
+    /// Numbers waiting (`init`) for a retry or for the per-day cap.
+    pub retry_pending: i64,
     /// The later of the task's own change and its numbers' last change, unix seconds.
     pub updated_at: i64,
+    /// Its result webhooks by state.
+    pub webhooks: super::webhooks::WebhookCounts,
 }
 
 const SELECT: &str = "SELECT t.id, t.status, t.deleted_at IS NOT NULL,
@@ -45,7 +49,9 @@ fn from_row(row: &Row) -> rusqlite::Result<TaskCounts> {
         stop: row.get(7)?,
         answered: row.get(8)?,
         causes: BTreeMap::new(),
+        retry_pending: 0,
         updated_at: row.get(9)?,
+        webhooks: Default::default(),
     })
 }
 
@@ -56,7 +62,20 @@ fn with_causes(conn: &Connection, mut counts: TaskCounts) -> DbResult<TaskCounts
         )?
         .query_map([counts.id], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
+    counts.webhooks = super::webhooks::task_counts(conn, counts.id)?;
+    counts.retry_pending = retry_pending(conn, counts.id)?;
     Ok(counts)
+}
+
+/// A task's numbers waiting for a retry or for the per-day cap: a range of `numbers_retry_due`.
+fn retry_pending(conn: &Connection, task_id: i64) -> DbResult<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM numbers INDEXED BY numbers_retry_due
+             WHERE group_id = ?1 AND next_attempt_at IS NOT NULL AND deleted_at IS NULL
+               AND call_status = 'init'",
+        )?
+        .query_row([task_id], |row| row.get(0))?)
 }
 
 /// Counts `added` numbers just inserted into a task, all waiting (`init`), live, unanswered and
@@ -203,13 +222,13 @@ mod tests {
         assert_eq!(counted(&conn, id), scanned(&conn, id));
         assert_eq!(counted(&conn, id).0, vec![6, 6, 0, 0, 0, 0]);
         db::tasks::start(&mut conn, &[id], 12).unwrap();
-        let first = db::numbers::claim_next(&conn, id, "u1", 13)
+        let first = db::numbers::claim_next(&conn, id, "u1", 13, &mut Default::default())
             .unwrap()
             .unwrap();
-        let second = db::numbers::claim_next(&conn, id, "u2", 13)
+        let second = db::numbers::claim_next(&conn, id, "u2", 13, &mut Default::default())
             .unwrap()
             .unwrap();
-        let third = db::numbers::claim_next(&conn, id, "u3", 13)
+        let third = db::numbers::claim_next(&conn, id, "u3", 13, &mut Default::default())
             .unwrap()
             .unwrap();
         db::numbers::release_claim(&conn, third.id, "u3").unwrap();
@@ -332,7 +351,7 @@ mod tests {
         db::tasks::start(&mut conn, &[id], 12).unwrap();
         let claimed: Vec<_> = (0..5)
             .map(|i| {
-                db::numbers::claim_next(&conn, id, &format!("u{i}"), 13)
+                db::numbers::claim_next(&conn, id, &format!("u{i}"), 13, &mut Default::default())
                     .unwrap()
                     .unwrap()
             })

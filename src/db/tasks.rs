@@ -319,7 +319,8 @@ fn state_change(conn: &Connection, id: i64) -> DbResult<StateChange> {
 }
 
 /// Starts the given tasks, all or none: an unknown id changes nothing. A task already running is
-/// left as it is. Numbers a stop left waiting are waiting again; dialed numbers stay as they are.
+/// left as it is. Numbers a stop left waiting are waiting again, pending retries included (they
+/// keep their due time); dialed numbers with no call left stay as they are.
 pub fn start(conn: &mut Connection, ids: &[i64], now: i64) -> DbResult<Vec<StateChange>> {
     let tx = super::write_transaction(conn)?;
     let mut changes = Vec::with_capacity(ids.len());
@@ -332,9 +333,12 @@ pub fn start(conn: &mut Connection, ids: &[i64], now: i64) -> DbResult<Vec<State
     Ok(changes)
 }
 
+/// An auto_dial task keeps a future `task_end_time` (it stops by itself then); any other end time
+/// is cleared.
 fn start_one(tx: &Transaction, id: i64, now: i64) -> DbResult<bool> {
     let started = tx.execute(
-        "UPDATE tasks SET status = 'running', task_start_time = ?2, task_end_time = NULL,
+        "UPDATE tasks SET status = 'running', task_start_time = ?2,
+             task_end_time = CASE WHEN auto_dial = 1 AND task_end_time > ?2 THEN task_end_time END,
              auto_dial_pending = 0, updated_at = ?2
          WHERE id = ?1 AND status <> 'running'",
         params![id, now],
@@ -342,7 +346,8 @@ fn start_one(tx: &Transaction, id: i64, now: i64) -> DbResult<bool> {
     if started {
         tx.execute(
             "UPDATE numbers SET call_status = 'init', updated_at = ?2
-             WHERE group_id = ?1 AND call_status = 'stop' AND outbound_call = 1",
+             WHERE group_id = ?1 AND call_status = 'stop'
+               AND (outbound_call = 1 OR next_attempt_at IS NOT NULL)",
             params![id, now],
         )?;
     }
@@ -450,13 +455,44 @@ pub fn start_due(conn: &mut Connection, now: i64) -> DbResult<Vec<i64>> {
     let due: Vec<i64> = tx
         .prepare(
             "SELECT id FROM tasks WHERE auto_dial_pending = 1 AND deleted_at IS NULL AND task_start_time <= ?1
+               AND (task_end_time IS NULL OR task_end_time > ?1)
              ORDER BY id",
         )?
         .query_map([now], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
+    // A start whose end time has passed too is not made at all.
+    tx.execute(
+        "UPDATE tasks SET auto_dial_pending = 0
+         WHERE auto_dial_pending = 1 AND task_start_time <= ?1 AND task_end_time <= ?1",
+        [now],
+    )?;
     for &id in &due {
         start_one(&tx, id, now)?;
         tx.execute("UPDATE tasks SET auto_dial_pending = 0 WHERE id = ?1", [id])?;
+    }
+    tx.commit()?;
+    Ok(due)
+}
+
+/// Stops every running auto_dial task whose `task_end_time` has come, as a stop would (waiting
+/// numbers become `stop`, live calls end normally); answers their ids.
+pub fn stop_due(conn: &mut Connection, now: i64) -> DbResult<Vec<i64>> {
+    const DUE: &str = "SELECT id FROM tasks WHERE status = 'running' AND auto_dial = 1
+                         AND deleted_at IS NULL AND task_end_time <= ?1 ORDER BY id";
+    let due = |conn: &Connection| -> DbResult<Vec<i64>> {
+        Ok(conn
+            .prepare_cached(DUE)?
+            .query_map([now], |row| row.get(0))?
+            .collect::<Result<_, _>>()?)
+    };
+    // Looked at twice a second: the write lock is only taken when a task is due.
+    if due(conn)?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tx = super::write_transaction(conn)?;
+    let due = due(&tx)?;
+    for &id in &due {
+        stop_one(&tx, id, now)?;
     }
     tx.commit()?;
     Ok(due)

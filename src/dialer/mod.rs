@@ -140,6 +140,8 @@ pub struct DialerContext {
     pub max_attempts_per_day: Option<u32>,
     /// Calls started, answered and ended, for `/metrics`.
     pub metrics: Metrics,
+    /// Notified after each call result is written: the webhook sender looks for new rows.
+    pub results_written: Arc<Notify>,
     pub backend: Arc<dyn Telephony>,
     pub limits: GlobalLimits,
     pub shutdown: CancellationToken,
@@ -297,6 +299,11 @@ impl DialerHandle {
         &self.context.metrics
     }
 
+    /// Notified after each call result is written (for the webhook sender).
+    pub fn results_written(&self) -> Arc<Notify> {
+        self.context.results_written.clone()
+    }
+
     pub fn backend_name(&self) -> &'static str {
         self.context.backend.name()
     }
@@ -375,6 +382,7 @@ pub async fn start(
         time_zone,
         max_attempts_per_day: config.max_attempts_per_day,
         metrics: Metrics::new(),
+        results_written: Arc::new(Notify::new()),
         backend,
         limits: GlobalLimits::new(&config),
         shutdown: CancellationToken::new(),
@@ -515,6 +523,28 @@ impl Supervisor {
         );
     }
 
+    /// Stops the running auto_dial tasks whose `task_end_time` has come (their runners see the
+    /// stop, as after a manual one).
+    async fn stop_due(&self, now: i64) {
+        match self
+            .context
+            .db
+            .run(move |conn| db::tasks::stop_due(conn, now))
+            .await
+        {
+            Ok(stopped) => {
+                for id in stopped {
+                    tracing::info!(task = id, "auto_dial: task stopped at its end time");
+                    if let Some(runner) = self.runners.get(&id) {
+                        runner.wake.notify_one();
+                    }
+                    self.context.announce(id);
+                }
+            }
+            Err(error) => tracing::error!(%error, "could not stop auto_dial tasks"),
+        }
+    }
+
     /// Starts due auto_dial tasks and gives every running task a runner.
     async fn pass(&mut self) {
         let now = self.context.clock.now();
@@ -533,6 +563,7 @@ impl Supervisor {
             }
             Err(error) => tracing::error!(%error, "could not start auto_dial tasks"),
         }
+        self.stop_due(now).await;
         let finished: Vec<i64> = self
             .runners
             .iter()

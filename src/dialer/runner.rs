@@ -13,17 +13,23 @@ use tokio::{
 
 use super::{
     pacing::{self, Decision, Pacer},
-    DialerContext, LiveCall,
+    DialerContext, LiveCall, WaitReason, Waiting,
 };
 use crate::{
-    db::{self, numbers::CallResult},
-    domain::{Action, MaxCaps, Task, TaskStatus},
+    db::{
+        self,
+        numbers::{CallResult, ClaimOptions},
+    },
+    domain::{Action, CallSchedule, CallTime, MaxCaps, Task, TaskStatus},
     telephony::{
         AfterAnswer, CallEvent, CallHandle, CallRequest, CallSettings, Confirm, HangupCause,
         MediaRef, DEFAULT_CONFIRM_TIMEOUT,
     },
 };
 
+/// Outside its calling windows a task looks again at least this often (real time), so that the
+/// system clock and a test's manual clock both work.
+const WINDOW_RECHECK: Duration = Duration::from_secs(1);
 /// How long to back off after a database error before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How often a runner looks again whether a back end that cannot dial now is back.
@@ -32,6 +38,10 @@ const NOT_READY_RETRY: Duration = Duration::from_millis(200);
 /// [`RESULT_RETRY_MOST`]: a result is never given up on.
 const RESULT_RETRY_FIRST: Duration = Duration::from_millis(100);
 const RESULT_RETRY_MOST: Duration = Duration::from_secs(5);
+/// While numbers wait for a retry (or the per-day cap), the longest real-time wait before the
+/// runner looks again, and the shortest.
+const RETRY_WAIT_MOST: Duration = Duration::from_secs(1);
+const RETRY_WAIT_LEAST: Duration = Duration::from_millis(20);
 
 /// The call settings a task's settings give.
 pub fn call_settings(task: &Task) -> CallSettings {
@@ -88,7 +98,13 @@ pub struct TaskRunner {
     live_calls: usize,
     /// The last claim found no waiting number.
     exhausted: bool,
+    /// The claim's cursor and the per-day cap, kept between claims.
+    claim: ClaimOptions,
     reload: bool,
+    /// The task's calling windows and days and their zone; `None`: any time.
+    schedule: Option<(CallSchedule, chrono_tz::Tz)>,
+    /// This runner announced that the task waits for its calling window.
+    window_waiting: bool,
     call_ended_sender: mpsc::UnboundedSender<()>,
     call_ended: mpsc::UnboundedReceiver<()>,
 }
@@ -103,6 +119,7 @@ impl TaskRunner {
         pacer: Option<Pacer>,
     ) -> Self {
         let (call_ended_sender, call_ended) = mpsc::unbounded_channel();
+        let max_attempts_per_day = context.max_attempts_per_day;
         TaskRunner {
             task_id,
             context,
@@ -112,7 +129,13 @@ impl TaskRunner {
             pacer: pacer.unwrap_or_else(|| Pacer::new(MaxCaps::clamped(1.0))),
             live_calls: 0,
             exhausted: false,
+            claim: ClaimOptions {
+                max_attempts_per_day,
+                ..ClaimOptions::default()
+            },
             reload: true,
+            schedule: None,
+            window_waiting: false,
             call_ended_sender,
             call_ended,
         }
@@ -155,6 +178,9 @@ impl TaskRunner {
             }
             return self.finish_if_complete().await;
         }
+        if let Some(step) = self.outside_call_window() {
+            return step;
+        }
         match pacing::decide(
             Instant::now(),
             &self.pacer,
@@ -176,15 +202,55 @@ impl TaskRunner {
             .await?;
         self.reload = false;
         self.exhausted = false;
+        // Numbers may be waiting again below the claim's cursor (a start after a stop).
+        self.claim.fresh_after = 0;
         match task.filter(|t| t.status == TaskStatus::Running) {
             Some(task) => {
                 self.max_concurrency = task.max_concurrency.get() as usize;
                 self.pacer.set_caps(task.max_caps);
                 self.settings = Some(Arc::new(call_settings(&task)));
+                let schedule = CallSchedule::new(task.call_windows, task.call_weekdays);
+                let zone = task.time_zone.or(self.context.time_zone).tz();
+                self.schedule = (!schedule.is_always()).then_some((schedule, zone));
             }
             None => self.settings = None,
         }
         Ok(())
+    }
+
+    /// Outside the task's calling windows or days no call starts (live calls go on): the task
+    /// waits, as `stats` shows, until the next window opens, looking again at least every
+    /// [`WINDOW_RECHECK`] (and whenever the task changes or a manual clock moves).
+    fn outside_call_window(&mut self) -> Option<Step> {
+        let now = self.context.clock.now();
+        let opens = match &self.schedule {
+            Some((schedule, zone)) => match schedule.call_time(*zone, now) {
+                CallTime::Now => None,
+                CallTime::OpensAt(at) => Some(at),
+                // Cannot happen with checked values: shown with no time, looked at again.
+                CallTime::Never => Some(i64::MAX),
+            },
+            None => None,
+        };
+        let Some(until) = opens else {
+            if std::mem::take(&mut self.window_waiting) {
+                self.context.set_waiting(self.task_id, None);
+            }
+            return None;
+        };
+        if !self.window_waiting {
+            tracing::info!(
+                task = self.task_id,
+                opens = until,
+                "outside the calling windows: waiting"
+            );
+        }
+        self.window_waiting = true;
+        let reason = WaitReason::CallWindow;
+        self.context
+            .set_waiting(self.task_id, Some(Waiting { reason, until }));
+        let wait = self.context.clock.until(until, WINDOW_RECHECK);
+        Some(Step::Wait(Some(Instant::now() + wait)))
     }
 
     async fn finish_if_complete(&mut self) -> Step {
@@ -232,16 +298,27 @@ impl TaskRunner {
         let settings = self.settings.clone().expect("dialing implies settings");
         let uuid = uuid::Uuid::new_v4().to_string();
         let (task_id, claim_uuid, now) = (self.task_id, uuid.clone(), self.context.clock.now());
+        let mut options = self.claim.clone();
         let claimed = self
             .context
             .db
-            .run(move |conn| db::numbers::claim_next(conn, task_id, &claim_uuid, now))
+            .run(move |conn| {
+                db::numbers::claim_next(conn, task_id, &claim_uuid, now, &mut options)
+                    .map(|claimed| (claimed, options))
+            })
             .await;
         let number = match claimed {
-            Ok(Some(number)) => number,
-            Ok(None) => {
-                self.exhausted = true;
-                return Step::Continue;
+            Ok((Some(number), options)) => {
+                self.claim = options;
+                self.context.set_waiting(task_id, None);
+                number
+            }
+            Ok((None, options)) => {
+                self.claim = options;
+                if self.claim.more {
+                    return Step::Continue;
+                }
+                return self.wait_for_retries().await;
             }
             Err(error) => {
                 tracing::error!(task = task_id, %error, "could not claim a number; retrying");
@@ -290,12 +367,51 @@ impl TaskRunner {
         Step::Continue
     }
 
+    /// Nothing to dial now: when numbers wait for a retry (or the per-day cap), waits for the
+    /// first of them (at most [`RETRY_WAIT_MOST`] at once, then looks again), as the task's
+    /// waiting state when no call is alive; otherwise the task has nothing left to dial.
+    async fn wait_for_retries(&mut self) -> Step {
+        let task_id = self.task_id;
+        match self
+            .context
+            .db
+            .run(move |conn| db::numbers::next_due(conn, task_id))
+            .await
+        {
+            Ok(Some(until)) => {
+                if self.live_calls == 0 {
+                    let waiting = Waiting {
+                        reason: WaitReason::Retry,
+                        until,
+                    };
+                    self.context.set_waiting(task_id, Some(waiting));
+                }
+                let wait = self
+                    .context
+                    .clock
+                    .until(until, RETRY_WAIT_MOST)
+                    .max(RETRY_WAIT_LEAST);
+                Step::Wait(Some(Instant::now() + wait))
+            }
+            Ok(None) => {
+                self.exhausted = true;
+                Step::Continue
+            }
+            Err(error) => {
+                tracing::error!(task = task_id, %error, "could not read the task's retries; retrying");
+                Step::Wait(Some(Instant::now() + RETRY_AFTER))
+            }
+        }
+    }
+
     async fn wait(&mut self, until: Option<Instant>) {
         let shutting_down = self.context.shutdown.is_cancelled();
         tokio::select! {
             _ = async { sleep_until(until.expect("guarded").into()).await }, if until.is_some() => {}
             Some(()) = self.call_ended.recv() => {
                 self.live_calls -= 1;
+                // The call may have left its number waiting for a retry.
+                self.exhausted = false;
             }
             _ = self.wake.notified() => {
                 self.reload = true;
@@ -324,7 +440,7 @@ async fn follow_call(
             Some(CallEvent::Progress { .. }) => {}
             Some(CallEvent::Answered { at }) => {
                 context.metrics.call_answered(request.settings.task_id);
-                let at = unix_seconds(at);
+                let at = clock_seconds(&context, at);
                 answered_at = Some(at);
                 let (id, uuid) = (request.number_id, request.uuid.clone());
                 if let Err(error) = context
@@ -340,8 +456,11 @@ async fn follow_call(
                 break CallResult {
                     cause: outcome.cause,
                     sip_code: outcome.sip_code,
-                    answered_at: outcome.answered_at.map(unix_seconds).or(answered_at),
-                    ended_at: unix_seconds(outcome.ended_at),
+                    answered_at: outcome
+                        .answered_at
+                        .map(|at| clock_seconds(&context, at))
+                        .or(answered_at),
+                    ended_at: clock_seconds(&context, outcome.ended_at),
                     dtmf: std::mem::take(&mut digits),
                     record_path: outcome
                         .recording
@@ -385,6 +504,7 @@ async fn write_result(context: &DialerContext, request: &CallRequest, result: &C
         {
             Ok(_) => {
                 tracing::debug!(uuid = %request.uuid, number = %request.dest_number, "call ended");
+                context.results_written.notify_one();
                 return;
             }
             Err(error) => {
@@ -393,6 +513,16 @@ async fn write_result(context: &DialerContext, request: &CallRequest, result: &C
                 backoff = (backoff * 2).min(RESULT_RETRY_MOST);
             }
         }
+    }
+}
+
+/// A time the back end reports, on the dialer's clock: a manual clock (tests) stands for the
+/// wall clock, so that retries and the per-day cap count from the times written.
+fn clock_seconds(context: &DialerContext, time: SystemTime) -> i64 {
+    if context.clock.is_manual() {
+        context.clock.now()
+    } else {
+        unix_seconds(time)
     }
 }
 

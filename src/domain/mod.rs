@@ -4,6 +4,7 @@
 
 mod campaign;
 mod cause;
+mod schedule;
 mod states;
 mod task;
 mod values;
@@ -13,6 +14,7 @@ pub use campaign::{
     Window,
 };
 pub use cause::HangupCause;
+pub use schedule::{call_time, CallSchedule, CallTime};
 pub use states::{Action, CallStatus, Role, TaskStatus};
 pub use task::{Task, TaskSettings};
 pub use values::{
