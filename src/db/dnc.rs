@@ -3,7 +3,7 @@
 //! Imports add listed numbers already finished (`db::numbers::import_streaming`); the dialer checks
 //! the list again before every call.
 
-use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, types::Value, Connection, Row};
 
 use super::{DbError, DbResult, Page};
 use crate::domain::DestNumber;
@@ -131,17 +131,6 @@ pub fn delete(conn: &Connection, id: i64) -> DbResult<()> {
     }
 }
 
-/// Whether `number` is listed for `task_id` (an entry for every task, or one for this task).
-pub fn is_listed(conn: &Connection, task_id: i64, number: &str) -> DbResult<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT 1 FROM dnc WHERE number = ?1 AND coalesce(task_id, 0) IN (0, ?2) LIMIT 1",
-        )?
-        .query_row(params![number, task_id], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
 /// How many entries hold for `task_id`: those for every task and its own (a range of
 /// `dnc_by_task` each).
 pub(super) fn count_for_task(conn: &Connection, task_id: i64) -> DbResult<i64> {
@@ -194,10 +183,6 @@ mod tests {
                 duplicates: 1
             }
         );
-        assert!(is_listed(&conn, task, "1000").unwrap());
-        assert!(is_listed(&conn, task, "2000").unwrap());
-        assert!(!is_listed(&conn, task + 1, "2000").unwrap());
-        assert!(is_listed(&conn, task + 1, "1000").unwrap());
         assert_eq!(count_for_task(&conn, task).unwrap(), 3);
         assert_eq!(count_for_task(&conn, task + 1).unwrap(), 1);
         // An unknown task refuses everything.
