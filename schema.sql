@@ -380,6 +380,9 @@ CREATE TABLE dnc (
     created_at INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX dnc_entry ON dnc (number, coalesce(task_id, 0));
+-- The entries of one scope (task_id NULL: every task), newest first: the list's task filter, and
+-- how many entries an import must look its numbers up in.
+CREATE INDEX dnc_by_task ON dnc (task_id, id);
 
 -- Result webhooks: the persistent outbox. A row per finished attempt of a task with a
 -- webhook_url, written in the transaction that finishes the attempt (by the trigger below); its

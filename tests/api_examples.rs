@@ -242,10 +242,12 @@ async fn the_vendor_page_replays_in_order() {
             r#"{ "data": [ { "dest_number": "1000", "external_id": "" } ] }"#,
         )
         .await;
+    // outcall's answer counts the rows where the vendor's page shows `"data":"{}"`: added, skipped
+    // as already in the task (or repeated), and added finished as on the do-not-call list.
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(
         reply.body,
-        json!({ "data": "{}", "code": 200, "message": "success" })
+        json!({ "data": r#"{"imported":1,"duplicates":0,"dnc":0}"#, "code": 200, "message": "success" })
     );
 
     // The list, plain and with the page's query (both tasks are named test… and init).

@@ -398,7 +398,7 @@ async fn a_utf8_csv_with_a_bom_by_column_numbers() {
     let counts = counts(&reply);
     assert_eq!(
         counts,
-        json!({"imported": 2, "rejected": 0, "first_rejected": []})
+        json!({"imported": 2, "duplicates": 0, "dnc": 0, "rejected": 0, "first_rejected": []})
     );
     assert_eq!(
         stored(&app, id).await,

@@ -25,7 +25,7 @@ use super::{
     AppState,
 };
 use crate::{
-    clock, db,
+    db,
     domain::{DestNumber, Text},
 };
 
@@ -91,11 +91,18 @@ struct Rejected {
     reason: String,
 }
 
+/// The answer's `data`: the import's counts (see `db::numbers::ImportCounts`) and the rejected
+/// rows.
 #[derive(Debug, Default, PartialEq, Eq, Serialize)]
 struct Report {
     imported: usize,
+    duplicates: usize,
+    dnc: usize,
     rejected: usize,
     first_rejected: Vec<Rejected>,
+    /// The rows parsed and checked, to be imported (some may be duplicates).
+    #[serde(skip)]
+    accepted: usize,
 }
 
 fn blocking_failed(error: impl std::fmt::Display) -> ApiError {
@@ -222,25 +229,29 @@ pub async fn import(
     // transaction, which makes the dialer's writes wait, lasts only as long as the inserts.
     let started = std::time::Instant::now();
     let data_dir = state.data_dir.clone();
-    let (report, accepted) = web::block(move || read_file(file, &options, &data_dir))
+    let (mut report, accepted) = web::block(move || read_file(file, &options, &data_dir))
         .await
         .map_err(blocking_failed)??;
     let parse_ms = started.elapsed().as_millis() as u64;
     let started = std::time::Instant::now();
-    state
+    let now = state.clock.now();
+    let ((), counts) = state
         .db
         .run(move |conn| {
-            Ok(db::numbers::import_streaming(
-                conn,
-                id,
-                clock::now(),
-                |importer| insert_accepted(accepted, importer),
-            ))
+            Ok(db::numbers::import_streaming(conn, id, now, |importer| {
+                insert_accepted(accepted, importer)
+            }))
         })
         .await??;
+    report.imported = counts.imported;
+    report.duplicates = counts.duplicates;
+    report.dnc = counts.dnc;
     tracing::info!(
         task = id,
+        accepted = report.accepted,
         imported = report.imported,
+        duplicates = report.duplicates,
+        dnc = report.dnc,
         rejected = report.rejected,
         bytes = size,
         parse_ms,
@@ -474,7 +485,7 @@ impl Rows<'_> {
                     external_id.as_str()
                 )
                 .map_err(blocking_failed)?;
-                self.report.imported += 1;
+                self.report.accepted += 1;
             }
             Err(reason) => {
                 self.report.rejected += 1;

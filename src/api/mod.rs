@@ -3,6 +3,7 @@
 mod attempts;
 mod audio;
 pub mod body_deadline;
+mod dnc;
 pub mod error;
 pub mod events;
 mod export;
@@ -129,6 +130,12 @@ pub fn configure(config: &mut web::ServiceConfig, state: web::Data<AppState>) {
                         .route(web::get().to(audio::recording))
                         .route(web::head().to(audio::recording)),
                 )
+                .service(
+                    resource("/dnc")
+                        .route(web::get().to(dnc::list))
+                        .route(web::post().to(dnc::add)),
+                )
+                .service(resource("/dnc/{id}").route(web::delete().to(dnc::delete)))
                 .service(
                     resource("/users")
                         .route(web::get().to(users::list))

@@ -14,10 +14,10 @@ use super::{
     import_file, input, tasks, AppState,
 };
 use crate::{
-    clock::{self, TimeZone},
+    clock::TimeZone,
     db::{
         self,
-        numbers::{NewNumber, Number, NumberFilter},
+        numbers::{ImportCounts, NewNumber, Number, NumberFilter},
     },
     domain::{Action, CallStatus, DestNumber, HangupCause, Text},
 };
@@ -247,13 +247,14 @@ pub async fn import(
         .map_err(|e| ApiError::bad_request(format!("could not read the import: {e}")))??;
     let check_ms = started.elapsed().as_millis() as u64;
     let started = std::time::Instant::now();
-    let count = state
+    let now = state.clock.now();
+    let (count, counts) = state
         .db
         .run(move |conn| {
             Ok(db::numbers::import_streaming(
                 conn,
                 id,
-                clock::now(),
+                now,
                 |importer| -> ApiResult<usize> {
                     read_import(&bytes, importer)?;
                     Ok(importer.count())
@@ -264,12 +265,42 @@ pub async fn import(
     tracing::info!(
         task = id,
         count,
+        imported = counts.imported,
+        duplicates = counts.duplicates,
+        dnc = counts.dnc,
         check_ms,
         insert_ms = started.elapsed().as_millis() as u64,
         "imported numbers"
     );
-    state.dialer.task_changed(id);
-    Ok(HttpResponse::Ok().json(json!({ "code": 200, "message": "success", "data": "{}" })))
+    if counts.imported > 0 {
+        state.dialer.task_changed(id);
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "code": 200,
+        "message": "success",
+        "data": import_answer(counts),
+    })))
+}
+
+/// The `data` string of an import's answer: `{"imported":N,"duplicates":D,"dnc":K}`.
+pub(super) fn import_answer(counts: ImportCounts) -> String {
+    #[derive(serde::Serialize)]
+    struct Answer {
+        imported: usize,
+        duplicates: usize,
+        dnc: usize,
+    }
+    let ImportCounts {
+        imported,
+        duplicates,
+        dnc,
+    } = counts;
+    serde_json::to_string(&Answer {
+        imported,
+        duplicates,
+        dnc,
+    })
+    .expect("counts are JSON")
 }
 
 /// A number as the numbers list shows it (also in result webhooks).

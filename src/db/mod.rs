@@ -1,6 +1,7 @@
 //! The SQLite database: the connection pool, the schema migrations, and all SQL (one file per table).
 
 pub mod backup;
+pub mod dnc;
 pub mod media_files;
 pub mod metrics;
 pub mod numbers;

@@ -79,10 +79,6 @@ fn require_live_task(conn: &Connection, task_id: i64) -> DbResult<()> {
     super::tasks::require_live(conn, task_id)
 }
 
-const INSERT: &str =
-    "INSERT INTO numbers (group_id, dest_number, external_id, created_at, updated_at, seq)
-     VALUES (?1, ?2, ?3, ?4, ?4, ?5)";
-
 /// The last `seq` given to a number of the task, 0 when none was: the next inserted number gets
 /// the one after (see schema step 5).
 pub(super) fn last_seq(conn: &Connection, task_id: i64) -> DbResult<i64> {
@@ -91,20 +87,20 @@ pub(super) fn last_seq(conn: &Connection, task_id: i64) -> DbResult<i64> {
         .query_row([task_id], |row| row.get(0))?)
 }
 
-/// Adds numbers to a live task in one transaction: all are written or none, and counted (see
-/// `stats::count_added_numbers`).
+/// Adds numbers to a live task in one transaction, as [`import_streaming`] does.
 pub fn import(
     conn: &mut Connection,
     task_id: i64,
     numbers: &[NewNumber],
     now: i64,
-) -> DbResult<usize> {
+) -> DbResult<ImportCounts> {
     import_streaming(conn, task_id, now, |importer| {
         for number in numbers {
             importer.insert(&number.dest_number, &number.external_id)?;
         }
-        Ok(importer.count())
+        Ok::<_, DbError>(())
     })
+    .map(|((), counts)| counts)
 }
 
 /// Which of a task's numbers a list shows; `None` fields do not filter.
@@ -419,7 +415,7 @@ pub fn export(
 
 /// How many numbers one INSERT writes: a statement per row costs more than SQLite's work for the
 /// row (its cursors on the table, four indexes and the task, and the AUTOINCREMENT bookkeeping,
-/// all set up for each statement).
+/// all set up for each statement). Also how many numbers are looked up in the task at once.
 const BATCH: usize = 64;
 
 /// `INSERT … VALUES (…), (…)` of `rows` numbers: `?1` the task, `?2` the time, then a number's
@@ -442,22 +438,52 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
+/// Which of [`BATCH`] numbers (`?2`…; unused places bound to NULL) the task already has, live: a
+/// lookup each in the `numbers_by_task_dest` index.
+fn existing_sql() -> String {
+    let places: Vec<String> = (2..BATCH + 2).map(|place| format!("?{place}")).collect();
+    format!(
+        "SELECT dest_number FROM numbers
+         WHERE group_id = ?1 AND deleted_at IS NULL AND dest_number IN ({})",
+        places.join(", ")
+    )
+}
+
+/// What an import did: `imported` numbers added to the task, of which `dnc` on the do-not-call
+/// list (added already finished); `duplicates` skipped because the task had the number already,
+/// or the import had it in an earlier row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    pub imported: usize,
+    pub duplicates: usize,
+    pub dnc: usize,
+}
+
 /// Inserts the numbers of one import inside its transaction (see [`import_streaming`]), [`BATCH`]
-/// at a time with one prepared statement; the rest with one row at a time at the end.
+/// at a time: the batch's numbers are looked up in the task with one query, and the new ones
+/// written with one statement (prepared once for each size seen). A batch is written before the
+/// next is looked up, so a number repeated anywhere in the import is found, in the database or
+/// in its own batch, with no set of the import's numbers kept in memory.
 pub struct Importer<'conn> {
-    batch: rusqlite::CachedStatement<'conn>,
-    single: rusqlite::CachedStatement<'conn>,
+    conn: &'conn Connection,
+    /// `INSERT` statements by their number of rows (index 0 unused), prepared when first needed.
+    inserts: Vec<Option<rusqlite::Statement<'conn>>>,
+    existing: rusqlite::CachedStatement<'conn>,
     /// The numbers not yet written, `pending` of them (their strings are reused).
     rows: Vec<(String, String)>,
     pending: usize,
+    /// Of the pending rows, those to write (reused).
+    new_rows: Vec<usize>,
+    /// Of the pending numbers, those the task already has (reused).
+    found: Vec<String>,
     task_id: i64,
     now: i64,
-    count: usize,
-    /// The `seq` of the last number handed over.
+    counts: ImportCounts,
+    /// The `seq` of the last number written.
     seq: i64,
 }
 
-impl Importer<'_> {
+impl<'conn> Importer<'conn> {
     pub fn insert(&mut self, dest_number: &str, external_id: &str) -> DbResult<()> {
         if self.rows.len() == self.pending {
             self.rows.push((String::new(), String::new()));
@@ -468,7 +494,6 @@ impl Importer<'_> {
         external.clear();
         external.push_str(external_id);
         self.pending += 1;
-        self.count += 1;
         if self.pending == BATCH {
             self.write_batch()?;
         }
@@ -477,69 +502,135 @@ impl Importer<'_> {
 
     /// How many numbers were handed over so far.
     pub fn count(&self) -> usize {
-        self.count
+        self.counts.imported + self.counts.duplicates + self.pending
     }
 
+    /// Writes the pending rows that are new to the task and to the batch.
     fn write_batch(&mut self) -> DbResult<()> {
-        let first_seq = self.seq + 1;
-        self.batch.raw_bind_parameter(1, self.task_id)?;
-        self.batch.raw_bind_parameter(2, self.now)?;
-        for (row, (number, external)) in self.rows.iter().enumerate() {
+        let rows = &self.rows[..self.pending];
+        self.existing.raw_bind_parameter(1, self.task_id)?;
+        for place in 0..BATCH {
+            let number = rows.get(place).map(|(number, _)| number.as_str());
+            self.existing.raw_bind_parameter(place + 2, number)?;
+        }
+        self.found.clear();
+        let mut found = self.existing.raw_query();
+        while let Some(row) = found.next()? {
+            self.found.push(row.get(0)?);
+        }
+        self.new_rows.clear();
+        for (index, (number, _)) in rows.iter().enumerate() {
+            let repeated = self.found.contains(number)
+                || self
+                    .new_rows
+                    .iter()
+                    .any(|&earlier| rows[earlier].0 == *number);
+            if !repeated {
+                self.new_rows.push(index);
+            }
+        }
+        let written = self.new_rows.len();
+        self.counts.duplicates += self.pending - written;
+        self.pending = 0;
+        if written == 0 {
+            return Ok(());
+        }
+        let conn = self.conn;
+        if self.inserts[written].is_none() {
+            self.inserts[written] = Some(conn.prepare(&insert_sql(written))?);
+        }
+        let insert = self.inserts[written].as_mut().expect("prepared above");
+        insert.raw_bind_parameter(1, self.task_id)?;
+        insert.raw_bind_parameter(2, self.now)?;
+        for (row, &index) in self.new_rows.iter().enumerate() {
+            let (number, external) = &self.rows[index];
             let first = 3 + row * 3;
-            self.batch.raw_bind_parameter(first, number.as_str())?;
-            self.batch
-                .raw_bind_parameter(first + 1, external.as_str())?;
-            self.batch
-                .raw_bind_parameter(first + 2, first_seq + row as i64)?;
+            insert.raw_bind_parameter(first, number.as_str())?;
+            insert.raw_bind_parameter(first + 1, external.as_str())?;
+            insert.raw_bind_parameter(first + 2, self.seq + 1 + row as i64)?;
         }
-        self.batch.raw_execute()?;
-        self.seq += BATCH as i64;
-        self.pending = 0;
-        Ok(())
-    }
-
-    /// Writes what is left of the last batch.
-    fn finish(&mut self) -> DbResult<()> {
-        for (number, external) in &self.rows[..self.pending] {
-            self.seq += 1;
-            self.single
-                .execute(params![self.task_id, number, external, self.now, self.seq])?;
-        }
-        self.pending = 0;
+        insert.raw_execute()?;
+        self.seq += written as i64;
+        self.counts.imported += written;
         Ok(())
     }
 }
 
 /// Adds numbers to a live task as `produce` hands them over (a file being parsed, say), in one
-/// transaction: all are written when `produce` succeeds, none when it fails.
+/// transaction: all are written when `produce` succeeds, none when it fails. A number the task
+/// already has (live), or that came earlier in the import, is skipped as a duplicate and takes no
+/// `seq`; a number on the do-not-call list (for every task or this one) is added already
+/// finished: `done`, cause `DNC`, never dialed (`outbound_call` 1), ended now.
 pub fn import_streaming<T, E: From<DbError>>(
     conn: &mut Connection,
     task_id: i64,
     now: i64,
     produce: impl FnOnce(&mut Importer) -> Result<T, E>,
-) -> Result<T, E> {
+) -> Result<(T, ImportCounts), E> {
     let tx = super::write_transaction(conn).map_err(DbError::from)?;
     require_live_task(&tx, task_id)?;
-    let (result, added) = {
+    let first_seq = last_seq(&tx, task_id)?;
+    let (result, mut counts) = {
         let mut importer = Importer {
-            seq: last_seq(&tx, task_id)?,
-            batch: tx
-                .prepare_cached(&insert_sql(BATCH))
-                .map_err(DbError::from)?,
-            single: tx.prepare_cached(INSERT).map_err(DbError::from)?,
+            conn: &tx,
+            inserts: (0..=BATCH).map(|_| None).collect(),
+            existing: tx.prepare_cached(&existing_sql()).map_err(DbError::from)?,
             rows: Vec::with_capacity(BATCH),
             pending: 0,
+            new_rows: Vec::with_capacity(BATCH),
+            found: Vec::new(),
             task_id,
             now,
-            count: 0,
+            counts: ImportCounts::default(),
+            seq: first_seq,
         };
         let result = produce(&mut importer)?;
-        importer.finish()?;
-        (result, importer.count)
+        if importer.pending > 0 {
+            importer.write_batch()?;
+        }
+        (result, importer.counts)
     };
-    super::stats::count_added_numbers(&tx, task_id, added, now)?;
+    // Counted as waiting first, so that the triggers then move the listed ones to `done`.
+    super::stats::count_added_numbers(&tx, task_id, counts.imported, now)?;
+    counts.dnc = finish_listed(&tx, task_id, first_seq, counts.imported, now)?;
     tx.commit().map_err(DbError::from)?;
-    Ok(result)
+    Ok((result, counts))
+}
+
+/// Finishes the numbers just imported (`seq` after `first_seq`, `imported` of them) that are on
+/// the do-not-call list for the task, as never dialed; answers how many. The smaller side leads:
+/// the list's entries looked up in the task's numbers, or the numbers looked up in the list.
+fn finish_listed(
+    conn: &Connection,
+    task_id: i64,
+    first_seq: i64,
+    imported: usize,
+    now: i64,
+) -> DbResult<usize> {
+    if imported == 0 {
+        return Ok(0);
+    }
+    let entries = super::dnc::count_for_task(conn, task_id)?;
+    if entries == 0 {
+        return Ok(0);
+    }
+    let listed = if entries < imported as i64 {
+        "id IN (SELECT n.id FROM dnc d CROSS JOIN numbers n
+                WHERE (d.task_id IS NULL OR d.task_id = ?1)
+                  AND n.group_id = ?1 AND n.dest_number = d.number AND n.deleted_at IS NULL
+                  AND n.seq > ?2)"
+    } else {
+        "group_id = ?1 AND seq > ?2 AND deleted_at IS NULL
+         AND EXISTS (SELECT 1 FROM dnc d WHERE d.number = numbers.dest_number
+                                          AND coalesce(d.task_id, 0) IN (0, ?1))"
+    };
+    Ok(conn.execute(
+        &format!(
+            "UPDATE numbers SET call_status = 'done', cause = ?3, call_end_time = ?4, updated_at = ?4
+             WHERE {listed}"
+        ),
+        params![task_id, first_seq, HangupCause::DNC, now],
+    )?)
 }
 
 /// A number claimed for dialing.

@@ -401,6 +401,108 @@ mod tests {
         buckets(&conn);
     }
 
+    /// Listed numbers are imported as `done`/`DNC` and duplicates skipped: the counters and the
+    /// buckets stay equal to a full count, in a task's first import (no bucket row yet) and in
+    /// later ones across a bucket edge.
+    #[test]
+    fn imports_of_listed_and_repeated_numbers_keep_the_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let mut conn = db.connection().unwrap();
+        let task = |conn: &mut Connection, name: &str| {
+            let settings = crate::domain::TaskSettings {
+                group_name: Some(crate::domain::TaskName::new(name).unwrap()),
+                ..Default::default()
+            };
+            db::tasks::create(conn, &settings, 10).unwrap()
+        };
+        let id = task(&mut conn, "t");
+        let other = task(&mut conn, "other");
+        let entry = |number: String, task_id: Option<i64>| db::dnc::NewEntry {
+            number,
+            task_id,
+            note: String::new(),
+        };
+        // Every 7th number for every task, every 11th for `id` only.
+        let mut entries: Vec<_> = (0..6000)
+            .step_by(7)
+            .map(|i| entry(format!("1{i:06}"), None))
+            .collect();
+        entries.extend(
+            (0..6000)
+                .step_by(11)
+                .map(|i| entry(format!("1{i:06}"), Some(id))),
+        );
+        db::dnc::add(&mut conn, &entries, 10).unwrap();
+        let numbers = |range: std::ops::Range<usize>| -> Vec<NewNumber> {
+            range
+                .map(|i| NewNumber {
+                    dest_number: format!("1{i:06}"),
+                    external_id: String::new(),
+                })
+                .collect()
+        };
+        let listed = |range: std::ops::Range<usize>, own: bool| {
+            range.filter(|i| i % 7 == 0 || (own && i % 11 == 0)).count()
+        };
+        let counts = db::numbers::import(&mut conn, id, &numbers(0..3000), 11).unwrap();
+        assert_eq!(
+            counts,
+            db::numbers::ImportCounts {
+                imported: 3000,
+                duplicates: 0,
+                dnc: listed(0..3000, true)
+            }
+        );
+        assert_eq!(counted(&conn, id), scanned(&conn, id));
+        buckets(&conn);
+        // Half already there, repeated within the import too; across the bucket edge at 4,096.
+        let mut again = numbers(1500..5000);
+        again.extend(numbers(4990..5010));
+        let counts = db::numbers::import(&mut conn, id, &again, 12).unwrap();
+        assert_eq!(
+            counts,
+            db::numbers::ImportCounts {
+                imported: 2010,
+                duplicates: 1500 + 10,
+                dnc: listed(3000..5010, true)
+            }
+        );
+        let (all, causes) = counted(&conn, id);
+        assert_eq!((all.clone(), causes.clone()), scanned(&conn, id));
+        let dnc = listed(0..5010, true) as i64;
+        assert_eq!(all, vec![5010, 5010 - dnc, 0, dnc, 0, 0]);
+        assert_eq!(causes.get("DNC"), Some(&dnc));
+        buckets(&conn);
+        // Another task sees only the entries for every task; seq stays dense.
+        let counts = db::numbers::import(&mut conn, other, &numbers(0..100), 13).unwrap();
+        assert_eq!(counts.dnc, listed(0..100, false));
+        assert_eq!(counted(&conn, other), scanned(&conn, other));
+        buckets(&conn);
+        for task in [id, other] {
+            let (count, max_seq): (i64, i64) = conn
+                .query_row(
+                    "SELECT count(*), max(seq) FROM numbers WHERE group_id = ?1",
+                    [task],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!(count, max_seq, "task {task}: seq 1..N");
+        }
+        let never_dialed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM numbers WHERE cause = 'DNC'
+                 AND (outbound_call <> 1 OR call_status <> 'done' OR call_end_time IS NULL)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            never_dialed, 0,
+            "listed numbers are done, never dialed, ended"
+        );
+    }
+
     /// Schema step 6 counts the numbers already there into their buckets.
     #[test]
     fn the_migration_fills_the_buckets_from_the_numbers() {

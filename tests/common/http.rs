@@ -282,8 +282,20 @@ impl Api {
         self.import_rows(id, rows).await;
     }
 
-    /// Imports rows as given, asserting success.
-    pub async fn import_rows(&self, id: i64, rows: Vec<Value>) {
+    /// Imports rows as given, asserting success and that every row was added (none a duplicate);
+    /// answers the counts `{"imported","duplicates","dnc"}`.
+    pub async fn import_rows(&self, id: i64, rows: Vec<Value>) -> Value {
+        let count = rows.len();
+        let counts = self.import_counts(id, rows).await;
+        assert_eq!(counts["imported"], count, "import into {id}: {counts}");
+        counts
+    }
+
+    /// Imports rows as given, asserting success; answers the counts of the answer's `data`
+    /// string, `{"imported":N,"duplicates":D,"dnc":K}` (checked to be exactly those three
+    /// numbers, adding up to the rows sent).
+    pub async fn import_counts(&self, id: i64, rows: Vec<Value>) -> Value {
+        let count = rows.len();
         let reply = self
             .post(
                 &format!("/api/out_call_tasks/{id}/import"),
@@ -297,9 +309,39 @@ impl Api {
             reply.body
         );
         assert_eq!(
-            reply.body,
-            serde_json::json!({"code": 200, "message": "success", "data": "{}"})
+            (&reply.body["code"], &reply.body["message"]),
+            (&serde_json::json!(200), &serde_json::json!("success")),
+            "{}",
+            reply.body
         );
+        let text = reply.body["data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("data is a string: {}", reply.body));
+        let counts: Value = serde_json::from_str(text).expect("data is a JSON object");
+        let keys: Vec<&str> = counts
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 3, "{text}");
+        for key in ["imported", "duplicates", "dnc"] {
+            assert!(counts[key].is_u64(), "{key} in {text}");
+        }
+        assert_eq!(
+            counts["imported"].as_u64().unwrap() + counts["duplicates"].as_u64().unwrap(),
+            count as u64,
+            "every row is imported or a duplicate: {text}"
+        );
+        assert!(
+            counts["dnc"].as_u64() <= counts["imported"].as_u64(),
+            "{text}"
+        );
+        assert!(
+            text.starts_with("{\"imported\":") && text.contains(",\"duplicates\":"),
+            "the answer's order: {text}"
+        );
+        counts
     }
 
     /// `PUT /api/out_call_tasks` with `action` and the ids as strings; answers the reply.
