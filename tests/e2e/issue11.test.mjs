@@ -1,5 +1,7 @@
 // Issue 11's screens in real Chromium against the real binary on the sim back end: the editor's
-// retries, calling hours and webhook fields (saved, shown back, a refusal under its field).
+// retries, calling hours and webhook fields (saved, shown back, a refusal under its field); the
+// detail screen's waiting state (calling hours, retry), webhook deliveries and a number's
+// attempts; the do-not-call screen; an import's duplicate and do-not-call counts.
 // Each flow fails on any console error, page error, failed request or error answer it did not
 // expect, and saves a screenshot in target/e2e-screenshots/.
 
@@ -221,4 +223,73 @@ test('the detail screen shows a task waiting for a retry and the numbers awaitin
   await page.click('#detail-stop');
   await line.waitFor({ state: 'detached' });
   w.check('waiting for a retry');
+});
+
+test('the do-not-call screen adds pasted numbers (for all tasks or one), finds them by prefix and deletes one', async () => {
+  w.expect(400, /\/api\/dnc$/);
+  const taskId = (await apiCall(server.base, token, 'POST', '/api/out_call_tasks', { group_name: '免打扰范围' })).data;
+  await page.goto(`${server.base}/#/tasks`);
+  await page.click('#nav-dnc');
+  await page.waitForURL(/#\/dnc$/);
+  await page.locator('#dnc-table td.empty').waitFor();
+  // A bad number refuses the whole paste, naming its row; nothing is added.
+  await page.fill('#dnc-numbers', '13900000001\n12ab');
+  await page.click('#dnc-add');
+  await page.locator('.dnc-add .notice.error', { hasText: 'data[1].number' }).waitFor();
+  assert.equal((await apiCall(server.base, token, 'GET', '/api/dnc')).rowCount, 0);
+
+  await page.fill('#dnc-numbers', '13900000001\n13900000002\n13800000003');
+  await page.fill('#dnc-note', '客户投诉');
+  await page.click('#dnc-add');
+  await page.locator('.notice.info', { hasText: '已添加 3 个，已在名单中 0 个' }).waitFor();
+  await page.locator('#dnc-table tr[data-dnc]').nth(2).waitFor();
+  // The same number for one task is another entry; one already listed for all tasks is a duplicate.
+  await page.fill('#dnc-numbers', '13900000001, 13900000009');
+  await page.fill('#dnc-note', '');
+  await page.selectOption('#dnc-scope', String(taskId));
+  await page.click('#dnc-add');
+  await page.locator('.notice.info', { hasText: '已添加 2 个，已在名单中 0 个' }).waitFor();
+  await page.fill('#dnc-numbers', '13900000002');
+  await page.selectOption('#dnc-scope', '');
+  await page.click('#dnc-add');
+  await page.locator('.notice.info', { hasText: '已添加 0 个，已在名单中 1 个' }).waitFor();
+
+  await page.fill('#dnc-search', '1390');
+  await poll('the prefix search', async () => {
+    const rows = await page.locator('#dnc-table tr[data-dnc]').evaluateAll((trs) => trs.map((tr) => tr.dataset.dnc));
+    return rows.length === 4 && rows.every((n) => n.startsWith('1390'));
+  });
+  const scoped = page.locator('#dnc-table tr[data-dnc="13900000009"]');
+  assert.match(await scoped.innerText(), new RegExp(`#${taskId} 免打扰范围`));
+  await page.fill('#dnc-search', '138');
+  await poll('one entry under 138', async () => (await page.locator('#dnc-table tr[data-dnc]').count()) === 1);
+  const row = page.locator('#dnc-table tr[data-dnc="13800000003"]');
+  assert.match(await row.innerText(), /全部任务\s+客户投诉/);
+  await screenshot(page, 'i11-03-dnc');
+  await row.locator('.act-delete').click();
+  await page.click('#dnc-delete-confirm');
+  await page.locator('#dnc-table td.empty').waitFor();
+  await page.locator('.notice.info', { hasText: '13800000003' }).waitFor();
+  const left = await apiCall(server.base, token, 'GET', '/api/dnc?perPage=100');
+  assert.equal(left.rowCount, 4);
+  assert.ok(left.data.every((entry) => entry.number !== '13800000003'));
+  w.check('the do-not-call screen');
+});
+
+test('an import shows the duplicates skipped and the numbers on the do-not-call list', async () => {
+  const id = (await apiCall(server.base, token, 'POST', '/api/out_call_tasks', { group_name: '去重导入' })).data;
+  await page.goto(`${server.base}/#/tasks/${id}/import`);
+  // 13900000001 is listed for every task (the flow above); 13100000001 comes twice.
+  await page.fill('#paste-numbers', ['13900000001', '13100000001', '13100000001'].join('\n'));
+  await page.click('#import-send');
+  await page.locator('#import-result').waitFor();
+  assert.equal(await page.locator('#imported-count').innerText(), '2');
+  assert.equal(await page.locator('#duplicates-count').innerText(), '1');
+  assert.equal(await page.locator('#dnc-count').innerText(), '1');
+  await screenshot(page, 'i11-08-import-counts');
+  await page.click('#import-to-task');
+  const listed = page.locator('.numbers-table tr[data-number="13900000001"]');
+  await listed.waitFor();
+  assert.match(await listed.innerText(), /已完成\s+DNC/);
+  w.check('import counts');
 });
