@@ -213,25 +213,33 @@ fn migrate(conn: &mut Connection) -> DbResult<()> {
     Ok(())
 }
 
-/// Runs `work` in a savepoint: all of it is kept, or none. Works inside a transaction (it nests)
-/// and outside one (it is then a transaction of its own).
+/// Runs `work` all or nothing. Outside a transaction it is one of its own that takes the write lock
+/// at once (`BEGIN IMMEDIATE`, see [`write_transaction`]: a deferred one that reads first fails
+/// with SQLITE_BUSY when another connection writes between its read and its first write); inside
+/// one it is a savepoint of it.
 pub fn atomically<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> DbResult<T>,
 ) -> DbResult<T> {
-    conn.execute_batch("SAVEPOINT outcall_atomically")?;
-    match work(conn) {
-        Ok(value) => {
-            conn.execute_batch("RELEASE outcall_atomically")?;
-            Ok(value)
-        }
-        Err(error) => {
-            // The savepoint's own error would hide the one that matters.
-            let _ =
-                conn.execute_batch("ROLLBACK TO outcall_atomically; RELEASE outcall_atomically");
-            Err(error)
-        }
+    let (begin, commit, rollback) = if conn.is_autocommit() {
+        ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+    } else {
+        (
+            "SAVEPOINT outcall_atomically",
+            "RELEASE outcall_atomically",
+            "ROLLBACK TO outcall_atomically; RELEASE outcall_atomically",
+        )
+    };
+    conn.execute_batch(begin)?;
+    let done = work(conn).and_then(|value| {
+        conn.execute_batch(commit)?;
+        Ok(value)
+    });
+    if done.is_err() && !conn.is_autocommit() {
+        // The rollback's own error would hide the one that matters.
+        let _ = conn.execute_batch(rollback);
     }
+    done
 }
 
 /// A transaction that takes the write lock at once. A deferred one that reads first would fail
