@@ -173,27 +173,27 @@ async fn retry_dialed_when_due(sim: &SimBackend, clock: &Clock, before: usize) {
     wait_dialed(sim, BUSY, before + 1).await;
 }
 
+/// `Ok` when `sim` placed exactly `count` calls to `dest`.
+fn dialed(sim: &SimBackend, dest: &str, count: usize) -> Result<(), String> {
+    let placed = calls_to(sim, dest);
+    if placed == count {
+        Ok(())
+    } else {
+        Err(format!("{placed} calls"))
+    }
+}
+
 /// Checks for a while that `sim` placed exactly `count` calls to `dest`.
 async fn stays_dialed(sim: &SimBackend, dest: &str, count: usize) {
     holds_for(QUIET, &format!("{dest} dialed {count} times"), || async {
-        let placed = calls_to(sim, dest);
-        if placed == count {
-            Ok(())
-        } else {
-            Err(format!("{placed} calls"))
-        }
+        dialed(sim, dest, count)
     })
     .await;
 }
 
 async fn wait_dialed(sim: &SimBackend, dest: &str, count: usize) {
     poll(WAIT, &format!("{dest} dialed {count} times"), || async {
-        let placed = calls_to(sim, dest);
-        if placed == count {
-            Ok(())
-        } else {
-            Err(format!("{placed} calls"))
-        }
+        dialed(sim, dest, count)
     })
     .await;
 }
