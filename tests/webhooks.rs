@@ -317,34 +317,9 @@ async fn each_finished_call_is_posted_once_signed_with_its_number_and_attempt() 
         );
         assert!(posted.insert(dest.clone()), "{dest} posted once");
         let attempt = &body["attempt"];
-        assert_keys(
-            attempt,
-            &[
-                "attempt",
-                "uuid",
-                "dest_number",
-                "call_start_time",
-                "call_answer_time",
-                "call_end_time",
-                "cause",
-                "sip_code",
-                "billsec",
-                "dtmf",
-                "record_path",
-            ],
-        );
+        assert_keys(attempt, &ATTEMPT_FIELDS);
         assert_eq!(attempt["attempt"], 1, "{body}");
-        for field in [
-            "uuid",
-            "dest_number",
-            "call_start_time",
-            "call_answer_time",
-            "call_end_time",
-            "cause",
-            "sip_code",
-            "dtmf",
-            "record_path",
-        ] {
+        for field in ATTEMPT_STRING_FIELDS {
             assert_eq!(attempt[field], number[field], "{field}: {body}");
         }
         let (cause, dtmf, answered) = sim_outcome(&dest, false);

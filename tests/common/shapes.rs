@@ -8,8 +8,67 @@ use super::Reply;
 /// waiting (and stays `running`) for the whole test, whatever the dialer does.
 pub const SLOW_CAPS: f64 = 0.001;
 
+/// outcall's additions to a task's keys (issue 11), in the list and by id alike.
+pub const TASK_ADDED_FIELDS: [&str; 7] = [
+    "max_attempts",
+    "retry_interval",
+    "retry_causes",
+    "call_windows",
+    "call_weekdays",
+    "time_zone",
+    "webhook_url",
+];
+
+/// `vendor`'s keys followed by `TASK_ADDED_FIELDS` (`M` is `N` + 7, checked at compile time).
+const fn with_task_additions<const N: usize, const M: usize>(
+    vendor: [&'static str; N],
+) -> [&'static str; M] {
+    assert!(M == N + TASK_ADDED_FIELDS.len());
+    let mut all = [""; M];
+    let mut i = 0;
+    while i < N {
+        all[i] = vendor[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < TASK_ADDED_FIELDS.len() {
+        all[N + j] = TASK_ADDED_FIELDS[j];
+        j += 1;
+    }
+    all
+}
+
+/// The keys of an attempt: the attempts route's items and a result webhook's `attempt`.
+pub const ATTEMPT_FIELDS: [&str; 11] = [
+    "attempt",
+    "uuid",
+    "dest_number",
+    "call_start_time",
+    "call_answer_time",
+    "call_end_time",
+    "cause",
+    "sip_code",
+    "billsec",
+    "dtmf",
+    "record_path",
+];
+
+/// The keys of an attempt shown as strings (all but `attempt` and `billsec`); a number's row
+/// has them too.
+pub const ATTEMPT_STRING_FIELDS: [&str; 9] = [
+    "uuid",
+    "dest_number",
+    "call_start_time",
+    "call_answer_time",
+    "call_end_time",
+    "cause",
+    "sip_code",
+    "dtmf",
+    "record_path",
+];
+
 /// The keys of a task in the list, as the vendor's example shows them, and outcall's additions.
-pub const TASK_LIST_FIELDS: [&str; 33] = [
+pub const TASK_LIST_FIELDS: [&str; 33] = with_task_additions([
     "auto_record",
     "description",
     "task_end_time",
@@ -36,18 +95,10 @@ pub const TASK_LIST_FIELDS: [&str; 33] = [
     "group_confirm_key",
     "cid_number",
     "calling_time",
-    // outcall's additions (issue 11).
-    "max_attempts",
-    "retry_interval",
-    "retry_causes",
-    "call_windows",
-    "call_weekdays",
-    "time_zone",
-    "webhook_url",
-];
+]);
 
 /// The keys of a task got by id, as the vendor's example shows them, and outcall's additions.
-pub const TASK_GET_FIELDS: [&str; 31] = [
+pub const TASK_GET_FIELDS: [&str; 31] = with_task_additions([
     "done_total",
     "id",
     "action",
@@ -72,15 +123,7 @@ pub const TASK_GET_FIELDS: [&str; 31] = [
     "deleted_at",
     "cid_number",
     "dest_context",
-    // outcall's additions (issue 11).
-    "max_attempts",
-    "retry_interval",
-    "retry_causes",
-    "call_windows",
-    "call_weekdays",
-    "time_zone",
-    "webhook_url",
-];
+]);
 
 /// The fields of a task got by id that are JSON numbers (API.md, "Value types").
 pub const TASK_GET_NUMBER_FIELDS: [&str; 9] = [
