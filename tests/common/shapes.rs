@@ -19,39 +19,36 @@ pub const TASK_ADDED_FIELDS: [&str; 7] = [
     "webhook_url",
 ];
 
-/// `vendor`'s keys followed by `TASK_ADDED_FIELDS` (`M` is `N` + 7, checked at compile time).
-const fn with_task_additions<const N: usize, const M: usize>(
-    vendor: [&'static str; N],
+/// `first`'s keys followed by `then`'s (`M` is `N` + `K`, checked at compile time).
+const fn concat<const N: usize, const K: usize, const M: usize>(
+    first: [&'static str; N],
+    then: [&'static str; K],
 ) -> [&'static str; M] {
-    assert!(M == N + TASK_ADDED_FIELDS.len());
+    assert!(M == N + K);
     let mut all = [""; M];
     let mut i = 0;
     while i < N {
-        all[i] = vendor[i];
+        all[i] = first[i];
         i += 1;
     }
     let mut j = 0;
-    while j < TASK_ADDED_FIELDS.len() {
-        all[N + j] = TASK_ADDED_FIELDS[j];
+    while j < K {
+        all[N + j] = then[j];
         j += 1;
     }
     all
 }
 
-/// The keys of an attempt: the attempts route's items and a result webhook's `attempt`.
-pub const ATTEMPT_FIELDS: [&str; 11] = [
-    "attempt",
-    "uuid",
-    "dest_number",
-    "call_start_time",
-    "call_answer_time",
-    "call_end_time",
-    "cause",
-    "sip_code",
-    "billsec",
-    "dtmf",
-    "record_path",
-];
+/// `vendor`'s keys followed by `TASK_ADDED_FIELDS`.
+const fn with_task_additions<const N: usize, const M: usize>(
+    vendor: [&'static str; N],
+) -> [&'static str; M] {
+    concat(vendor, TASK_ADDED_FIELDS)
+}
+
+/// The keys of an attempt (the attempts route's items and a result webhook's `attempt`): the
+/// two numbers and the strings below.
+pub const ATTEMPT_FIELDS: [&str; 11] = concat(["attempt", "billsec"], ATTEMPT_STRING_FIELDS);
 
 /// The keys of an attempt shown as strings (all but `attempt` and `billsec`); a number's row
 /// has them too.
