@@ -61,6 +61,18 @@ impl Bench {
         (status, response.bytes().await.expect("a body").to_vec())
     }
 
+    /// POSTs `body` as task `id`'s JSON import.
+    async fn import(&self, id: i64, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/out_call_tasks/{id}/import", self.base))
+            .header("X-XTRA-AUTH-ID", &self.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// p50 and p99 in ms of `requests` GETs of `path` (fewer when they take over 10 s together),
     /// after a few to warm up.
     async fn latency(&self, path: &str) -> (f64, f64) {
@@ -260,15 +272,7 @@ async fn main() {
         let rss_before = rss_mib();
         reset_peak_rss();
         let started = Instant::now();
-        let response = bench
-            .http
-            .post(format!("{base}/api/out_call_tasks/{id}/import"))
-            .header("X-XTRA-AUTH-ID", &bench.token)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = bench.import(id, body).await;
         assert!(
             response.status().is_success(),
             "{:?}",
@@ -285,15 +289,7 @@ async fn main() {
         if size == big {
             // The same numbers again: every row is looked up and skipped as a duplicate.
             let started = Instant::now();
-            let response = bench
-                .http
-                .post(format!("{base}/api/out_call_tasks/{id}/import"))
-                .header("X-XTRA-AUTH-ID", &bench.token)
-                .header("content-type", "application/json")
-                .body(numbers_json(0, size))
-                .send()
-                .await
-                .unwrap();
+            let response = bench.import(id, numbers_json(0, size)).await;
             let answer: Value = response.json().await.unwrap();
             assert_eq!(
                 answer["data"],

@@ -12,14 +12,11 @@ mod common;
 use common::{
     assert_keys, is_timestamp, phone_numbers, poll,
     process::{database, Outcall},
-    spawn_app_with, Api, TestApp,
+    spawn_app_with, start_slow_campaign, Api, TestApp, MEDIA,
 };
 use outcall::db::rusqlite::{params, Connection};
 use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
-
-/// A prompt reference the sim plays (it only needs a playback action to keep answered calls up).
-const MEDIA: &str = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
 
 const STATS_FIELDS: [&str; 16] = [
     "id",
@@ -431,15 +428,7 @@ fn assert_stats_shape(stats: &Value) {
 async fn the_stats_route_shows_pace_and_live_calls_and_404s_unknown_tasks() {
     // Real time: a number ending in 2 is answered after 1 s and hangs up 20 s later.
     let app = spawn_app_with(|config| config.sim.time_scale = 1.0).await;
-    let numbers: Vec<String> = (0..40).map(|n| format!("1380001{n:03}2")).collect();
-    let id = app
-        .start_campaign(
-            "slow",
-            json!({"max_caps": 5, "max_concurrency": 30, "calling_time": 10,
-                   "action": "playback", "data": MEDIA}),
-            &numbers,
-        )
-        .await;
+    let id = start_slow_campaign(&app, "1380001", 40).await;
     let seen = poll(Duration::from_secs(10), "caps and live calls", || async {
         let now = stats(&app, id).await;
         let caps = now["caps"].as_f64().unwrap();

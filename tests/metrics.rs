@@ -6,13 +6,13 @@ use std::{collections::BTreeMap, time::Duration};
 
 mod common;
 
-use common::{phone_numbers, poll, sim_outcome, spawn_app_with, TestApp};
+use common::{
+    phone_numbers, poll, sim_outcome, spawn_app_with, start_slow_campaign, TestApp, MEDIA,
+};
 use openmetrics_parser::{OpenMetricsValue, PrometheusValue};
 use reqwest::{header, StatusCode};
 use serde_json::json;
 
-/// A prompt reference the sim plays (it only needs a playback action to keep answered calls up).
-const MEDIA: &str = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_ACCEPT: &str =
     "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1";
@@ -251,15 +251,7 @@ async fn a_finished_campaign_is_counted_by_task_and_cause() {
 async fn a_slow_campaign_shows_live_calls_and_its_pace() {
     // Real time: a number ending in 2 is answered after 1 s and hangs up 20 s later.
     let app = spawn_app_with(|config| config.sim.time_scale = 1.0).await;
-    let numbers: Vec<String> = (0..30).map(|n| format!("1380002{n:03}2")).collect();
-    let id = app
-        .start_campaign(
-            "slow",
-            json!({"max_caps": 5, "max_concurrency": 30, "calling_time": 10,
-                   "action": "playback", "data": MEDIA}),
-            &numbers,
-        )
-        .await;
+    let id = start_slow_campaign(&app, "1380002", 30).await;
     let task = id.to_string();
     let seen = poll(Duration::from_secs(10), "live calls and a pace", || async {
         let seen = scrape(&app).await;

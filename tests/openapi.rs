@@ -5,7 +5,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::spawn_app_without_login;
+use common::{
+    shapes::{ATTEMPT_STRING_FIELDS, TASK_ADDED_FIELDS},
+    spawn_app_without_login,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -205,15 +208,7 @@ async fn the_document_describes_retries_windows_dnc_webhooks_and_metrics() {
         .await
         .unwrap();
     let schemas = &document["components"]["schemas"];
-    let new_fields = [
-        "max_attempts",
-        "retry_interval",
-        "retry_causes",
-        "call_windows",
-        "call_weekdays",
-        "time_zone",
-        "webhook_url",
-    ];
+    let new_fields = TASK_ADDED_FIELDS;
     for field in new_fields {
         // The list shows every setting as a string; by id the two counts are numbers.
         assert_eq!(
@@ -282,17 +277,7 @@ async fn the_document_describes_retries_windows_dnc_webhooks_and_metrics() {
     for field in ["attempt", "billsec"] {
         assert_eq!(attempt[field]["type"], "integer", "{field}");
     }
-    for field in [
-        "uuid",
-        "dest_number",
-        "call_start_time",
-        "call_answer_time",
-        "call_end_time",
-        "cause",
-        "sip_code",
-        "dtmf",
-        "record_path",
-    ] {
+    for field in ATTEMPT_STRING_FIELDS {
         assert_eq!(attempt[field]["type"], "string", "{field}");
     }
     let paths = &document["paths"];

@@ -149,27 +149,51 @@ fn next_attempt_at(database: &Path, id: i64) -> Option<i64> {
         .unwrap()
 }
 
+/// A task calling `BUSY` at most twice, 300 s apart, started at T0: its task id and the
+/// number's, once the first call failed and the retry is pending.
+async fn busy_retry_pending(app: &TestApp, name: &str) -> (i64, i64) {
+    let task = app
+        .start_campaign(
+            name,
+            json!({"max_attempts": 2, "retry_interval": 300}),
+            &[BUSY.to_owned()],
+        )
+        .await;
+    let id = number_id(&wait_retry_pending(app, task, BUSY, 1, "USER_BUSY").await);
+    (task, id)
+}
+
+/// With the clock at T0 + 100: `BUSY`'s retry due at T0 + 300 is not dialed a second early
+/// (`before` calls until then), and is dialed then.
+async fn retry_dialed_when_due(sim: &SimBackend, clock: &Clock, before: usize) {
+    stays_dialed(sim, BUSY, before).await;
+    clock.advance(199);
+    stays_dialed(sim, BUSY, before).await;
+    clock.advance(1);
+    wait_dialed(sim, BUSY, before + 1).await;
+}
+
+/// `Ok` when `sim` placed exactly `count` calls to `dest`.
+fn dialed(sim: &SimBackend, dest: &str, count: usize) -> Result<(), String> {
+    let placed = calls_to(sim, dest);
+    if placed == count {
+        Ok(())
+    } else {
+        Err(format!("{placed} calls"))
+    }
+}
+
 /// Checks for a while that `sim` placed exactly `count` calls to `dest`.
 async fn stays_dialed(sim: &SimBackend, dest: &str, count: usize) {
     holds_for(QUIET, &format!("{dest} dialed {count} times"), || async {
-        let placed = calls_to(sim, dest);
-        if placed == count {
-            Ok(())
-        } else {
-            Err(format!("{placed} calls"))
-        }
+        dialed(sim, dest, count)
     })
     .await;
 }
 
 async fn wait_dialed(sim: &SimBackend, dest: &str, count: usize) {
     poll(WAIT, &format!("{dest} dialed {count} times"), || async {
-        let placed = calls_to(sim, dest);
-        if placed == count {
-            Ok(())
-        } else {
-            Err(format!("{placed} calls"))
-        }
+        dialed(sim, dest, count)
     })
     .await;
 }
@@ -366,14 +390,7 @@ async fn one_attempt_is_the_vendors_behaviour() {
 #[tokio::test]
 async fn a_restart_keeps_a_pending_retry_and_its_due_time() {
     let Dialer { app, sim, clock } = spawn(SCALE, None).await;
-    let task = app
-        .start_campaign(
-            "restart",
-            json!({"max_attempts": 2, "retry_interval": 300}),
-            &[BUSY.to_owned()],
-        )
-        .await;
-    let id = number_id(&wait_retry_pending(&app, task, BUSY, 1, "USER_BUSY").await);
+    let (task, id) = busy_retry_pending(&app, "restart").await;
     app.stopper.stop().await;
     clock.advance(100);
     let sim_after = Arc::new(SimBackend::new(SCALE).with_history());
@@ -381,11 +398,7 @@ async fn a_restart_keeps_a_pending_retry_and_its_due_time() {
     assert_eq!(next_attempt_at(&app.database_path(), id), Some(T0 + 300));
     assert_eq!(status(&api, task).await, "running");
     assert_eq!(stats(&api, task).await["retry_pending"], 1);
-    stays_dialed(&sim_after, BUSY, 0).await;
-    clock.advance(199);
-    stays_dialed(&sim_after, BUSY, 0).await;
-    clock.advance(1);
-    wait_dialed(&sim_after, BUSY, 1).await;
+    retry_dialed_when_due(&sim_after, &clock, 0).await;
     api.wait_done(task, WAIT).await;
     let calls = attempts(&api, task, id).await;
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -398,14 +411,7 @@ async fn a_restart_keeps_a_pending_retry_and_its_due_time() {
 #[tokio::test]
 async fn a_stopped_and_started_task_keeps_its_pending_retries() {
     let Dialer { app, sim, clock } = spawn(SCALE, None).await;
-    let task = app
-        .start_campaign(
-            "stop start",
-            json!({"max_attempts": 2, "retry_interval": 300}),
-            &[BUSY.to_owned()],
-        )
-        .await;
-    let id = number_id(&wait_retry_pending(&app, task, BUSY, 1, "USER_BUSY").await);
+    let (task, id) = busy_retry_pending(&app, "stop start").await;
     app.stop(&[task]).await;
     let row = number(&app, task, BUSY).await;
     assert_eq!(row["call_status"], "stop", "{row}");
@@ -419,11 +425,7 @@ async fn a_stopped_and_started_task_keeps_its_pending_retries() {
         "still a retry, not a first call: {row}"
     );
     assert_eq!(next_attempt_at(&app.database_path(), id), Some(T0 + 300));
-    stays_dialed(&sim, BUSY, 1).await;
-    clock.advance(199);
-    stays_dialed(&sim, BUSY, 1).await;
-    clock.advance(1);
-    wait_dialed(&sim, BUSY, 2).await;
+    retry_dialed_when_due(&sim, &clock, 1).await;
     app.wait_done(task, WAIT).await;
     let calls = attempts(&app, task, id).await;
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -434,14 +436,7 @@ async fn a_stopped_and_started_task_keeps_its_pending_retries() {
 async fn the_per_day_cap_holds_a_number_back_across_tasks() {
     let Dialer { app, sim, clock } = spawn(SCALE, Some(2)).await;
     // Task a calls the number twice (a retry), at T0 and T0 + 300.
-    let a = app
-        .start_campaign(
-            "a",
-            json!({"max_attempts": 2, "retry_interval": 300}),
-            &[BUSY.to_owned()],
-        )
-        .await;
-    wait_retry_pending(&app, a, BUSY, 1, "USER_BUSY").await;
+    let (a, _) = busy_retry_pending(&app, "a").await;
     clock.advance(300);
     app.wait_done(a, WAIT).await;
     assert_eq!(calls_to(&sim, BUSY), 2);

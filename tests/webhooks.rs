@@ -197,6 +197,19 @@ async fn webhook_stats(api: &Api, id: i64) -> Value {
     stats["data"]["webhooks"].clone()
 }
 
+/// The numbers (`dest_number`) the bodies of `received` are about.
+fn posted_numbers(received: &[Received]) -> HashSet<String> {
+    received
+        .iter()
+        .map(|post| {
+            post.json()["number"]["dest_number"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// Waits until the task's webhook stats satisfy `check`; answers them.
 async fn wait_for_stats(api: &Api, id: i64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
     poll(WAIT, what, || async {
@@ -304,34 +317,9 @@ async fn each_finished_call_is_posted_once_signed_with_its_number_and_attempt() 
         );
         assert!(posted.insert(dest.clone()), "{dest} posted once");
         let attempt = &body["attempt"];
-        assert_keys(
-            attempt,
-            &[
-                "attempt",
-                "uuid",
-                "dest_number",
-                "call_start_time",
-                "call_answer_time",
-                "call_end_time",
-                "cause",
-                "sip_code",
-                "billsec",
-                "dtmf",
-                "record_path",
-            ],
-        );
+        assert_keys(attempt, &ATTEMPT_FIELDS);
         assert_eq!(attempt["attempt"], 1, "{body}");
-        for field in [
-            "uuid",
-            "dest_number",
-            "call_start_time",
-            "call_answer_time",
-            "call_end_time",
-            "cause",
-            "sip_code",
-            "dtmf",
-            "record_path",
-        ] {
+        for field in ATTEMPT_STRING_FIELDS {
             assert_eq!(attempt[field], number[field], "{field}: {body}");
         }
         let (cause, dtmf, answered) = sim_outcome(&dest, false);
@@ -394,15 +382,7 @@ async fn a_receiver_down_for_a_while_gets_every_result_later() {
     receiver.listen();
     clock.advance(3600);
     let received = receiver.wait_for(numbers.len()).await;
-    let posted: HashSet<String> = received
-        .iter()
-        .map(|post| {
-            post.json()["number"]["dest_number"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let posted = posted_numbers(&received);
     assert_eq!(posted, numbers.iter().cloned().collect(), "none lost");
     let delivered = wait_for_stats(&app, id, "all delivered", |w| w["delivered"] == 6).await;
     assert_eq!(
@@ -537,15 +517,7 @@ async fn pending_webhooks_are_delivered_after_a_restart() {
     assert_eq!(webhook_stats(&again, id).await["pending"], 4);
     clock.advance(5);
     let received = receiver.wait_for(numbers.len()).await;
-    let posted: HashSet<String> = received
-        .iter()
-        .map(|post| {
-            post.json()["number"]["dest_number"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let posted = posted_numbers(&received);
     assert_eq!(posted, numbers.iter().cloned().collect());
     let delivered = wait_for_stats(&again, id, "all delivered", |w| w["delivered"] == 4).await;
     assert_eq!(delivered["pending"], 0, "{delivered}");

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use super::{error::ApiResult, input, AppState};
 use crate::{clock::TimeZone, db, db::numbers::Attempt, domain::HangupCause};
 
-fn attempt_item(attempt: &Attempt, tz: TimeZone) -> Value {
+/// An attempt as the attempts route and a result webhook's body show it.
+pub(super) fn attempt_item(attempt: &Attempt, tz: TimeZone) -> Value {
     json!({
         "attempt": attempt.attempt,
         "uuid": attempt.uuid,

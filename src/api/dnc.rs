@@ -121,16 +121,7 @@ struct EntryRow {
 /// Reads `{"data":[…]}`, checking each entry as it is parsed; refuses past [`MAX_ENTRIES`]
 /// without reading further entries into values.
 fn read_entries(body: &[u8]) -> ApiResult<Vec<NewEntry>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "the request body is empty; a JSON object is expected",
-        ));
-    }
-    let malformed =
-        |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON body: {e}"));
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let outcome = Body::deserialize(&mut deserializer).map_err(malformed)?;
-    deserializer.end().map_err(malformed)?;
+    let outcome = input::parse_json_with(body, |deserializer| Body::deserialize(deserializer))?;
     outcome.0.unwrap_or_else(|| {
         Err(ApiError::bad_request(
             "data is required: an array of entries",

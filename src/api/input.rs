@@ -3,7 +3,7 @@
 
 use actix_web::{http::StatusCode, web, HttpRequest};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde_json::{de::SliceRead, Map, Value};
 
 use super::error::{ApiError, ApiResult};
 use crate::{
@@ -70,13 +70,26 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> ApiResult<web::By
 }
 
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    parse_json_with(body, |deserializer| T::deserialize(deserializer))
+}
+
+/// A whole JSON body read by `read` (a `Deserialize` or a seed that checks as it goes): an empty
+/// body, malformed JSON or anything after the document is a 400 that says so.
+pub fn parse_json_with<'b, T>(
+    body: &'b [u8],
+    read: impl FnOnce(&mut serde_json::Deserializer<SliceRead<'b>>) -> serde_json::Result<T>,
+) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "the request body is empty; a JSON object is expected",
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+    let malformed =
+        |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON body: {e}"));
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = read(&mut deserializer).map_err(malformed)?;
+    deserializer.end().map_err(malformed)?;
+    Ok(value)
 }
 
 /// A JSON object body.

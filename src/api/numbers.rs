@@ -111,18 +111,9 @@ impl RowSink for db::numbers::Importer<'_> {
 /// `sink` at once: no row, and no document of the body, is ever kept. The first bad row ends the
 /// work (the rest is skipped unparsed into values).
 fn read_import(body: &[u8], sink: &mut impl RowSink) -> ApiResult<()> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "the request body is empty; a JSON object is expected",
-        ));
-    }
-    let malformed =
-        |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON body: {e}"));
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let outcome = de::DeserializeSeed::deserialize(ImportBody { sink }, &mut deserializer)
-        .map_err(malformed)?;
-    deserializer.end().map_err(malformed)?;
-    outcome
+    input::parse_json_with(body, |deserializer| {
+        de::DeserializeSeed::deserialize(ImportBody { sink }, deserializer)
+    })?
 }
 
 struct ImportBody<'s, S> {

@@ -6,10 +6,10 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::numbers::number_item;
+use super::{attempts::attempt_item, numbers::number_item};
 use crate::{
     clock::TimeZone,
-    db::numbers::Number,
+    db::numbers::{Attempt, Number},
     domain::{CallStatus, HangupCause},
 };
 
@@ -62,19 +62,24 @@ struct StoredAttempt {
     record_path: String,
 }
 
+/// A stored cause: `""` (none) or a cause's name.
+fn stored_cause(name: &str) -> Result<Option<HangupCause>, String> {
+    match name {
+        "" => Ok(None),
+        name => name
+            .parse::<HangupCause>()
+            .map(Some)
+            .map_err(|_| format!("unknown cause {name:?}")),
+    }
+}
+
 impl StoredNumber {
     fn into_number(self) -> Result<Number, String> {
         let call_status: CallStatus = self
             .call_status
             .parse()
             .map_err(|_| format!("unknown call_status {:?}", self.call_status))?;
-        let cause = match self.cause.as_str() {
-            "" => None,
-            name => Some(
-                name.parse::<HangupCause>()
-                    .map_err(|_| format!("unknown cause {name:?}"))?,
-            ),
-        };
+        let cause = stored_cause(&self.cause)?;
         Ok(Number {
             id: self.id,
             group_id: self.group_id,
@@ -97,28 +102,33 @@ impl StoredNumber {
     }
 }
 
+impl StoredAttempt {
+    fn into_attempt(self) -> Result<Attempt, String> {
+        Ok(Attempt {
+            attempt: self.attempt,
+            uuid: self.uuid,
+            dest_number: self.dest_number,
+            call_start_time: self.call_start_time,
+            call_answer_time: self.call_answer_time,
+            call_end_time: self.call_end_time,
+            cause: stored_cause(&self.cause)?,
+            sip_code: self.sip_code,
+            billsec: self.billsec,
+            dtmf: self.dtmf,
+            record_path: self.record_path,
+        })
+    }
+}
+
 /// `{"task":{"id","group_name"},"number":{…as the numbers list…},"attempt":{…as the attempts
 /// route…}}` from a stored body; an error says what is wrong with it.
 pub fn render(stored: &str, tz: TimeZone) -> Result<Vec<u8>, String> {
     let stored: Stored =
         serde_json::from_str(stored).map_err(|e| format!("unreadable stored body: {e}"))?;
-    let attempt = stored.attempt;
     let body = json!({
         "task": {"id": stored.task.id, "group_name": stored.task.group_name},
         "number": number_item(&stored.number.into_number()?, tz),
-        "attempt": {
-            "attempt": attempt.attempt,
-            "uuid": attempt.uuid,
-            "dest_number": attempt.dest_number,
-            "call_start_time": tz.format(attempt.call_start_time),
-            "call_answer_time": tz.format_optional(attempt.call_answer_time),
-            "call_end_time": tz.format_optional(attempt.call_end_time),
-            "cause": attempt.cause,
-            "sip_code": attempt.sip_code.map(|code| code.to_string()).unwrap_or_default(),
-            "billsec": attempt.billsec,
-            "dtmf": attempt.dtmf,
-            "record_path": attempt.record_path,
-        },
+        "attempt": attempt_item(&stored.attempt.into_attempt()?, tz),
     });
     serde_json::to_vec(&body).map_err(|e| e.to_string())
 }

@@ -160,11 +160,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db")).unwrap();
         let mut conn = db.connection().unwrap();
-        let settings = crate::domain::TaskSettings {
-            group_name: Some(crate::domain::TaskName::new("t").unwrap()),
-            ..Default::default()
-        };
-        let task = db::tasks::create(&mut conn, &settings, 1).unwrap();
+        let task = db::tasks::create_named(&mut conn, "t", 1);
         let added = add(
             &mut conn,
             &[

@@ -207,11 +207,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db")).unwrap();
         let mut conn = db.connection().unwrap();
-        let settings = crate::domain::TaskSettings {
-            group_name: Some(crate::domain::TaskName::new("t").unwrap()),
-            ..Default::default()
-        };
-        let id = db::tasks::create(&mut conn, &settings, 10).unwrap();
+        let id = db::tasks::create_named(&mut conn, "t", 10);
         let numbers: Vec<NewNumber> = (0..6)
             .map(|i| NewNumber {
                 dest_number: format!("100{i}"),
@@ -301,15 +297,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db")).unwrap();
         let mut conn = db.connection().unwrap();
-        let task = |conn: &mut Connection, name: &str| {
-            let settings = crate::domain::TaskSettings {
-                group_name: Some(crate::domain::TaskName::new(name).unwrap()),
-                ..Default::default()
-            };
-            db::tasks::create(conn, &settings, 10).unwrap()
-        };
-        let id = task(&mut conn, "t");
-        let other = task(&mut conn, "other");
+        let id = db::tasks::create_named(&mut conn, "t", 10);
+        let other = db::tasks::create_named(&mut conn, "other", 10);
         // Across two buckets (ids 1..=5000), then a second import that shares the last one.
         let numbers = |n: usize, from: usize| -> Vec<NewNumber> {
             (from..from + n)
@@ -409,15 +398,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db")).unwrap();
         let mut conn = db.connection().unwrap();
-        let task = |conn: &mut Connection, name: &str| {
-            let settings = crate::domain::TaskSettings {
-                group_name: Some(crate::domain::TaskName::new(name).unwrap()),
-                ..Default::default()
-            };
-            db::tasks::create(conn, &settings, 10).unwrap()
-        };
-        let id = task(&mut conn, "t");
-        let other = task(&mut conn, "other");
+        let id = db::tasks::create_named(&mut conn, "t", 10);
+        let other = db::tasks::create_named(&mut conn, "other", 10);
         let entry = |number: String, task_id: Option<i64>| db::dnc::NewEntry {
             number,
             task_id,

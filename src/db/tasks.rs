@@ -225,6 +225,16 @@ pub fn list(conn: &Connection, filter: &ListFilter, page: Page) -> DbResult<(Vec
     Ok((tasks, total))
 }
 
+/// Tests' task: named `name`, every other setting the default, created at `now`.
+#[cfg(test)]
+pub(crate) fn create_named(conn: &mut Connection, name: &str, now: i64) -> i64 {
+    let settings = TaskSettings {
+        group_name: Some(crate::domain::TaskName::new(name).unwrap()),
+        ..Default::default()
+    };
+    create(conn, &settings, now).unwrap()
+}
+
 /// Creates a task from settings that include `group_name`; answers the new id.
 pub fn create(conn: &mut Connection, settings: &TaskSettings, now: i64) -> DbResult<i64> {
     let name = settings

@@ -126,6 +126,23 @@ impl TestApp {
     }
 }
 
+/// A prompt reference the sim plays (it only needs a playback action to keep answered calls up).
+pub const MEDIA: &str = r#"{"media_id":205,"media_path":"phrase:welcome_short@xui","media_type":"SYSTEM","media_name":"welcome_short"}"#;
+
+/// Starts a slow campaign on a real-time sim (`time_scale` 1.0): `count` numbers
+/// `{prefix}NNN2`, each answered after 1 s and hung up 20 s later, at most 5 calls a second and
+/// 30 at once. Its task id.
+pub async fn start_slow_campaign(api: &Api, prefix: &str, count: usize) -> i64 {
+    let numbers: Vec<String> = (0..count).map(|n| format!("{prefix}{n:03}2")).collect();
+    api.start_campaign(
+        "slow",
+        serde_json::json!({"max_caps": 5, "max_concurrency": 30, "calling_time": 10,
+               "action": "playback", "data": MEDIA}),
+        &numbers,
+    )
+    .await
+}
+
 /// `n` distinct dialable numbers starting at `first`.
 pub fn phone_numbers(first: u64, n: usize) -> Vec<String> {
     (0..n as u64)

@@ -8,8 +8,64 @@ use super::Reply;
 /// waiting (and stays `running`) for the whole test, whatever the dialer does.
 pub const SLOW_CAPS: f64 = 0.001;
 
+/// outcall's additions to a task's keys (issue 11), in the list and by id alike.
+pub const TASK_ADDED_FIELDS: [&str; 7] = [
+    "max_attempts",
+    "retry_interval",
+    "retry_causes",
+    "call_windows",
+    "call_weekdays",
+    "time_zone",
+    "webhook_url",
+];
+
+/// `first`'s keys followed by `then`'s (`M` is `N` + `K`, checked at compile time).
+const fn concat<const N: usize, const K: usize, const M: usize>(
+    first: [&'static str; N],
+    then: [&'static str; K],
+) -> [&'static str; M] {
+    assert!(M == N + K);
+    let mut all = [""; M];
+    let mut i = 0;
+    while i < N {
+        all[i] = first[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < K {
+        all[N + j] = then[j];
+        j += 1;
+    }
+    all
+}
+
+/// `vendor`'s keys followed by `TASK_ADDED_FIELDS`.
+const fn with_task_additions<const N: usize, const M: usize>(
+    vendor: [&'static str; N],
+) -> [&'static str; M] {
+    concat(vendor, TASK_ADDED_FIELDS)
+}
+
+/// The keys of an attempt (the attempts route's items and a result webhook's `attempt`): the
+/// two numbers and the strings below.
+pub const ATTEMPT_FIELDS: [&str; 11] = concat(["attempt", "billsec"], ATTEMPT_STRING_FIELDS);
+
+/// The keys of an attempt shown as strings (all but `attempt` and `billsec`); a number's row
+/// has them too.
+pub const ATTEMPT_STRING_FIELDS: [&str; 9] = [
+    "uuid",
+    "dest_number",
+    "call_start_time",
+    "call_answer_time",
+    "call_end_time",
+    "cause",
+    "sip_code",
+    "dtmf",
+    "record_path",
+];
+
 /// The keys of a task in the list, as the vendor's example shows them, and outcall's additions.
-pub const TASK_LIST_FIELDS: [&str; 33] = [
+pub const TASK_LIST_FIELDS: [&str; 33] = with_task_additions([
     "auto_record",
     "description",
     "task_end_time",
@@ -36,18 +92,10 @@ pub const TASK_LIST_FIELDS: [&str; 33] = [
     "group_confirm_key",
     "cid_number",
     "calling_time",
-    // outcall's additions (issue 11).
-    "max_attempts",
-    "retry_interval",
-    "retry_causes",
-    "call_windows",
-    "call_weekdays",
-    "time_zone",
-    "webhook_url",
-];
+]);
 
 /// The keys of a task got by id, as the vendor's example shows them, and outcall's additions.
-pub const TASK_GET_FIELDS: [&str; 31] = [
+pub const TASK_GET_FIELDS: [&str; 31] = with_task_additions([
     "done_total",
     "id",
     "action",
@@ -72,15 +120,7 @@ pub const TASK_GET_FIELDS: [&str; 31] = [
     "deleted_at",
     "cid_number",
     "dest_context",
-    // outcall's additions (issue 11).
-    "max_attempts",
-    "retry_interval",
-    "retry_causes",
-    "call_windows",
-    "call_weekdays",
-    "time_zone",
-    "webhook_url",
-];
+]);
 
 /// The fields of a task got by id that are JSON numbers (API.md, "Value types").
 pub const TASK_GET_NUMBER_FIELDS: [&str; 9] = [
